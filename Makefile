@@ -1,0 +1,38 @@
+# ienet-tf: `make demo` and `make test` set everything up on a fresh machine (idempotent).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ienet-installed
+
+.PHONY: install test lint demo lock clean
+
+install: $(STAMP)
+
+# Re-installs only when the pins or the package metadata change.
+$(STAMP): constraints.txt pyproject.toml setup.cfg
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt -e ".[cpu,dev]"
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest
+
+demo: install
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/ienet demo
+
+# Re-pin the whole stack from a fresh resolve (needs the package registry).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,dev]"
+	{ head -n 2 constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable; } \
+		> constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

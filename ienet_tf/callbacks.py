@@ -1,0 +1,87 @@
+"""Keras callbacks for IE-Net training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import tensorflow as tf
+from larq import utils as lq_utils
+
+from ienet_tf.quantizers import IEEQuantizer
+from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
+
+__all__ = ["IEESchedule", "iee_quantizers"]
+
+
+def iee_quantizers(model: tf.Module) -> Iterator[IEEQuantizer]:
+    """Every IEE quantizer inside `model`: in its layers, nested layers and sub-models."""
+    if isinstance(model, IEEQuantizer):
+        yield model
+    for module in model.submodules:
+        if isinstance(module, IEEQuantizer):
+            yield module
+
+
+@lq_utils.register_keras_custom_object
+class IEESchedule(tf.keras.callbacks.Callback):
+    """Sets the sharpness `q` of every IEE quantizer in the model before each epoch.
+
+    For 0-based epoch `e` of a schedule of `epochs` epochs:
+    `q = 10^(t_min + (t_max - t_min) * e / epochs)` (see `ienet_tf.schedule.iee_q`).
+    Keras passes the real epoch index to `on_epoch_begin`, so a run resumed with
+    `BackupAndRestore` or `initial_epoch=e` trains epoch `e` with epoch `e`'s `q`. The
+    current `q` is added to the epoch logs as `iee_q` (progress bar, CSV, TensorBoard).
+
+    ```python
+    model.fit(ds, epochs=E, callbacks=[IEESchedule(epochs=E)])
+    ```
+
+    # Arguments
+        epochs: length of the schedule, normally the `epochs` given to `fit`.
+        t_min: `log10(q)` at the first epoch (paper: -2).
+        t_max: `log10(q)` the schedule approaches at the end (paper: 1).
+        verbose: print the new `q` at the start of each epoch.
+    """
+
+    def __init__(
+        self,
+        epochs: int,
+        t_min: float = DEFAULT_T_MIN,
+        t_max: float = DEFAULT_T_MAX,
+        verbose: int = 0,
+    ):
+        super().__init__()
+        validate_schedule(epochs, t_min, t_max)
+        self.epochs = epochs
+        self.t_min = float(t_min)
+        self.t_max = float(t_max)
+        self.verbose = verbose
+        self._q: float | None = None
+
+    def q_at(self, epoch: int) -> float:
+        return iee_q(epoch, self.epochs, self.t_min, self.t_max)
+
+    def on_train_begin(self, logs=None):
+        if not any(True for _ in iee_quantizers(self.model)):
+            tf.get_logger().warning(
+                "IEESchedule: the model has no IEE quantizer, the callback does nothing."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._q = self.q_at(epoch)
+        for quantizer in iee_quantizers(self.model):
+            quantizer.q.assign(self._q)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: IEESchedule sets q = {self._q:.4g}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._q is not None:
+            logs["iee_q"] = self._q
+
+    def get_config(self):
+        return {
+            "epochs": self.epochs,
+            "t_min": self.t_min,
+            "t_max": self.t_max,
+            "verbose": self.verbose,
+        }

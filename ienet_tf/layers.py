@@ -1,0 +1,275 @@
+r"""IE-Net layers.
+
+`IEBinaryConv2D` is the information-enhanced binary convolution (IE-BC): ONE shared
+binary kernel applied to K copies of the input, each binarized with its own learnable
+threshold, the K results summed with per-channel compensation factors:
+
+\\[
+Y = \sum_{k=1}^{K} \lambda_k \odot \operatorname{BConv}\left(B_W,
+    \operatorname{sign}(X + \beta_k)\right) \odot \alpha, \qquad \lambda_1 = 1
+\\]
+
+```python
+from ienet_tf import layers
+
+y = layers.IEBinaryConv2D(64, 3, k=2)(x)  # IE-BC with IEE weights, same-one padding
+```
+
+With `k=1, learnable_thresholds=False, kernel_quantizer="ste_sign",
+activation_estimator="approx_sign"` it is the Bi-Real baseline convolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from contextlib import contextmanager
+
+import larq as lq
+import tensorflow as tf
+from larq import utils as lq_utils
+
+from ienet_tf import quantizers
+
+__all__ = ["IEBinaryConv2D", "LAMBDA_MODES"]
+
+#: `"channel"`: one lambda per output channel and branch (the ImageNet release);
+#: `"scalar"`: one lambda per branch (the release's CIFAR ResNet-18 and VGG-Small).
+LAMBDA_MODES = ("channel", "scalar")
+
+
+class _DropStarvedWeightsWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "starved weights" not in record.getMessage()
+
+
+@contextmanager
+def _no_starved_weights_warning(kernel_quantizer):
+    """larq warns that a binary kernel without `kernel_constraint` may starve. IEESign
+    standardizes the latent weights, so their scale (what a clip bounds) is irrelevant and
+    the warning would only mislead; it stays for the other quantizers."""
+    if not isinstance(kernel_quantizer, quantizers.IEESign):
+        yield
+        return
+    logger, log_filter = logging.getLogger("larq.layers_base"), _DropStarvedWeightsWarning()
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
+
+
+def _check_k(k) -> int:
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"`k` (the number of IE-BC branches) must be an integer >= 1, got {k!r}.")
+    return int(k)
+
+
+@lq_utils.register_keras_custom_object
+class IEBinaryConv2D(lq.layers.QuantConv2D):
+    r"""Information-enhanced binary 2D convolution (IE-BC), a larq `QuantConv2D`.
+
+    \\[
+    Y = \sum_{k=1}^{K} \lambda_k \odot \operatorname{BConv}\left(B_W,
+        \operatorname{sign}(X + \beta_k)\right) \odot \alpha + b
+    \\]
+
+    The kernel is binarized ONCE per call (`kernel_quantizer`, IEE by default) and shared
+    by all K branches. Each branch adds its threshold `beta_k` (one per input channel) to
+    the input, binarizes it with `activation_estimator`, pads with `pad_values` and
+    convolves. The per-channel factors `lambda_k * alpha` multiply each branch's output
+    after its convolution, where the LCE converter fuses them into `LceBconv2d`; a model
+    with IE-BC layers converts into K `LceBconv2d` per layer sharing one bitpacked kernel.
+
+    Weights: `kernel` (kh, kw, C_in, C_out); `alpha` (C_out,), initialised once to the
+    mean |W| per output channel of the initial kernel; `thresholds` (K, C_in), zeros by
+    default (the release); `lambdas` (K-1, C_out) or (K-1, 1) with `lambda_mode="scalar"`,
+    initialised U[0, 0.001). lambda_1 = 1 is not a weight.
+
+    # Arguments
+        filters: number of output channels.
+        kernel_size: an integer or a tuple of 2 integers.
+        k: number of branches (thresholds) sharing the kernel; K = 1 is Bi-Real + RSign.
+        strides, dilation_rate: as for `tf.keras.layers.Conv2D`.
+        padding: `"same"` or `"valid"`.
+        pad_values: value of the padded binary input under `"same"`. `1.0` (default) is
+            LCE's fast "same-one" path; `0.0` reproduces the release exactly (a third
+            value, which LCE corrects at a cost).
+        kernel_quantizer: `"iee_sign"` (default), `"ste_sign"`, `"magnitude_aware_sign"`
+            or a binary larq quantizer.
+        activation_estimator: `"iee"` (default, `IEEActivationSign`), `"approx_sign"`,
+            `"ste"` or a binary larq quantizer.
+        learnable_thresholds: learn the K thresholds (RSign). `False` requires `k=1` and
+            gives the Bi-Real baseline (plain sign of the input).
+        thresholds_initializer: initializer of `thresholds`.
+        lambda_mode: `"channel"` (default) or `"scalar"`, see `LAMBDA_MODES`.
+        lambdas_initializer: initializer of `lambdas`.
+        alpha_regularizer, thresholds_regularizer, lambdas_regularizer: regularizers of the
+            extra weights (the kernel's is `kernel_regularizer`).
+        use_bias: add a bias after the sum (off by default: BatchNorm follows).
+        Other arguments are those of `lq.layers.QuantConv2D`.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        k: int = 2,
+        strides=(1, 1),
+        padding: str = "same",
+        pad_values: float = 1.0,
+        data_format: str | None = None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias: bool = False,
+        kernel_quantizer="iee_sign",
+        activation_estimator="iee",
+        learnable_thresholds: bool = True,
+        thresholds_initializer="zeros",
+        lambda_mode: str = "channel",
+        lambdas_initializer=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        alpha_regularizer=None,
+        thresholds_regularizer=None,
+        lambdas_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        self.k = _check_k(k)
+        self.learnable_thresholds = bool(learnable_thresholds)
+        if self.k > 1 and not self.learnable_thresholds:
+            raise ValueError(
+                f"`learnable_thresholds=False` requires `k=1` (got k={k}): without "
+                "thresholds all branches binarize the input identically."
+            )
+        if lambda_mode not in LAMBDA_MODES:
+            raise ValueError(
+                f"Unknown `lambda_mode` {lambda_mode!r}; allowed: {list(LAMBDA_MODES)}."
+            )
+        if data_format not in (None, "channels_last"):
+            raise ValueError(
+                f"`data_format` must be 'channels_last' (NHWC, what LCE converts), "
+                f"got {data_format!r}."
+            )
+        if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
+            raise ValueError(f"`padding` must be 'same' or 'valid', got {padding!r}.")
+        self.lambda_mode = lambda_mode
+        self.thresholds_initializer = tf.keras.initializers.get(thresholds_initializer)
+        self.lambdas_initializer = tf.keras.initializers.get(
+            lambdas_initializer or tf.keras.initializers.RandomUniform(0.0, 1e-3)
+        )
+        self.alpha_regularizer = tf.keras.regularizers.get(alpha_regularizer)
+        self.thresholds_regularizer = tf.keras.regularizers.get(thresholds_regularizer)
+        self.lambdas_regularizer = tf.keras.regularizers.get(lambdas_regularizer)
+        kernel_quantizer = quantizers.get_weight_quantizer(kernel_quantizer)
+        with _no_starved_weights_warning(kernel_quantizer):
+            super().__init__(
+                filters,
+                kernel_size,
+                strides=strides,
+                padding=padding,
+                pad_values=pad_values,
+                data_format="channels_last",
+                dilation_rate=dilation_rate,
+                activation=activation,
+                use_bias=use_bias,
+                input_quantizer=quantizers.get_activation_estimator(activation_estimator),
+                kernel_quantizer=kernel_quantizer,
+                kernel_initializer=kernel_initializer,
+                bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer,
+                bias_regularizer=bias_regularizer,
+                activity_regularizer=activity_regularizer,
+                kernel_constraint=kernel_constraint,
+                bias_constraint=bias_constraint,
+                **kwargs,
+            )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        input_channels = int(tf.TensorShape(input_shape)[-1])
+        latent_kernel = self.kernel.latent_variable
+        self.alpha = self.add_weight(
+            name="alpha",
+            shape=(self.filters,),
+            # alpha starts at mean|W| per output channel of the initial kernel.
+            initializer=lambda shape, dtype=None: tf.reduce_mean(
+                tf.abs(latent_kernel), axis=[0, 1, 2]
+            ),
+            regularizer=self.alpha_regularizer,
+            trainable=True,
+        )
+        self.thresholds = None
+        if self.learnable_thresholds:
+            self.thresholds = self.add_weight(
+                name="thresholds",
+                shape=(self.k, input_channels),
+                initializer=self.thresholds_initializer,
+                regularizer=self.thresholds_regularizer,
+                trainable=True,
+            )
+        self.lambdas = None
+        if self.k > 1:
+            self.lambdas = self.add_weight(
+                name="lambdas",
+                shape=(self.k - 1, self.filters if self.lambda_mode == "channel" else 1),
+                initializer=self.lambdas_initializer,
+                regularizer=self.lambdas_regularizer,
+                trainable=True,
+            )
+
+    def branch_scales(self) -> list[tf.Tensor]:
+        """The per-output-channel multiplier of each branch: alpha, lambda_k * alpha."""
+        alpha = tf.convert_to_tensor(self.alpha)
+        return [alpha] + [alpha * self.lambdas[i] for i in range(self.k - 1)]
+
+    def _binary_conv(self, binary_inputs: tf.Tensor, binary_kernel: tf.Tensor):
+        if self._is_native_padding:
+            return self.convolution_op(binary_inputs, binary_kernel)
+        # Same as larq's QuantConv2D: pad the binarized input with `pad_values`, then a
+        # "valid" convolution (LCE fuses this into its same-one padding).
+        padded = tf.pad(
+            binary_inputs,
+            self._get_padding_same(binary_inputs),
+            constant_values=self.pad_values,
+        )
+        with lq_utils.patch_object(self, "padding", "valid"):
+            return self.convolution_op(padded, binary_kernel)
+
+    def call(self, inputs):
+        with lq.context.quantized_scope(True):
+            # Binarize the shared kernel once for all branches.
+            binary_kernel = tf.convert_to_tensor(self.kernel)
+        branches = []
+        for branch, scale in enumerate(self.branch_scales()):
+            shifted = inputs if self.thresholds is None else inputs + self.thresholds[branch]
+            binary_inputs = self.input_quantizer(shifted)
+            branches.append(self._binary_conv(binary_inputs, binary_kernel) * scale)
+        outputs = branches[0] if len(branches) == 1 else tf.add_n(branches)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        # The branches own the input quantizer; QuantConv2D's `groups` is not supported.
+        config["activation_estimator"] = config.pop("input_quantizer")
+        config.pop("groups", None)
+        return {
+            **config,
+            "k": self.k,
+            "learnable_thresholds": self.learnable_thresholds,
+            "thresholds_initializer": tf.keras.initializers.serialize(self.thresholds_initializer),
+            "lambda_mode": self.lambda_mode,
+            "lambdas_initializer": tf.keras.initializers.serialize(self.lambdas_initializer),
+            "alpha_regularizer": tf.keras.regularizers.serialize(self.alpha_regularizer),
+            "thresholds_regularizer": tf.keras.regularizers.serialize(self.thresholds_regularizer),
+            "lambdas_regularizer": tf.keras.regularizers.serialize(self.lambdas_regularizer),
+        }

@@ -1,0 +1,278 @@
+r"""IE-Net quantizers: the information-enhanced estimator (IEE) for weights and activations.
+
+Both quantizers binarize with larq's `lq.math.sign` (sign(0) = +1) in the forward pass,
+which is exactly what the Larq Compute Engine converter matches. Only the backward pass
+differs from larq's built-in quantizers: it is the derivative of the IEE surrogate
+
+\\[
+F(x) = \begin{cases}
+  r \left(\sqrt{3} q x - \operatorname{sign}(x) \tfrac{3}{4} q^2 x^2\right)
+    & |x| < \tfrac{2\sqrt{3}}{3q} \\\
+  r \operatorname{sign}(x) & \text{otherwise}
+\end{cases}
+\qquad
+\frac{\partial F}{\partial x} = r \max\left(0, \sqrt{3} q - \tfrac{3}{2} q^2 |x|\right)
+\\]
+
+whose sharpness `q` follows a per-epoch schedule (`ienet_tf.callbacks.IEESchedule`). Early
+in training (`q = 0.01`, `r = 100`) the gradient is about `sqrt(3)` almost everywhere; late
+(`q ~ 10`, `r = 1`) it is a tall, narrow spike around 0 that approximates `d sign/dx`.
+
+```python
+import larq as lq
+from ienet_tf import quantizers
+
+layer = lq.layers.QuantConv2D(
+    64, 3, input_quantizer="iee_act_sign", kernel_quantizer="iee_sign", use_bias=False
+)
+```
+"""
+
+from __future__ import annotations
+
+import math
+
+import larq as lq
+import tensorflow as tf
+from larq import utils as lq_utils
+from larq.quantizers import _BaseQuantizer
+
+from ienet_tf.schedule import DEFAULT_T_MIN
+
+__all__ = [
+    "ACTIVATION_ESTIMATORS",
+    "WEIGHT_QUANTIZERS",
+    "IEEActivationSign",
+    "IEEQuantizer",
+    "IEESign",
+    "get_activation_estimator",
+    "get_weight_quantizer",
+    "iee_derivative",
+    "iee_sign",
+    "standardize",
+]
+
+SQRT3 = math.sqrt(3.0)
+#: Added to the variance before the square root, as in the release (`var + 1e-5`).
+STD_EPSILON = 1e-5
+
+
+def iee_derivative(x: tf.Tensor, q: tf.Tensor, r: tf.Tensor) -> tf.Tensor:
+    """The IEE surrogate derivative `r * max(0, sqrt(3) q - 1.5 q^2 |x|)`."""
+    return r * tf.nn.relu(SQRT3 * q - 1.5 * tf.square(q) * tf.abs(x))
+
+
+def iee_sign(x: tf.Tensor, q: tf.Tensor | float, r: tf.Tensor | float) -> tf.Tensor:
+    """`lq.math.sign(x)` in the forward pass, `dy * iee_derivative(x, q, r)` backward.
+
+    `q` and `r` are treated as constants: no gradient flows to them.
+    """
+    q = tf.cast(q, x.dtype)
+    r = tf.cast(r, x.dtype)
+
+    @tf.custom_gradient
+    def _call(x):
+        def grad(dy):
+            return dy * iee_derivative(x, q, r)
+
+        return lq.math.sign(x), grad
+
+    return _call(x)
+
+
+def standardize(x: tf.Tensor, axes: list[int], center: bool = True) -> tf.Tensor:
+    """`(x - mean) / sqrt(var + 1e-5)` over `axes`, with the unbiased variance.
+
+    Gradients flow through the mean and the standard deviation. With `center=False` the
+    mean is still used for the variance but not subtracted from `x` (the release's
+    per-sample activation scaling).
+    """
+    mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+    centered = x - mean
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+    variance = tf.reduce_sum(tf.square(centered), axis=axes, keepdims=True) / tf.maximum(
+        count - 1.0, 1.0
+    )
+    return (centered if center else x) * tf.math.rsqrt(variance + STD_EPSILON)
+
+
+class IEEQuantizer(_BaseQuantizer):
+    """Base class of the quantizers driven by the IEE schedule.
+
+    Holds the schedule value `q` as a non-trainable scalar `tf.Variable`, which
+    `IEESchedule` assigns at the start of every epoch and which is saved with the model.
+
+    # Arguments
+        q: initial sharpness, `10^T_min = 0.01` by default (the schedule's first epoch).
+            Without an `IEESchedule` callback `q` stays at this value.
+    """
+
+    precision = 1
+
+    def __init__(self, q: float = 10.0**DEFAULT_T_MIN, **kwargs):
+        q = float(q)
+        if not q > 0 or not math.isfinite(q):
+            raise ValueError(f"`q` must be a positive finite number, got {q!r}.")
+        super().__init__(**kwargs)
+        with tf.name_scope(self.name):  # unique weight names, e.g. for HDF5 weights
+            self.q = self.add_weight(
+                name="q",
+                shape=(),
+                dtype=tf.float32,
+                initializer=tf.keras.initializers.Constant(q),
+                trainable=False,
+            )
+
+    @property
+    def non_trainable_weights(self):
+        # larq's base hides every non-trainable weight (its metrics' state); `q` is model
+        # state that must be saved with the weights, so it is exposed.
+        return [self.q]
+
+    @property
+    def r(self) -> tf.Tensor:
+        """The gradient scale `max(1/q, 1)` derived from the current `q`."""
+        return tf.maximum(1.0 / tf.convert_to_tensor(self.q), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "q": float(tf.keras.backend.get_value(self.q))}
+
+
+@lq_utils.register_alias("iee_sign")
+@lq_utils.register_keras_custom_object
+class IEESign(IEEQuantizer):
+    r"""Binary weight quantizer with balance + standardize and the IEE gradient.
+
+    Per output channel (the last axis; mean and variance over all other axes):
+
+    \\[
+    \hat{W} = \frac{W - \operatorname{mean}(W)}{\sqrt{\operatorname{var}(W) + 10^{-5}}},
+    \qquad B_W = \operatorname{sign}(\hat{W}),
+    \qquad \frac{\partial L}{\partial \hat{W}} = \frac{\partial L}{\partial B_W}
+        \, r \max\left(0, \sqrt{3} q - \tfrac{3}{2} q^2 |\hat{W}|\right)
+    \\]
+
+    with `r = max(1/q, 1)` and the unbiased variance (as in the release). Gradients flow
+    through the mean and standard deviation. The output is exactly +-1 per element; the
+    per-channel scaling factor belongs to the layer (`IEBinaryConv2D.alpha`), after the
+    convolution, where the LCE converter fuses it.
+
+    # Arguments
+        standardize: balance and standardize before the sign (the IE-Net default). With
+            `False`, the IEE gradient is applied to the raw latent weights.
+        q: initial sharpness of the estimator (see `IEEQuantizer`).
+        metrics: larq metrics, e.g. `["flip_ratio"]`.
+
+    # References
+        - [IE-Net: Information-Enhanced Binary Neural Networks for Accurate
+          Classification](https://doi.org/10.3390/electronics11060937)
+    """
+
+    def __init__(self, standardize: bool = True, **kwargs):
+        self.standardize = bool(standardize)
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        latent = inputs
+        if self.standardize:
+            latent = standardize(latent, axes=list(range(inputs.shape.rank - 1)))
+        q = tf.convert_to_tensor(self.q)
+        outputs = iee_sign(latent, q, tf.maximum(1.0 / q, 1.0))
+        return super().call(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "standardize": self.standardize}
+
+
+@lq_utils.register_alias("iee_act_sign")
+@lq_utils.register_keras_custom_object
+class IEEActivationSign(IEEQuantizer):
+    r"""Binary activation quantizer with the release's IEE activation estimator.
+
+    Forward `sign(x)`. Backward, with `q_a = max(q, 1)` and `r_a = 1`:
+
+    \\[
+    \frac{\partial L}{\partial \tilde{x}} = \frac{\partial L}{\partial b}
+        \max\left(0, \sqrt{3} q_a - \tfrac{3}{2} q_a^2 |\tilde{x}|\right),
+    \qquad \tilde{x} = \frac{x}{\sqrt{\operatorname{var}(x) + 10^{-5}}}
+    \\]
+
+    where during training the variance is per sample over (H, W, C) (unbiased) and the
+    division is part of the graph (its gradient is kept). At inference there is no
+    division: the sign is unchanged by it, and the converted model sees a plain sign.
+
+    # Arguments
+        normalize: divide by the per-sample standard deviation in training (release
+            default). With `False`, the estimator's x-axis is the raw input.
+        q: initial sharpness (see `IEEQuantizer`); the schedule drives it like the
+            weights', and the activation estimator uses `max(q, 1)`.
+        metrics: larq metrics, e.g. `["flip_ratio"]`.
+    """
+
+    def __init__(self, normalize: bool = True, **kwargs):
+        self.normalize = bool(normalize)
+        super().__init__(**kwargs)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.normalize and inputs.shape.rank > 1:
+            axes = list(range(1, inputs.shape.rank))
+            x = tf.__internal__.smart_cond.smart_cond(
+                False if training is None else training,
+                lambda: standardize(inputs, axes=axes, center=False),
+                lambda: inputs,
+            )
+        q_a = tf.maximum(tf.convert_to_tensor(self.q), 1.0)
+        outputs = iee_sign(x, q_a, 1.0)
+        return super().call(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "normalize": self.normalize}
+
+
+#: Names accepted for the weight quantizer of the IE-Net layers.
+WEIGHT_QUANTIZERS = ("iee_sign", "ste_sign", "magnitude_aware_sign")
+
+#: Names accepted for the activation estimator of the IE-Net layers.
+ACTIVATION_ESTIMATORS = {
+    "iee": IEEActivationSign,
+    "approx_sign": lq.quantizers.ApproxSign,
+    "ste": lq.quantizers.SteSign,
+}
+
+
+def _check_binary(quantizer, argument: str, allowed) -> lq.quantizers.Quantizer:
+    if not isinstance(quantizer, lq.quantizers.Quantizer) or quantizer.precision != 1:
+        raise ValueError(
+            f"`{argument}` must be a binary larq quantizer (precision 1) or one of "
+            f"{list(allowed)}, got {quantizer!r}."
+        )
+    return quantizer
+
+
+def get_weight_quantizer(identifier) -> lq.quantizers.Quantizer:
+    """Resolve `"iee_sign"`, `"ste_sign"`, `"magnitude_aware_sign"`, a serialized config
+    or a binary larq `Quantizer` instance into a kernel quantizer."""
+    if isinstance(identifier, str) and identifier not in WEIGHT_QUANTIZERS:
+        raise ValueError(
+            f"Unknown `kernel_quantizer` {identifier!r}; allowed: "
+            f"{list(WEIGHT_QUANTIZERS)} or a binary larq quantizer instance."
+        )
+    if isinstance(identifier, (str, dict)):
+        identifier = lq.quantizers.get_kernel_quantizer(identifier)
+    return _check_binary(identifier, "kernel_quantizer", WEIGHT_QUANTIZERS)
+
+
+def get_activation_estimator(identifier) -> lq.quantizers.Quantizer:
+    """Resolve `"iee"`, `"approx_sign"`, `"ste"` (clip 1), a serialized config or a
+    binary larq `Quantizer` instance into an input quantizer."""
+    if isinstance(identifier, str):
+        if identifier not in ACTIVATION_ESTIMATORS:
+            raise ValueError(
+                f"Unknown `activation_estimator` {identifier!r}; allowed: "
+                f"{list(ACTIVATION_ESTIMATORS)} or a binary larq quantizer instance."
+            )
+        identifier = ACTIVATION_ESTIMATORS[identifier]()
+    elif isinstance(identifier, dict):
+        identifier = lq.quantizers.get(identifier)
+    return _check_binary(identifier, "activation_estimator", ACTIVATION_ESTIMATORS)
