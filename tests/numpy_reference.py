@@ -84,9 +84,7 @@ def conv2d(x, w, stride: int = 1, padding: str = "valid", pad_value: float = 0.0
             same_padding(x.shape[1], kh, stride),
             same_padding(x.shape[2], kw, stride),
         )
-        x = np.pad(
-            x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=pad_value
-        )
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=pad_value)
     out_h = (x.shape[1] - kh) // stride + 1
     out_w = (x.shape[2] - kw) // stride + 1
     out = np.zeros((x.shape[0], out_h, out_w, w.shape[3]))
@@ -97,8 +95,9 @@ def conv2d(x, w, stride: int = 1, padding: str = "valid", pad_value: float = 0.0
     return out
 
 
-def iebc(x, kernel, alpha, thresholds, lambdas, stride=1, padding="same", pad_value=1.0,
-         standardize=True):
+def iebc(
+    x, kernel, alpha, thresholds, lambdas, stride=1, padding="same", pad_value=1.0, standardize=True
+):
     """Y = sum_k lambda_k * conv(sign(x + beta_k), sign(W_hat)) * alpha, lambda_1 = 1."""
     latent = standardize_per_output_channel(kernel) if standardize else kernel
     binary_kernel = sign(latent)

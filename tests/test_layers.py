@@ -101,7 +101,7 @@ def test_gradients_reach_every_weight(k, rng):
         loss = tf.reduce_sum(y * rng.normal(size=y.shape))
     grads = tape.gradient(loss, layer.trainable_weights)
     assert len(grads) == len(layer.trainable_weights) == (2 + 1 + (k > 1))
-    for weight, grad in zip(layer.trainable_weights, grads):
+    for weight, grad in zip(layer.trainable_weights, grads, strict=True):
         assert grad is not None, weight.name
         assert np.all(np.isfinite(grad.numpy())) and np.any(grad.numpy() != 0), weight.name
 
@@ -129,8 +129,11 @@ def test_bireal_baseline_configuration(rng):
 
 @pytest.mark.parametrize(
     "estimator, cls",
-    [("iee", quantizers.IEEActivationSign), ("approx_sign", lq.quantizers.ApproxSign),
-     ("ste", lq.quantizers.SteSign)],
+    [
+        ("iee", quantizers.IEEActivationSign),
+        ("approx_sign", lq.quantizers.ApproxSign),
+        ("ste", lq.quantizers.SteSign),
+    ],
 )
 @pytest.mark.parametrize(
     "kernel_quantizer, kernel_cls",

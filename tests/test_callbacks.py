@@ -1,0 +1,153 @@
+import numpy as np
+import numpy_reference as ref
+import pytest
+import tensorflow as tf
+
+from ienet_tf import callbacks, layers, quantizers
+
+
+def _tiny_model(nested: bool = False) -> tf.keras.Model:
+    inputs = tf.keras.Input((6, 6, 2))
+    x = tf.keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    block_in = tf.keras.Input((6, 6, 8))
+    block = tf.keras.Model(
+        block_in,
+        tf.keras.layers.BatchNormalization()(layers.IEBinaryConv2D(8, 3, k=2)(block_in)),
+        name="block",
+    )
+    x = (tf.keras.Sequential([block], name="outer") if nested else block)(x)
+    x = layers.IEBinaryConv2D(8, 3, k=1)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
+    model.compile("sgd", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _data(n=16):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 6, 6, 2)).astype(np.float32), rng.integers(0, 3, n)
+
+
+class _RecordQ(tf.keras.callbacks.Callback):
+    """Records, at each epoch's start (after IEESchedule), every quantizer's q."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen[epoch] = [float(q.q.numpy()) for q in callbacks.iee_quantizers(self.model)]
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_schedule_reaches_every_quantizer_including_nested_models(nested):
+    model = _tiny_model(nested)
+    found = list(callbacks.iee_quantizers(model))
+    # Two IE-BC layers, each with an IEE kernel quantizer and an IEE activation estimator.
+    assert sorted(type(q).__name__ for q in found) == sorted(["IEESign", "IEEActivationSign"] * 2)
+    record = _RecordQ()
+    x, y = _data()
+    history = model.fit(
+        x, y, epochs=4, verbose=0, callbacks=[callbacks.IEESchedule(epochs=4), record]
+    )
+    for epoch in range(4):
+        assert record.seen[epoch] == pytest.approx([ref.schedule_q(epoch, 4)] * 4, rel=1e-6)
+    assert history.history["iee_q"] == pytest.approx([ref.schedule_q(e, 4) for e in range(4)])
+
+
+def test_custom_t_range_and_resume_with_initial_epoch():
+    model = _tiny_model()
+    record = _RecordQ()
+    x, y = _data()
+    schedule = callbacks.IEESchedule(epochs=10, t_min=-1.0, t_max=0.5)
+    model.fit(x, y, epochs=8, initial_epoch=6, verbose=0, callbacks=[schedule, record])
+    assert sorted(record.seen) == [6, 7]
+    for epoch in (6, 7):
+        expected = ref.schedule_q(epoch, 10, -1.0, 0.5)
+        assert record.seen[epoch] == pytest.approx([expected] * 4, rel=1e-6)
+
+
+class _Interrupt(tf.keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_with_backup_and_restore_gives_the_epochs_q(tmp_path):
+    x, y = _data()
+    backup = str(tmp_path / "backup")
+    model = _tiny_model()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(
+            x,
+            y,
+            epochs=5,
+            verbose=0,
+            callbacks=[
+                tf.keras.callbacks.BackupAndRestore(backup),
+                callbacks.IEESchedule(epochs=5),
+                _Interrupt(at_epoch=3),
+            ],
+        )
+    # A new process would rebuild the model from scratch, with q at its initial value.
+    tf.keras.backend.clear_session()
+    model = _tiny_model()
+    record = _RecordQ()
+    model.fit(
+        x,
+        y,
+        epochs=5,
+        verbose=0,
+        callbacks=[
+            tf.keras.callbacks.BackupAndRestore(backup),
+            callbacks.IEESchedule(epochs=5),
+            record,
+        ],
+    )
+    assert sorted(record.seen) == [3, 4]
+    assert record.seen[3] == pytest.approx([ref.schedule_q(3, 5)] * 4, rel=1e-6)
+
+
+def test_schedule_on_a_model_without_iee_quantizers_warns(caplog):
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    with caplog.at_level("WARNING"):
+        model.fit(
+            np.zeros((4, 3)),
+            np.zeros((4, 2)),
+            verbose=0,
+            callbacks=[callbacks.IEESchedule(epochs=1)],
+        )
+    assert "no IEE quantizer" in caplog.text
+
+
+def test_quantizer_itself_is_found():
+    quantizer = quantizers.IEESign()
+    assert list(callbacks.iee_quantizers(quantizer)) == [quantizer]
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"epochs": 0}, "`epochs`"),
+        ({"epochs": -1}, "`epochs`"),
+        ({"epochs": 3.0}, "`epochs`"),
+        ({"epochs": 5, "t_min": 1.0, "t_max": -2.0}, "`t_min`"),
+        ({"epochs": 5, "t_min": 0.5, "t_max": 0.5}, "`t_min`"),
+    ],
+)
+def test_invalid_callback_arguments(kwargs, argument):
+    with pytest.raises(ValueError) as error:
+        callbacks.IEESchedule(**kwargs)
+    assert argument in str(error.value)
+
+
+def test_callback_config_round_trip():
+    schedule = callbacks.IEESchedule(epochs=12, t_min=-1.0, t_max=2.0)
+    restored = callbacks.IEESchedule(**schedule.get_config())
+    assert restored.get_config() == schedule.get_config()
+    assert restored.q_at(6) == pytest.approx(ref.schedule_q(6, 12, -1.0, 2.0))
