@@ -92,7 +92,6 @@ def run_demo(
         y_train,
         batch_size=batch_size,
         epochs=epochs,
-        validation_data=(x_test, y_test),
         callbacks=[callbacks.IEESchedule(epochs=epochs)],
         verbose=verbose,
     )

@@ -77,37 +77,25 @@ class _Interrupt(tf.keras.callbacks.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_with_backup_and_restore_gives_the_epochs_q(tmp_path):
+def _fit_with_backup(backup, extra_callback):
     x, y = _data()
-    backup = str(tmp_path / "backup")
     model = _tiny_model()
+    callbacks_ = [
+        tf.keras.callbacks.BackupAndRestore(backup),
+        callbacks.IEESchedule(epochs=5),
+        extra_callback,
+    ]
+    model.fit(x, y, epochs=5, verbose=0, callbacks=callbacks_)
+
+
+def test_resume_with_backup_and_restore_gives_the_epochs_q(tmp_path):
+    backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        model.fit(
-            x,
-            y,
-            epochs=5,
-            verbose=0,
-            callbacks=[
-                tf.keras.callbacks.BackupAndRestore(backup),
-                callbacks.IEESchedule(epochs=5),
-                _Interrupt(at_epoch=3),
-            ],
-        )
+        _fit_with_backup(backup, _Interrupt(at_epoch=3))
     # A new process would rebuild the model from scratch, with q at its initial value.
     tf.keras.backend.clear_session()
-    model = _tiny_model()
     record = _RecordQ()
-    model.fit(
-        x,
-        y,
-        epochs=5,
-        verbose=0,
-        callbacks=[
-            tf.keras.callbacks.BackupAndRestore(backup),
-            callbacks.IEESchedule(epochs=5),
-            record,
-        ],
-    )
+    _fit_with_backup(backup, record)
     assert sorted(record.seen) == [3, 4]
     assert record.seen[3] == pytest.approx([ref.schedule_q(3, 5)] * 4, rel=1e-6)
 
