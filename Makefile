@@ -23,8 +23,13 @@ lint: install
 test: lint
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest
 
+# The main job on embedded data: train, evaluate, export (verified) -- see README.
+DEMO_CONFIG := configs/digits_convnet_ienet.yaml
+DEMO_DIR := runs/demo
 demo: install
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/ienet demo
+	$(BIN)/ienet train --config $(DEMO_CONFIG) --output-dir $(DEMO_DIR) --verbose 2
+	$(BIN)/ienet evaluate --checkpoint $(DEMO_DIR)
+	$(BIN)/ienet export --checkpoint $(DEMO_DIR) --output $(DEMO_DIR)/model.tflite
 
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:

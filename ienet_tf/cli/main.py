@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -10,40 +11,114 @@ from pathlib import Path
 
 __all__ = ["UserError", "main"]
 
+RUN_FILES = ("final", "best", "last")
+
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, no traceback, exit code 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from ienet_tf.demo import run_demo
+def _user_errors():
+    """The exception types that are the user's to fix (imported lazily: TF is slow)."""
+    from ienet_tf.data import DataError
     from ienet_tf.export import ExportError
+    from ienet_tf.train import TrainingError
 
-    try:
-        result = run_demo(args.output_dir, epochs=args.epochs, k=args.k, seed=args.seed, verbose=2)
-    except (ValueError, ExportError) as error:
-        raise UserError(str(error)) from error
-    parity = result.parity
+    return (ValueError, DataError, ExportError, TrainingError, OSError)
+
+
+def _load_config(args: argparse.Namespace):
+    from ienet_tf import config
+
+    return config.load(args.config, args.set)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ienet_tf.train import train
+
+    config = _load_config(args)
+    output_dir = args.output_dir or Path("runs") / Path(args.config).stem
+    metrics = train(config, output_dir, verbose=args.verbose)
+    print(json.dumps({"output_dir": str(output_dir), **metrics}, indent=2))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ienet_tf.train import evaluate
+
+    results = evaluate(args.checkpoint, args.which)
+    line = f"{results['model']} ({args.which}): top-1 {results['top1']:.2%}"
+    if "top5" in results:
+        line += f", top-5 {results['top5']:.2%}"
+    print(line)
+    return 0
+
+
+def _format_count(value: float) -> str:
+    return f"{value:.3g}" if value >= 1e4 else f"{value:g}"
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from ienet_tf.cost import model_cost
+    from ienet_tf.train import build_model
+
+    cost = model_cost(build_model(_load_config(args)))
+    if args.json:
+        print(json.dumps(cost.as_dict(), indent=2))
+        return 0
+    header = ("layer", "type", "1-bit params", "32-bit params", "kbit", "FP MACs", "binary ops")
+    rows = [header]
+    for layer in cost.layers:
+        if layer.params or layer.fp_macs or layer.binary_ops:
+            rows.append(
+                (
+                    layer.name,
+                    layer.type,
+                    str(layer.params_by_bits.get(1, 0)),
+                    str(sum(n for b, n in layer.params_by_bits.items() if b != 1)),
+                    f"{layer.memory_bits / 1e3:.1f}",
+                    _format_count(layer.fp_macs),
+                    _format_count(layer.binary_ops),
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     print(
-        f"\n== ienet demo: IE-Net (k={args.k}) on scikit-learn digits ==\n"
-        f"test accuracy:       {result.test_accuracy:.2%}\n"
-        f"LCE op histogram:    {result.op_histogram}\n"
-        f"parity (LCE vs Keras on {parity.num_inputs} test images): "
-        f"max |diff| {parity.max_abs_diff:.2e}, "
-        f"top-1 agreement {parity.top1_agreement:.2%}\n"
-        f"tflite:              {result.tflite_path} ({result.tflite_bytes:,} bytes)"
+        f"\n{cost.name}: memory {cost.memory_mbit:.2f} Mbit, FP MACs {cost.fp_macs:.3g}, "
+        f"binary ops {cost.binary_ops:.3g}, FLOPs {cost.flops:.3g} "
+        f"(paper convention, one IE-BC branch: {cost.flops_paper:.3g})"
     )
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ienet_tf.export import DEFAULT_TOLERANCE, to_tflite
+    from ienet_tf.train import load_datasets, load_run
+
+    config, model = load_run(args.checkpoint, args.which)
+    images, _ = next(iter(load_datasets(config, ("test",))["test"]))
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    result = to_tflite(model, args.output, np.asarray(images)[:64], tolerance)
+    print(
+        f"{result.path}: {result.size_bytes:,} bytes\n"
+        f"ops: {result.op_histogram}\n"
+        f"parity on {result.parity.num_inputs} test images: max |diff| "
+        f"{result.parity.max_abs_diff:.2e}, top-1 agreement {result.parity.top1_agreement:.2%}"
+    )
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,15 +127,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo",
-        help="train a small IE-Net on the embedded digits data and export it with LCE",
+    def with_config(command):
+        command.add_argument("--config", required=True, help="YAML config (see configs/)")
+        command.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+        )
+
+    train = commands.add_parser("train", help="train a config (resumes an interrupted run)")
+    with_config(train)
+    train.add_argument("--output-dir", type=Path, help="default: runs/<config name>")
+    train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a run directory")
+    evaluate.add_argument("--which", choices=RUN_FILES, default="final")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    cost = commands.add_parser("cost", help="parameters, memory, MACs, binary ops, FLOPs")
+    with_config(cost)
+    cost.add_argument("--json", action="store_true", help="one JSON object")
+    cost.set_defaults(handler=_cmd_cost)
+
+    export = commands.add_parser("export", help="LCE .tflite, verified (ops and parity)")
+    export.add_argument("--checkpoint", type=Path, required=True, help="a run directory")
+    export.add_argument("--output", type=Path, required=True, help="the .tflite to write")
+    export.add_argument("--which", choices=RUN_FILES, default="final")
+    export.add_argument(
+        "--tolerance", type=_positive_float, help="max |LCE - Keras| on the logits (1e-3)"
     )
-    demo.add_argument("--epochs", type=_positive_int, default=40)
-    demo.add_argument("--k", type=_positive_int, default=2, help="IE-BC branches")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
-    demo.set_defaults(handler=_run_demo)
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 
@@ -68,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        try:
+            return args.handler(args)
+        except _user_errors() as error:
+            raise UserError(str(error)) from error
     except UserError as error:
         print(f"ienet {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -18,15 +21,23 @@ from tensorflow.lite.python import schema_py_generated as schema
 from ienet_tf.layers import IEBinaryConv2D
 
 __all__ = [
+    "DEFAULT_TOLERANCE",
     "ExportError",
+    "ExportResult",
     "Parity",
     "convert",
     "expected_binary_convs",
     "lce_predict",
     "op_histogram",
     "parity",
+    "to_tflite",
     "verify_ops",
 ]
+
+#: Max |LCE - Keras| on the logits. Float ops agree to ~1e-5; a pre-activation within
+#: float rounding of a threshold can flip one binary activation, which moves a logit by
+#: far more than that, so this bound is loose enough for that and tight for real bugs.
+DEFAULT_TOLERANCE = 1e-3
 
 _BUILTIN_NAMES = {
     code: name for name, code in vars(schema.BuiltinOperator).items() if name.isupper()
@@ -138,3 +149,50 @@ def parity(model: tf.keras.Model, flatbuffer: bytes, inputs: np.ndarray) -> Pari
         top1_agreement=float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
         num_inputs=len(inputs),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    op_histogram: dict[str, int]
+    parity: Parity
+    size_bytes: int
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_tflite(
+    model: tf.keras.Model,
+    path: str | Path,
+    inputs: np.ndarray | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportResult:
+    """Convert `model` with LCE, verify ops and parity, and only then write `path`.
+
+    `inputs` are the parity batch (random normal inputs when `None`). On any failure
+    `ExportError` is raised and nothing is written.
+    """
+    flatbuffer, histogram = convert(model)
+    if inputs is None:
+        shape = (8, *model.input_shape[1:])
+        inputs = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    agreement = parity(model, flatbuffer, inputs)
+    if not agreement.max_abs_diff <= tolerance:
+        raise ExportError(
+            f"LCE interpreter and Keras disagree: max |diff| {agreement.max_abs_diff:.3g} > "
+            f"{tolerance:g} on {agreement.num_inputs} inputs (top-1 agreement "
+            f"{agreement.top1_agreement:.1%}); nothing was written."
+        )
+    path = Path(path)
+    _write_atomically(path, flatbuffer)
+    return ExportResult(path, histogram, agreement, len(flatbuffer))

@@ -1,0 +1,272 @@
+"""Typed experiment configs: YAML in, validated dataclasses out.
+
+```yaml
+model: {name: resnet20, variant: ienet, k: 2}
+data: {name: cifar10}
+train: {epochs: 400, batch_size: 128, learning_rate: 0.1, weight_decay: 1.0e-4}
+iee: {t_min: -2.0, t_max: 1.0}
+```
+
+Unknown keys, wrong types and impossible values are `ConfigError`s naming the key path
+(`train.epochs: expected a positive integer, got 0`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "IEEConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "load",
+    "to_dict",
+    "dump",
+]
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+WEIGHT_DECAY_SCOPES = ("all", "kernels_and_alpha")
+LR_SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the key path and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = "resnet20"
+    variant: str = "ienet"
+    k: int | None = None  # default: 2 for iebc/ienet, 1 otherwise
+    input_shape: tuple[int, int, int] | None = None  # default: the data set's
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    name: str = "cifar10"
+    data_dir: str | None = None
+    manual_dir: str | None = None  # ImageNet's manually downloaded archives
+    subset: int | None = None  # keep the first N training examples (CPU-scale runs)
+    test_subset: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 400
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    weight_decay_on: str = "all"  # "all" parameters (CIFAR) or "kernels_and_alpha" (ImageNet)
+    lr_schedule: str = "cosine"  # per epoch, after the warm-up
+    warmup_epochs: int = 0
+    seed: int = 0
+    strategy: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class IEEConfig:
+    t_min: float = -2.0
+    t_max: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    iee: IEEConfig = dataclasses.field(default_factory=IEEConfig)
+
+
+def _describe(tp) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "a list of " + _describe(typing.get_args(tp)[0]) + "s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
+        tp, "null" if tp is type(None) else str(tp)
+    )
+
+
+def _coerce(value: Any, tp, path: str):
+    """`value` as type `tp`, or a ConfigError naming `path`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError:
+                pass
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
+    elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return float(value)
+    elif tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}.")
+
+
+def _build(cls, raw: Any, path: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key; allowed: {sorted(fields)}.")
+    values = {}
+    for name in fields & set(raw):
+        key = f"{path}.{name}" if path else name
+        if dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], raw[name], key)
+        else:
+            values[name] = _coerce(raw[name], hints[name], key)
+    return cls(**values)
+
+
+def _check(condition: bool, path: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{path}: {message}")
+
+
+def validate(config: Config) -> Config:
+    """Check the values that the types alone cannot."""
+    from ienet_tf import data, models
+
+    m, d, t = config.model, config.data, config.train
+    _check(
+        m.name in models.available(),
+        "model.name",
+        f"unknown model {m.name!r}; available: {list(models.available())}.",
+    )
+    _check(
+        m.variant in models.VARIANTS,
+        "model.variant",
+        f"unknown variant {m.variant!r}; allowed: {sorted(models.VARIANTS)}.",
+    )
+    try:
+        models.get_variant(m.variant, m.k)
+    except ValueError as error:
+        raise ConfigError(f"model.k: {error}") from None
+    if m.input_shape is not None:
+        _check(all(s > 0 for s in m.input_shape), "model.input_shape", "sizes must be > 0.")
+    _check(
+        d.name in data.available(),
+        "data.name",
+        f"unknown data set {d.name!r}; available: {list(data.available())}.",
+    )
+    for key in ("subset", "test_subset"):
+        value = getattr(d, key)
+        _check(value is None or value > 0, f"data.{key}", f"must be > 0 or null, got {value}.")
+    _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}.")
+    _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}.")
+    _check(t.learning_rate > 0, "train.learning_rate", f"must be > 0, got {t.learning_rate}.")
+    _check(0 <= t.momentum < 1, "train.momentum", f"must be in [0, 1), got {t.momentum}.")
+    _check(t.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {t.weight_decay}.")
+    _check(
+        0 <= t.warmup_epochs < t.epochs,
+        "train.warmup_epochs",
+        f"must be in [0, epochs), got {t.warmup_epochs}.",
+    )
+    for key, value, allowed in (
+        ("optimizer", t.optimizer, OPTIMIZERS),
+        ("weight_decay_on", t.weight_decay_on, WEIGHT_DECAY_SCOPES),
+        ("lr_schedule", t.lr_schedule, LR_SCHEDULES),
+        ("strategy", t.strategy, STRATEGIES),
+    ):
+        _check(value in allowed, f"train.{key}", f"{value!r} is not one of {list(allowed)}.")
+    _check(
+        config.iee.t_min < config.iee.t_max,
+        "iee.t_min",
+        f"must be smaller than iee.t_max, got {config.iee.t_min} >= {config.iee.t_max}.",
+    )
+    return config
+
+
+def from_dict(raw: Any) -> Config:
+    return validate(_build(Config, raw, ""))
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `key.path=value` overrides (values parsed as YAML) to a raw config dict."""
+    raw = dict(raw or {})
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {override!r}: expected KEY.PATH=VALUE, e.g. train.epochs=5.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {override!r}: value is not valid YAML ({error}).") from None
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level.")
+    try:
+        return from_dict(apply_overrides(raw or {}, overrides or []))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def to_dict(config: Config) -> dict:
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+
+    return {
+        section.name: {
+            key: plain(value)
+            for key, value in dataclasses.asdict(getattr(config, section.name)).items()
+        }
+        for section in dataclasses.fields(config)
+    }
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

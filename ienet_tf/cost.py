@@ -1,0 +1,138 @@
+"""Model cost: parameters by bit width, memory, FP MACs, binary ops and FLOPs (Table 6).
+
+Wraps larq's per-layer profiles (`larq.models.LayerProfile`, what `lq.models.summary`
+prints) and corrects them where larq does not know IE-BC:
+
+- an `IEBinaryConv2D` runs its shared binary kernel K times: K x (kernel MACs) binary ops,
+  and its `alpha`/`thresholds`/`lambdas` are 32-bit parameters, not MACs;
+- the IEE schedule value `q` is training state, not a parameter.
+
+Conventions (the IE-Net paper's Table 6):
+- memory counts trainable parameters plus BatchNorm's two fused statistics (as larq does:
+  the same count as gamma and beta), binary weights at 1 bit, the rest at 32 bits;
+  1 Mbit = 10^6 bits;
+- FLOPs = FP MACs + binary ops / 64; `flops_paper` counts the binary ops of ONE branch
+  of each IE-BC layer, as the paper's table does (IE-Net and Bi-Real both 1.63e8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import larq as lq
+import tensorflow as tf
+from larq.models import LayerProfile, OperationProfile
+
+from ienet_tf.callbacks import iee_quantizers
+from ienet_tf.layers import IEBinaryConv2D
+
+__all__ = ["LayerCost", "ModelCost", "model_cost"]
+
+BINARY_OPS_PER_FLOP = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCost:
+    name: str
+    type: str
+    params_by_bits: dict[int, int]
+    memory_bits: int
+    fp_macs: int
+    binary_ops: int
+    binary_ops_one_branch: int
+
+    @property
+    def params(self) -> int:
+        return sum(self.params_by_bits.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCost:
+    name: str
+    layers: tuple[LayerCost, ...]
+
+    def _sum(self, field: str) -> int:
+        return sum(getattr(layer, field) for layer in self.layers)
+
+    @property
+    def params_by_bits(self) -> dict[int, int]:
+        totals: dict[int, int] = {}
+        for layer in self.layers:
+            for bits, count in layer.params_by_bits.items():
+                totals[bits] = totals.get(bits, 0) + count
+        return dict(sorted(totals.items()))
+
+    @property
+    def memory_mbit(self) -> float:
+        return self._sum("memory_bits") / 1e6
+
+    @property
+    def fp_macs(self) -> int:
+        return self._sum("fp_macs")
+
+    @property
+    def binary_ops(self) -> int:
+        return self._sum("binary_ops")
+
+    @property
+    def flops(self) -> float:
+        return self.fp_macs + self.binary_ops / BINARY_OPS_PER_FLOP
+
+    @property
+    def flops_paper(self) -> float:
+        return self.fp_macs + self._sum("binary_ops_one_branch") / BINARY_OPS_PER_FLOP
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.name,
+            "params": sum(self.params_by_bits.values()),
+            "params_by_bits": {str(b): n for b, n in self.params_by_bits.items()},
+            "memory_mbit": self.memory_mbit,
+            "fp_macs": self.fp_macs,
+            "binary_ops": self.binary_ops,
+            "flops": self.flops,
+            "flops_paper": self.flops_paper,
+            "layers": [
+                {
+                    **dataclasses.asdict(layer),
+                    "params_by_bits": {str(b): n for b, n in layer.params_by_bits.items()},
+                }
+                for layer in self.layers
+            ],
+        }
+
+
+class _IEBCProfile(LayerProfile):
+    """larq's profile of an IE-BC layer, with its K branches as binary MACs."""
+
+    def __init__(self, layer: IEBinaryConv2D):
+        super().__init__(layer)
+        kernel_macs = layer.kernel.shape.num_elements() * (self.output_pixels or 0)
+        self.op_profiles = [OperationProfile(n=kernel_macs * layer.k, precision=1, op_type="mac")]
+        self.one_branch_macs = kernel_macs
+
+
+def _layer_cost(layer: tf.keras.layers.Layer, schedule_state: set[int]) -> LayerCost:
+    profile = _IEBCProfile(layer) if isinstance(layer, IEBinaryConv2D) else LayerProfile(layer)
+    params: dict[int, int] = {}
+    memory = 0
+    for weight in profile.weight_profiles:
+        if id(weight._weight) in schedule_state:
+            continue
+        params[weight.bitwidth] = params.get(weight.bitwidth, 0) + weight.count
+        memory += weight.memory
+    fp_macs = binary_ops = 0
+    if profile.output_pixels and isinstance(layer, lq.models.op_count_supported_layer_types):
+        binary_ops = profile.op_count("mac", precision=1) or 0
+        fp_macs = (profile.op_count("mac") or 0) - binary_ops
+    one_branch = getattr(profile, "one_branch_macs", binary_ops)
+    return LayerCost(
+        layer.name, type(layer).__name__, params, memory, fp_macs, binary_ops, one_branch
+    )
+
+
+def model_cost(model: tf.keras.Model) -> ModelCost:
+    """Per-layer and total cost of `model` (per image, at the model's input size)."""
+    schedule_state = {id(quantizer.q) for quantizer in iee_quantizers(model)}
+    layers = tuple(_layer_cost(layer, schedule_state) for layer in model.layers)
+    return ModelCost(model.name, layers)

@@ -1,0 +1,124 @@
+"""`load`: a batched, prefetched `tf.data` pipeline of normalised images and int64 labels."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from ienet_tf.data import augment, sources
+from ienet_tf.data.catalog import check_name, check_split, info
+
+__all__ = ["load"]
+
+# Shuffle buffers: a whole in-memory split (the largest, Fashion-MNIST's, has 60,000 images), or
+# 10,000 JPEG-encoded ImageNet images (~1.1 GB) after tfds has shuffled the files.
+_IN_MEMORY_BUFFER = 60_000
+_ENCODED_BUFFER = 10_000
+
+
+def _check_int(name: str, value, minimum: int | None) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {value!r}.")
+
+
+def _source(name, split, data_dir, manual_dir, subset, shuffle_files, seed) -> sources.Source:
+    if name == "digits":
+        return sources.digits(split, subset)
+    if name == "fashion_mnist":
+        return sources.fashion_mnist(split, data_dir, subset)
+    if name == "cifar10":
+        return sources.cifar10(split, data_dir, subset)
+    return sources.imagenet2012(split, data_dir, manual_dir, subset, shuffle_files, seed)
+
+
+def _transforms(name: str) -> tuple[Callable, Callable]:
+    """(train, eval) transforms of a [0, 1] float image; train takes a stateless seed."""
+    if name == "cifar10":
+        return (lambda image, seed: augment.random_crop_flip(image, 4, 32, seed)), tf.identity
+    if name == "fashion_mnist":
+        return (lambda image, seed: augment.random_crop_flip(image, 2, 28, seed)), tf.identity
+    if name == "imagenet2012":
+
+        def train(image, seed):
+            crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            return augment.random_flip(
+                augment.random_resized_crop(image, 224, seed=crop_seed), flip_seed
+            )
+
+        return train, augment.center_crop_resize
+    return (lambda image, seed: image), tf.identity  # digits: 8x8 is too small to augment
+
+
+def load(
+    name: str,
+    split: str,
+    *,
+    batch_size: int,
+    training: bool,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
+    subset: int | None = None,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches `(images, labels)` of data set `name` (one of `available()`).
+
+    Images are float32 NHWC, normalised per channel with `info(name).mean/std`; labels are int64
+    of shape (batch,). `split` is "train" or "test" ("validation" = "test": tfds "validation" for
+    ImageNet, the test split otherwise). `training=True` shuffles (seeded, reshuffled each epoch)
+    and augments with fresh seeded randomness each epoch; `training=False` is deterministic and
+    does not augment. `subset=N` keeps the first N examples (before shuffling).
+
+    `data_dir`: the Fashion-MNIST IDX directory, or the tfds data directory (default: tfds's).
+    `manual_dir`: where ImageNet's tar files are, to prepare it once. Missing or corrupt data
+    raises `DataError`; nothing is downloaded.
+
+    The same `seed` (under the same TF global seed) gives the same stream.
+    """
+    check_name(name)
+    split = check_split(split)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, None)
+    if subset is not None:
+        _check_int("subset", subset, 1)
+    spec = info(name)
+
+    source = _source(name, split, data_dir, manual_dir, subset, training and subset is None, seed)
+    dataset = source.dataset
+    if source.cacheable:
+        dataset = dataset.cache()
+    if training:
+        buffer = _IN_MEMORY_BUFFER if source.cacheable else _ENCODED_BUFFER
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    train_transform, eval_transform = _transforms(name)
+
+    def decode(image):
+        if source.encoded:
+            image = tf.io.decode_image(
+                image, channels=spec.input_shape[-1], expand_animations=False
+            )
+        return augment.to_float(image, source.max_value)
+
+    def finish(image, label):
+        image = augment.normalize(image, spec.mean, spec.std)
+        return tf.ensure_shape(image, spec.input_shape), label
+
+    if training:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda example, pair: finish(train_transform(decode(example[0]), pair), example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        dataset = dataset.map(
+            lambda image, label: finish(eval_transform(decode(image)), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)

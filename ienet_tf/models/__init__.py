@@ -1,0 +1,17 @@
+"""Model factories (larq-zoo style): `models.build("resnet20", variant="ienet", k=2)`."""
+
+from ienet_tf.models.blocks import PadChannels, hard_tanh
+from ienet_tf.models.registry import ModelSpec, available, build, spec
+from ienet_tf.models.variants import VARIANTS, Variant, get_variant
+
+__all__ = [
+    "VARIANTS",
+    "ModelSpec",
+    "PadChannels",
+    "Variant",
+    "available",
+    "build",
+    "get_variant",
+    "hard_tanh",
+    "spec",
+]

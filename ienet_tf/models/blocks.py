@@ -1,0 +1,78 @@
+"""Building blocks shared by the model factories."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from larq import utils as lq_utils
+
+from ienet_tf.models.variants import Variant
+
+__all__ = ["PadChannels", "batch_norm", "binary_unit", "hard_tanh", "identity"]
+
+
+@lq_utils.register_keras_custom_object
+def hard_tanh(x: tf.Tensor) -> tf.Tensor:
+    """`clip(x, -1, 1)`, the activation of Bi-Real-style BNNs (TFLite: RELU_N1_TO_1)."""
+    return tf.clip_by_value(x, -1.0, 1.0)
+
+
+@lq_utils.register_keras_custom_object
+class PadChannels(tf.keras.layers.Layer):
+    """Zero-pads the channel axis to `channels`, half before and half after: the
+    parameter-free shortcut of CIFAR ResNets ("option A")."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+
+    def call(self, inputs):
+        extra = self.channels - inputs.shape[-1]
+        if extra < 0:
+            raise ValueError(
+                f"PadChannels({self.channels}) got {inputs.shape[-1]} channels, more than "
+                "it pads to."
+            )
+        before = extra // 2
+        return tf.pad(inputs, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.channels])
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def identity(x: tf.Tensor) -> tf.Tensor:
+    """The identity shortcut."""
+    return x
+
+
+def batch_norm(gamma: float = 1.0, name: str | None = None):
+    """BatchNorm with PyTorch's momentum/epsilon (0.9 / 1e-5) and a chosen gamma init.
+
+    Synchronized across replicas, so a `tf.distribute` run normalises with the statistics
+    of the whole global batch, as single-device training does (a no-op on one device).
+    """
+    return tf.keras.layers.BatchNormalization(
+        momentum=0.9,
+        epsilon=1e-5,
+        synchronized=True,
+        gamma_initializer=tf.keras.initializers.Constant(gamma),
+        name=name,
+    )
+
+
+def binary_unit(
+    x: tf.Tensor,
+    variant: Variant,
+    filters: int,
+    strides: int,
+    shortcut,
+    bn_gamma: float = 1.0,
+    name: str = "unit",
+) -> tf.Tensor:
+    """Bi-Real unit, one shortcut per 3x3 conv: `hardtanh(BN(conv(x)) + shortcut(x))`."""
+    y = variant.conv(filters, 3, strides, name=f"{name}_conv")(x)
+    y = batch_norm(bn_gamma, name=f"{name}_bn")(y)
+    y = tf.keras.layers.Add(name=f"{name}_add")([y, shortcut(x)])
+    return tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(y)

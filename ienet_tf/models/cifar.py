@@ -1,0 +1,88 @@
+"""CIFAR-family networks of the IE-Net paper (any small input size): ResNet-20, ResNet-18,
+VGG-Small.
+
+First convolution and last dense layer stay full precision in every variant.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ienet_tf.models.blocks import PadChannels, batch_norm, binary_unit, hard_tanh, identity
+from ienet_tf.models.variants import Variant
+
+__all__ = ["resnet18_cifar", "resnet20", "vgg_small"]
+
+
+def _head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
+    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = batch_norm(name="head_bn")(x)
+    return tf.keras.layers.Dense(num_classes, name="logits")(x)
+
+
+def _stem(x: tf.Tensor, filters: int, activation: bool) -> tf.Tensor:
+    x = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = batch_norm(name="stem_bn")(x)
+    return tf.keras.layers.Activation(hard_tanh, name="stem_out")(x) if activation else x
+
+
+def resnet20(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
+    """Bi-Real ResNet-20: 18 units [6, 6, 6] at widths 16/32/64, each ONE 3x3 binary conv
+    with its own shortcut; the downsampling shortcut is 2x2 average pooling + zero
+    channel padding (no parameters)."""
+    x = _stem(inputs, 16, activation=True)
+    for stage, filters in enumerate((16, 32, 64)):
+        for unit in range(6):
+            strides = 2 if stage > 0 and unit == 0 else 1
+            name = f"stage{stage + 1}_unit{unit + 1}"
+            if strides == 1:
+                shortcut = identity
+            else:
+
+                def shortcut(t, filters=filters, name=name):
+                    t = tf.keras.layers.AveragePooling2D(2, name=f"{name}_pool")(t)
+                    return PadChannels(filters, name=f"{name}_pad")(t)
+
+            x = binary_unit(x, variant, filters, strides, shortcut, name=name)
+    return _head(x, num_classes)
+
+
+def resnet18_cifar(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
+    """CIFAR ResNet-18: basic blocks [2, 2, 2, 2] at 64/128/256/512, two binary 3x3 convs
+    per block, a binarized 1x1 conv + BN shortcut where the shape changes."""
+    x = _stem(inputs, 64, activation=False)
+    in_filters = 64
+    for stage, filters in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            strides = 2 if stage > 0 and block == 0 else 1
+            name = f"stage{stage + 1}_block{block + 1}"
+            y = variant.conv(filters, 3, strides, name=f"{name}_conv1")(x)
+            y = batch_norm(name=f"{name}_bn1")(y)
+            y = tf.keras.layers.Activation(hard_tanh, name=f"{name}_act1")(y)
+            y = variant.conv(filters, 3, 1, name=f"{name}_conv2")(y)
+            y = batch_norm(name=f"{name}_bn2")(y)
+            shortcut = x
+            if strides != 1 or in_filters != filters:
+                shortcut = variant.conv(filters, 1, strides, name=f"{name}_down_conv")(x)
+                shortcut = batch_norm(name=f"{name}_down_bn")(shortcut)
+            y = tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
+            x = tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(y)
+            in_filters = filters
+    return _head(x, num_classes)
+
+
+def vgg_small(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
+    """VGG-Small: FP conv(128) -> BN, then binary convs 128 [pool], 256, 256 [pool],
+    512, 512 [pool], each -> (max-pool) -> BN -> hardtanh; flatten -> dense."""
+    x = _stem(inputs, 128, activation=False)
+    for i, (filters, pool) in enumerate(
+        ((128, True), (256, False), (256, True), (512, False), (512, True))
+    ):
+        name = f"conv{i + 1}"
+        x = variant.conv(filters, 3, 1, name=name)(x)
+        if pool:
+            x = tf.keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+        x = batch_norm(name=f"{name}_bn")(x)
+        x = tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    return tf.keras.layers.Dense(num_classes, name="logits")(x)

@@ -1,0 +1,31 @@
+"""Training and evaluation of configs (`ienet train`, `ienet evaluate`)."""
+
+from ienet_tf.train.recipes import (
+    add_weight_decay,
+    learning_rate_at,
+    make_optimizer,
+    make_strategy,
+)
+from ienet_tf.train.trainer import (
+    TrainingError,
+    build_model,
+    compile_model,
+    evaluate,
+    load_datasets,
+    load_run,
+    train,
+)
+
+__all__ = [
+    "TrainingError",
+    "add_weight_decay",
+    "build_model",
+    "compile_model",
+    "evaluate",
+    "learning_rate_at",
+    "load_datasets",
+    "load_run",
+    "make_optimizer",
+    "make_strategy",
+    "train",
+]

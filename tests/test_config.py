@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import pytest
+
+from ienet_tf import config as config_lib
+from ienet_tf.config import ConfigError
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_the_configs_cover_the_papers_rows():
+    names = {path.stem for path in CONFIGS}
+    for variant in ("fp", "bireal", "rsign", "iebc", "iee", "ienet"):
+        assert f"cifar10_resnet20_{variant}" in names
+        assert f"fashion_mnist_resnet20_{variant}" in names
+    for name in ("resnet18_cifar", "vgg_small"):
+        assert {f"cifar10_{name}_ienet", f"cifar10_{name}_fp"} <= names
+    for name in ("resnet18", "resnet34"):
+        assert {f"imagenet_{name}_{v}" for v in ("ienet", "bireal", "fp")} <= names
+    assert "digits_convnet_ienet" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_is_valid_named_and_cites_its_row(path):
+    config = config_lib.load(path)
+    dataset, rest = (
+        path.stem.split("_", 1)
+        if not path.stem.startswith("fashion_mnist")
+        else ("fashion_mnist", path.stem[len("fashion_mnist_") :])
+    )
+    expected_data = {"imagenet": "imagenet2012"}.get(dataset, dataset)
+    assert config.data.name == expected_data
+    assert rest == f"{config.model.name}_{config.model.variant}"
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# ")
+    if dataset in ("cifar10", "imagenet"):
+        assert "Table" in first_line and "published" in first_line
+
+
+def test_recipes_match_the_paper():
+    cifar = config_lib.load(Path("configs/cifar10_resnet20_ienet.yaml"))
+    assert (cifar.train.epochs, cifar.train.batch_size, cifar.train.learning_rate) == (
+        400,
+        128,
+        0.1,
+    )
+    assert (cifar.train.weight_decay, cifar.train.weight_decay_on) == (1e-4, "all")
+    assert cifar.train.warmup_epochs == 0 and cifar.model.k == 2
+    imagenet = config_lib.load(Path("configs/imagenet_resnet18_ienet.yaml"))
+    assert (imagenet.train.batch_size, imagenet.train.warmup_epochs) == (512, 5)
+    assert imagenet.train.weight_decay_on == "kernels_and_alpha"
+    assert (imagenet.iee.t_min, imagenet.iee.t_max) == (-2.0, 1.0)
+
+
+def test_overrides_and_round_trip(tmp_path):
+    config = config_lib.load(
+        Path("configs/cifar10_resnet20_ienet.yaml"),
+        ["train.epochs=5", "model.k=3", "iee.t_max=0.5", "data.subset=100"],
+    )
+    assert (config.train.epochs, config.model.k, config.iee.t_max) == (5, 3, 0.5)
+    assert config.data.subset == 100
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config_lib.dump(config))
+    assert config_lib.load(path) == config
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.epochs=0"], "train.epochs: must be > 0"),
+        (["train.epochs=five"], "train.epochs: expected an integer, got 'five'"),
+        (["train.epochs=2.5"], "train.epochs: expected an integer"),
+        (["train.learning_rate=-1"], "train.learning_rate: must be > 0"),
+        (["train.momentum=1.0"], "train.momentum"),
+        (["train.warmup_epochs=400"], "train.warmup_epochs"),
+        (["train.strategy=horovod"], "train.strategy: 'horovod' is not one of"),
+        (["train.optimizer=lamb"], "train.optimizer"),
+        (["train.epoch=3"], "train.epoch: unknown key; allowed:"),
+        (["extra.key=1"], "extra: unknown key"),
+        (["model.name=resnet50"], "model.name: unknown model 'resnet50'"),
+        (["model.variant=xnor"], "model.variant: unknown variant"),
+        (["model.variant=bireal"], "model.k:"),
+        (["model.k=0"], "model.k:"),
+        (["model.input_shape=[32, 32]"], "model.input_shape: expected"),
+        (["data.name=mnist"], "data.name: unknown data set 'mnist'"),
+        (["data.subset=0"], "data.subset: must be > 0"),
+        (["iee.t_min=2.0"], "iee.t_min: must be smaller than iee.t_max"),
+        (["iee.t_min=nan"], "iee.t_min: expected a number"),
+        (["train"], "expected KEY.PATH=VALUE"),
+        (["model=3"], "model: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key_path(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        config_lib.load(Path("configs/cifar10_resnet20_ienet.yaml"), overrides)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        config_lib.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config_lib.load(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        config_lib.load(listing)

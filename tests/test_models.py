@@ -1,0 +1,201 @@
+"""Architectures: parameter counts by independent formula, shapes, binary conv counts."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ienet_tf import layers, models
+
+
+def conv(k, c_in, c_out):
+    return k * k * c_in * c_out
+
+
+def bn(c):
+    return 2 * c  # trainable gamma and beta
+
+
+def dense(c_in, c_out):
+    return c_in * c_out + c_out
+
+
+def binary_extras(variant, c_in, c_out, k, scalar_lambdas=False):
+    """alpha, thresholds and lambdas of one IE-BC layer (nothing for the float variant)."""
+    if variant == "fp":
+        return 0
+    thresholds = k * c_in if variant in ("rsign", "iebc", "ienet") else 0
+    lambdas = (k - 1) * (1 if scalar_lambdas else c_out)
+    return c_out + thresholds + lambdas
+
+
+def resnet20_params(variant, k, classes=10, c=3):
+    total = conv(3, c, 16) + bn(16)
+    c_in = 16
+    for width in (16, 32, 64):
+        for _ in range(6):
+            total += conv(3, c_in, width) + binary_extras(variant, c_in, width, k) + bn(width)
+            c_in = width
+    return total + bn(64) + dense(64, classes)
+
+
+def resnet18_cifar_params(variant, k, classes=10, c=3):
+    total = conv(3, c, 64) + bn(64)
+    c_in = 64
+    for stage, width in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            total += conv(3, c_in, width) + binary_extras(variant, c_in, width, k, True) + bn(width)
+            total += conv(3, width, width) + binary_extras(variant, width, width, k, True)
+            total += bn(width)
+            if stage > 0 and block == 0:
+                total += conv(1, c_in, width) + binary_extras(variant, c_in, width, k, True)
+                total += bn(width)
+            c_in = width
+    return total + bn(512) + dense(512, classes)
+
+
+def vgg_small_params(variant, k, classes=10, c=3, size=32):
+    total = conv(3, c, 128) + bn(128)
+    c_in = 128
+    for width in (128, 256, 256, 512, 512):
+        total += conv(3, c_in, width) + binary_extras(variant, c_in, width, k, True) + bn(width)
+        c_in = width
+    spatial = size // 8
+    return total + dense(spatial * spatial * 512, classes)
+
+
+def bireal_resnet_params(variant, k, blocks, classes=1000, c=3):
+    total = conv(7, c, 64) + bn(64)
+    c_in = 64
+    for stage, (width, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
+        for unit in range(2 * num_blocks):
+            total += conv(3, c_in, width) + binary_extras(variant, c_in, width, k) + bn(width)
+            if stage > 0 and unit == 0:
+                total += conv(1, c_in, width) + bn(width)  # real-valued downsample
+            c_in = width
+    return total + bn(512) + dense(512, classes)
+
+
+def convnet_params(variant, k, classes=10, c=1):
+    total = conv(3, c, 32) + bn(32)
+    c_in = 32
+    for width in (64, 64, 128):
+        total += conv(3, c_in, width) + binary_extras(variant, c_in, width, k) + bn(width)
+        c_in = width
+    return total + dense(128, classes)
+
+
+CASES = {
+    # name: (formula, input shape, classes, binary convs)
+    "resnet20": (resnet20_params, (32, 32, 3), 10, 18),
+    "resnet18_cifar": (resnet18_cifar_params, (32, 32, 3), 10, 19),
+    "vgg_small": (vgg_small_params, (32, 32, 3), 10, 5),
+    "resnet18": (lambda v, k: bireal_resnet_params(v, k, (2, 2, 2, 2)), (64, 64, 3), 1000, 16),
+    "resnet34": (lambda v, k: bireal_resnet_params(v, k, (3, 4, 6, 3)), (32, 32, 3), 1000, 32),
+    "convnet": (convnet_params, (8, 8, 1), 10, 3),
+}
+VARIANT_K = [
+    ("fp", 1),
+    ("bireal", 1),
+    ("rsign", 1),
+    ("iee", 1),
+    ("iebc", 2),
+    ("ienet", 2),
+    ("ienet", 3),
+]
+
+
+def _trainable(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def test_registry_lists_every_model():
+    assert set(models.available()) == set(CASES)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("variant, k", VARIANT_K)
+def test_parameter_count_shape_and_binary_convs(name, variant, k):
+    formula, shape, classes, binary_convs = CASES[name]
+    model = models.build(
+        name, variant, k=k if variant in ("iebc", "ienet") else None, input_shape=shape
+    )
+    assert _trainable(model) == formula(variant, k)
+    assert model.output_shape == (None, classes)
+    binary = [layer for layer in model.layers if isinstance(layer, layers.IEBinaryConv2D)]
+    assert len(binary) == (0 if variant == "fp" else binary_convs)
+    assert all(layer.k == k for layer in binary)
+    # First and last layers stay full precision.
+    assert type(model.layers[1]) is tf.keras.layers.Conv2D
+    assert type(model.layers[-1]) is tf.keras.layers.Dense
+
+
+@pytest.mark.parametrize(
+    "variant, kernel, activation, thresholds",
+    [
+        ("bireal", "SteSign", "ApproxSign", False),
+        ("rsign", "SteSign", "ApproxSign", True),
+        ("iebc", "SteSign", "ApproxSign", True),
+        ("iee", "IEESign", "ApproxSign", False),
+        ("ienet", "IEESign", "IEEActivationSign", True),
+    ],
+)
+def test_variants_pick_their_quantizers(variant, kernel, activation, thresholds):
+    model = models.build("resnet20", variant)
+    layer = next(lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D))
+    assert type(layer.kernel_quantizer).__name__ == kernel
+    assert type(layer.input_quantizer).__name__ == activation
+    assert (layer.thresholds is not None) == thresholds
+    assert (layer.kernel_constraint is not None) == (kernel == "SteSign")
+
+
+def test_resnet20_runs_forward_at_fashion_mnist_size():
+    model = models.build("resnet20", "ienet", num_classes=10, input_shape=(28, 28, 1))
+    out = model(np.zeros((2, 28, 28, 1), np.float32), training=False)
+    assert out.shape == (2, 10)
+
+
+def test_imagenet_conv_batchnorms_start_at_1e_minus_8():
+    model = models.build("resnet18", "ienet", input_shape=(32, 32, 3))
+    gammas = {
+        layer.name: layer.gamma.numpy()
+        for layer in model.layers
+        if isinstance(layer, tf.keras.layers.BatchNormalization)
+    }
+    assert np.allclose(gammas.pop("head_bn"), 1.0)
+    assert all(np.allclose(g, 1e-8) for g in gammas.values())
+
+
+def test_cifar_downsample_shortcut_is_parameter_free_zero_padding():
+    pad = models.PadChannels(8)
+    x = np.arange(2 * 2 * 2 * 4, dtype=np.float32).reshape(2, 2, 2, 4)
+    y = pad(x).numpy()
+    np.testing.assert_array_equal(y[..., 2:6], x)
+    np.testing.assert_array_equal(y[..., :2], 0)
+    np.testing.assert_array_equal(y[..., 6:], 0)
+    assert models.PadChannels.from_config(pad.get_config()).channels == 8
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "resnet50"}, "Unknown model 'resnet50'"),
+        ({"variant": "xnor"}, "Unknown `variant` 'xnor'"),
+        ({"variant": "bireal", "k": 2}, "multi-branch"),
+        ({"k": 0}, "`k` must be an integer >= 1"),
+        ({"num_classes": 1}, "`num_classes`"),
+        ({"input_shape": (32, 32)}, "`input_shape`"),
+        ({"name": "resnet18", "input_shape": (16, 16, 3)}, "too small"),
+    ],
+)
+def test_build_rejects_bad_arguments(kwargs, message):
+    args = {"name": "resnet20", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        models.build(**args)
+
+
+def test_model_saves_and_loads(tmp_path):
+    model = models.build("resnet20", "ienet", input_shape=(16, 16, 3))
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    restored = tf.keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,286 @@
+"""`ienet train/evaluate/cost/export` on the embedded digits data (a few steps each)."""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ienet_tf import config as config_lib
+from ienet_tf import models
+from ienet_tf.cli import main
+from ienet_tf.train import TrainingError, add_weight_decay, learning_rate_at, train
+
+DEMO = Path("configs/digits_convnet_ienet.yaml")
+
+
+def _config(*overrides):
+    return config_lib.load(DEMO, ["data.subset=256", "data.test_subset=128", *overrides])
+
+
+@pytest.mark.parametrize(
+    "epochs, warmup, lr",
+    [(400, 0, 0.1), (120, 5, 0.1), (10, 3, 0.05)],
+)
+def test_learning_rate_schedule(epochs, warmup, lr):
+    train_cfg = config_lib.TrainConfig(epochs=epochs, warmup_epochs=warmup, learning_rate=lr)
+    for epoch in range(epochs):
+        if epoch < warmup:
+            expected = lr * (epoch + 1) / warmup
+        else:
+            expected = lr / 2 * (1 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
+        assert learning_rate_at(epoch, train_cfg) == pytest.approx(expected)
+    assert learning_rate_at(warmup, train_cfg) == pytest.approx(lr)
+
+
+@pytest.mark.parametrize(
+    "scope, names",
+    [
+        ("all", {"kernel", "gamma", "beta", "alpha", "thresholds", "lambdas", "bias"}),
+        ("kernels_and_alpha", {"kernel", "alpha"}),
+    ],
+)
+def test_weight_decay_scopes_and_value(scope, names):
+    model = models.build("convnet", "ienet")
+    count = add_weight_decay(model, 1e-4, scope)
+    decayed = [
+        v
+        for v in model.trainable_variables
+        if scope == "all" or v.name.split("/")[-1][:-2] in names
+    ]
+    assert count == len(decayed)
+    assert {v.name.split("/")[-1][:-2] for v in decayed} == names
+    expected = 0.5 * 1e-4 * sum(float(np.sum(np.square(v.numpy()))) for v in decayed)
+    assert float(model.losses[0]) == pytest.approx(expected, rel=1e-5)
+    assert add_weight_decay(models.build("convnet", "fp"), 0.0, scope) == 0
+
+
+def test_train_writes_a_complete_run_and_a_rerun_does_nothing(tmp_path):
+    config = _config("train.epochs=2")
+    metrics = train(config, tmp_path, verbose=0)
+    assert metrics["completed"] and metrics["epochs_this_invocation"] == 2
+    for name in (
+        "config.yaml",
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+    ):
+        assert (tmp_path / name).exists(), name
+    assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert config_lib.load(tmp_path / "config.yaml") == config
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [float(r["iee_q"]) for r in rows] == pytest.approx([0.01, 10**-0.5], rel=1e-6)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.01, 0.005], rel=1e-6)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    again = train(config, tmp_path, verbose=0)
+    assert again == metrics
+    with pytest.raises(TrainingError, match=r"different config \(train.epochs: 2 -> 3\)"):
+        train(_config("train.epochs=3"), tmp_path, verbose=0)
+
+
+def _run_cli(*argv, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "ienet_tf", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_and_rerun_continues_at_the_right_epoch_with_the_right_q(tmp_path):
+    argv = [
+        "train",
+        "--config",
+        str(DEMO),
+        "--output-dir",
+        str(tmp_path),
+        "--verbose",
+        "0",
+        "--set",
+        "train.epochs=30",
+        "--set",
+        "data.subset=512",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ienet_tf", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    history = tmp_path / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:  # 2 epochs done
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_after = len(history.read_text().splitlines()) - 1
+    assert killed_after < 30, "training finished before it could be killed"
+    assert not (tmp_path / "metrics.json").exists()
+
+    result = _run_cli(*argv)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["completed"] and metrics["epochs_this_invocation"] <= 30 - killed_after
+    rows = list(csv.DictReader(history.open()))
+    epochs = [int(r["epoch"]) for r in rows]
+    assert epochs[-1] == 29 and epochs == sorted(epochs)
+    resumed = epochs[killed_after:]
+    assert resumed[0] >= killed_after  # no epoch trained twice from scratch
+    for row in rows:
+        epoch = int(row["epoch"])
+        assert float(row["iee_q"]) == pytest.approx(10 ** (-2 + 3 * epoch / 30), rel=1e-5)
+        assert float(row["lr"]) == pytest.approx(
+            0.005 * (1 + math.cos(math.pi * epoch / 30)), rel=1e-5
+        )
+
+
+def test_evaluate_cost_and_export_on_a_trained_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(DEMO),
+                "--output-dir",
+                str(run),
+                "--verbose",
+                "0",
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "data.subset=128",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run), "--which", "best"]) == 0
+    assert "convnet_ienet_k2 (best): top-1" in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "'LceBconv2d':" in out and "LceDequantize" not in out
+    assert (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def test_cost_json_reproduces_table_6(capsys):
+    # IE-Net paper Table 6: memory (Mbit), FLOPs (paper convention: one IE-BC branch).
+    table6 = {
+        ("resnet18", "fp"): (374.1, 1.81e9),
+        ("resnet18", "bireal"): (33.6, 1.63e8),
+        ("resnet18", "ienet"): (33.8, 1.63e8),
+        ("resnet34", "fp"): (697.3, 3.66e9),
+        ("resnet34", "bireal"): (43.7, None),
+        ("resnet34", "ienet"): (44.1, 1.93e8),
+    }
+    for (name, variant), (memory, flops) in table6.items():
+        argv = ["cost", "--config", f"configs/imagenet_{name}_{variant}.yaml", "--json"]
+        assert main(argv) == 0
+        cost = json.loads(capsys.readouterr().out)
+        assert cost["memory_mbit"] == pytest.approx(memory, rel=0.02), (name, variant)
+        if flops is not None:
+            assert cost["flops_paper"] == pytest.approx(flops, rel=0.02), (name, variant)
+        assert cost["flops"] == pytest.approx(cost["fp_macs"] + cost["binary_ops"] / 64)
+        if variant == "ienet":  # K = 2 branches: the full count doubles the binary ops
+            branch = sum(layer["binary_ops_one_branch"] for layer in cost["layers"])
+            assert cost["binary_ops"] == 2 * branch
+        elif variant == "fp":
+            assert cost["binary_ops"] == 0
+
+
+def test_cost_of_resnet20_by_formula(capsys):
+    assert main(["cost", "--config", "configs/cifar10_resnet20_ienet.yaml", "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)
+    macs = 0
+    c_in, size = 16, 32
+    for stage, width in enumerate((16, 32, 64)):
+        for unit in range(6):
+            if stage > 0 and unit == 0:
+                size //= 2
+            macs += 3 * 3 * c_in * width * size * size
+            c_in = width
+    assert cost["binary_ops"] == 2 * macs
+    assert cost["fp_macs"] == 3 * 3 * 3 * 16 * 32 * 32 + 64 * 10
+    assert main(["cost", "--config", "configs/cifar10_resnet20_ienet.yaml"]) == 0
+    table = capsys.readouterr().out
+    assert "stage1_unit1_conv" in table and "FLOPs" in table
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--config", "configs/nope.yaml"], "config file not found: configs/nope.yaml"),
+        (["train", "--config", str(DEMO), "--set", "train.epochs=0"], "train.epochs: must be > 0"),
+        (
+            ["cost", "--config", str(DEMO), "--set", "model.input_shape=[4, 4, 1]"],
+            "model.input_shape [4, 4, 1] does not match",
+        ),
+        (["evaluate", "--checkpoint", "/nonexistent/run"], "not an `ienet train` output"),
+        (["export", "--checkpoint", ".", "--output", "x.tflite"], "not an `ienet train` output"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ienet {argv[0]}: error:") and message in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_cli_bad_arguments_exit_2_from_the_console():
+    result = _run_cli("train")
+    assert result.returncode == 2 and "--config" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import build_model, make_strategy, add_weight_decay
+    from ienet_tf.train import compile_model
+    config = config_lib.load("configs/digits_convnet_ienet.yaml")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    losses = {}
+    for name in ("default", "mirrored"):
+        strategy = make_strategy(name)
+        tf.keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = build_model(config)
+            add_weight_decay(model, 1e-4, "all")
+            compile_model(model, config)
+        loss = model.train_on_batch(x, y, return_dict=True)["loss"]
+        losses[name] = (strategy.num_replicas_in_sync, loss)
+    print(losses)
+    """
+)
+
+
+def test_mirrored_strategy_on_two_cpus_gives_the_same_first_step_loss():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    losses = eval(result.stdout.strip().splitlines()[-1])
+    assert losses["default"][0] == 1 and losses["mirrored"][0] == 2
+    assert losses["mirrored"][1] == pytest.approx(losses["default"][1], rel=1e-4)
