@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
+from ienet_tf.io import write_atomically
 from ienet_tf.layers import IEBinaryConv2D
 
 __all__ = [
@@ -159,18 +158,6 @@ class ExportResult:
     size_bytes: int
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def to_tflite(
     model: tf.keras.Model,
     path: str | Path,
@@ -194,5 +181,5 @@ def to_tflite(
             f"{agreement.top1_agreement:.1%}); nothing was written."
         )
     path = Path(path)
-    _write_atomically(path, flatbuffer)
+    write_atomically(path, flatbuffer)
     return ExportResult(path, histogram, agreement, len(flatbuffer))

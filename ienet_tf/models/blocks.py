@@ -7,7 +7,14 @@ from larq import utils as lq_utils
 
 from ienet_tf.models.variants import Variant
 
-__all__ = ["PadChannels", "batch_norm", "binary_unit", "hard_tanh", "identity"]
+__all__ = [
+    "PadChannels",
+    "batch_norm",
+    "binary_unit",
+    "bireal_stages",
+    "hard_tanh",
+    "identity",
+]
 
 
 @lq_utils.register_keras_custom_object
@@ -76,3 +83,27 @@ def binary_unit(
     y = batch_norm(bn_gamma, name=f"{name}_bn")(y)
     y = tf.keras.layers.Add(name=f"{name}_add")([y, shortcut(x)])
     return tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(y)
+
+
+def bireal_stages(
+    x: tf.Tensor,
+    variant: Variant,
+    stages,
+    downsample,
+    bn_gamma: float = 1.0,
+) -> tf.Tensor:
+    """Stack `binary_unit`s: `stages` is a list of (filters, units); the first unit of every
+    stage but the first has stride 2 and the shortcut `downsample(x, filters, name)`."""
+    for stage, (filters, units) in enumerate(stages):
+        for unit in range(units):
+            strides = 2 if stage > 0 and unit == 0 else 1
+            name = f"stage{stage + 1}_unit{unit + 1}"
+            if strides == 1:
+                shortcut = identity
+            else:
+
+                def shortcut(t, filters=filters, name=name):
+                    return downsample(t, filters, name)
+
+            x = binary_unit(x, variant, filters, strides, shortcut, bn_gamma, name=name)
+    return x

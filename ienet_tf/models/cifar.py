@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ienet_tf.models.blocks import PadChannels, batch_norm, binary_unit, hard_tanh, identity
+from ienet_tf.models.blocks import PadChannels, batch_norm, bireal_stages, hard_tanh
 from ienet_tf.models.variants import Variant
 
 __all__ = ["resnet18_cifar", "resnet20", "vgg_small"]
@@ -26,24 +26,17 @@ def _stem(x: tf.Tensor, filters: int, activation: bool) -> tf.Tensor:
     return tf.keras.layers.Activation(hard_tanh, name="stem_out")(x) if activation else x
 
 
+def _pool_and_pad(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
+    x = tf.keras.layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+    return PadChannels(filters, name=f"{name}_pad")(x)
+
+
 def resnet20(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
     """Bi-Real ResNet-20: 18 units [6, 6, 6] at widths 16/32/64, each ONE 3x3 binary conv
     with its own shortcut; the downsampling shortcut is 2x2 average pooling + zero
     channel padding (no parameters)."""
     x = _stem(inputs, 16, activation=True)
-    for stage, filters in enumerate((16, 32, 64)):
-        for unit in range(6):
-            strides = 2 if stage > 0 and unit == 0 else 1
-            name = f"stage{stage + 1}_unit{unit + 1}"
-            if strides == 1:
-                shortcut = identity
-            else:
-
-                def shortcut(t, filters=filters, name=name):
-                    t = tf.keras.layers.AveragePooling2D(2, name=f"{name}_pool")(t)
-                    return PadChannels(filters, name=f"{name}_pad")(t)
-
-            x = binary_unit(x, variant, filters, strides, shortcut, name=name)
+    x = bireal_stages(x, variant, [(16, 6), (32, 6), (64, 6)], _pool_and_pad)
     return _head(x, num_classes)
 
 

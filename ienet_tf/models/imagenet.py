@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ienet_tf.models.blocks import batch_norm, binary_unit, hard_tanh, identity
+from ienet_tf.models.blocks import batch_norm, bireal_stages, hard_tanh
 from ienet_tf.models.variants import Variant
 
 __all__ = ["resnet18", "resnet34"]
@@ -17,28 +17,18 @@ __all__ = ["resnet18", "resnet34"]
 CONV_BN_GAMMA = 1e-8
 
 
+def _real_downsample(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
+    x = tf.keras.layers.Conv2D(filters, 1, 2, use_bias=False, name=f"{name}_down_conv")(x)
+    return batch_norm(CONV_BN_GAMMA, name=f"{name}_down_bn")(x)
+
+
 def _bireal_resnet(inputs, variant: Variant, num_classes: int, blocks) -> tf.Tensor:
     x = tf.keras.layers.Conv2D(64, 7, 2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = batch_norm(CONV_BN_GAMMA, name="stem_bn")(x)
     x = tf.keras.layers.Activation(hard_tanh, name="stem_out")(x)
     x = tf.keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
-    for stage, (filters, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
-        for unit in range(2 * num_blocks):
-            strides = 2 if stage > 0 and unit == 0 else 1
-            name = f"stage{stage + 1}_unit{unit + 1}"
-            if strides == 1:
-                shortcut = identity
-            else:
-
-                def shortcut(t, filters=filters, name=name):
-                    t = tf.keras.layers.Conv2D(
-                        filters, 1, 2, use_bias=False, name=f"{name}_down_conv"
-                    )(t)
-                    return batch_norm(CONV_BN_GAMMA, name=f"{name}_down_bn")(t)
-
-            x = binary_unit(
-                x, variant, filters, strides, shortcut, bn_gamma=CONV_BN_GAMMA, name=name
-            )
+    stages = [(filters, 2 * n) for filters, n in zip((64, 128, 256, 512), blocks, strict=True)]
+    x = bireal_stages(x, variant, stages, _real_downsample, bn_gamma=CONV_BN_GAMMA)
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = batch_norm(name="head_bn")(x)
     return tf.keras.layers.Dense(num_classes, name="logits")(x)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 from ienet_tf import callbacks, data, models
 from ienet_tf import config as config_lib
+from ienet_tf.io import write_atomically
 from ienet_tf.train import recipes
 
 __all__ = [
@@ -97,13 +97,6 @@ def load_datasets(config: config_lib.Config, splits=("train", "test")) -> dict:
     return loaded
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _save_model_atomically(model: tf.keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     model.save(tmp)
@@ -130,7 +123,7 @@ def _prepare_output_dir(config: config_lib.Config, output_dir: Path) -> bool:
             )
         metrics = output_dir / "metrics.json"
         return metrics.exists() and json.loads(metrics.read_text()).get("completed", False)
-    _write_text_atomically(saved, config_lib.dump(config))
+    write_atomically(saved, config_lib.dump(config))
     return False
 
 
@@ -201,7 +194,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         "epochs_this_invocation": len(history.history.get("loss", [])),
         "wall_time_s": wall_time,
     }
-    _write_text_atomically(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_atomically(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
