@@ -3,10 +3,13 @@
 ```python
 from ienet_tf import callbacks, layers, quantizers
 ```
+
+Importing the package registers every custom Keras object (quantizers, layers, model
+blocks), so `tf.keras.models.load_model` reads saved ienet-tf models after `import ienet_tf`.
 """
 
-from ienet_tf import callbacks, layers, quantizers, schedule
+from ienet_tf import callbacks, layers, models, quantizers, schedule
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "callbacks", "layers", "quantizers", "schedule"]
+__all__ = ["__version__", "callbacks", "layers", "models", "quantizers", "schedule"]
