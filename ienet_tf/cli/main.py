@@ -95,30 +95,134 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ienet_tf import config as config_lib
     from ienet_tf.export import DEFAULT_TOLERANCE, to_tflite
     from ienet_tf.train import load_datasets, load_run
 
     config, model = load_run(args.checkpoint, args.which)
     images, _ = next(iter(load_datasets(config, ("test",))["test"]))
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
-    result = to_tflite(model, args.output, np.asarray(images)[:64], tolerance)
+    source = {
+        "checkpoint": str(args.checkpoint),
+        "which": args.which,
+        "parity_inputs": f"first {min(64, len(images))} {config.data.name} test images",
+        "config": config_lib.to_dict(config),
+    }
+    result = to_tflite(model, args.output, np.asarray(images)[:64], tolerance, source)
+    weights = result.weight_bytes
     print(
-        f"{result.path}: {result.size_bytes:,} bytes\n"
+        f"{result.path}: {result.size_bytes:,} bytes (binary weights {weights['binary']:,} B, "
+        f"float weights {weights['float']:,} B); report {result.sidecar}\n"
         f"ops: {result.op_histogram}\n"
-        f"parity on {result.parity.num_inputs} test images: max |diff| "
+        f"parity on {result.parity.num_inputs} test images: "
+        f"{result.parity.within_tolerance:.0%} within {result.parity.tolerance:g}, max |diff| "
         f"{result.parity.max_abs_diff:.2e}, top-1 agreement {result.parity.top1_agreement:.2%}"
     )
     return 0
 
 
-def _positive_float(text: str) -> float:
+def _read_tflite(path: Path) -> bytes:
+    from ienet_tf.export import read_graph
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+        flatbuffer = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    try:
+        read_graph(flatbuffer)
+    except ValueError as error:
+        raise UserError(f"{path}: {error} (write one with `ienet export`)") from None
+    return flatbuffer
+
+
+def _counterparts(path: Path, variants=("fp", "bireal")) -> dict[str, bytes]:
+    """Convert the float and Bi-Real (K=1) versions of the exported model's architecture."""
+    from ienet_tf import config as config_lib
+    from ienet_tf import export, models
+
+    sidecar = path.with_name(path.name + ".json")
+    try:
+        report = json.loads(sidecar.read_text())
+        config = config_lib.from_dict(report["source"]["config"])
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        raise UserError(
+            f"--compare needs {sidecar} with the source config, as `ienet export` writes it"
+        ) from None
+    converted = {}
+    for variant in variants:
+        model = models.build(
+            config.model.name,
+            variant,
+            num_classes=report.get("num_classes"),
+            input_shape=tuple(report["input_shape"]),
+        )
+        print(f"converting the {variant} counterpart of {config.model.name} ...", file=sys.stderr)
+        converted[f"{config.model.name} {variant}"], _ = export.convert(model)
+    return converted
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ienet_tf.export.bench import X86_CAVEAT, benchmark
+
+    flatbuffers = {args.model.name: _read_tflite(args.model)}
+    if args.compare:
+        flatbuffers.update(_counterparts(args.model))
+
+    def progress(done: int, total: int, name: str = "") -> None:
+        print(
+            f"\r{name}: run {done}/{total}",
+            end="\n" if done == total else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results = [
+        benchmark(
+            flatbuffer,
+            name,
+            args.threads,
+            args.runs,
+            args.warmup,
+            args.reference_bconv,
+            progress=lambda d, t, name=name: progress(d, t, name),
+        )
+        for name, flatbuffer in flatbuffers.items()
+    ]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return 0
+    base = results[0]
+    print(
+        f"{'model':<32} {'median ms':>10} {'min':>8} {'max':>8} {'size KB':>9} "
+        f"{'latency x':>10} {'size x':>7}"
+    )
+    for r in results:
+        print(
+            f"{r.model:<32} {r.median_ms:>10.2f} {r.min_ms:>8.2f} {r.max_ms:>8.2f} "
+            f"{r.size_bytes / 1e3:>9.1f} {r.median_ms / base.median_ms:>10.2f} "
+            f"{r.size_bytes / base.size_bytes:>7.2f}"
+        )
+    print(
+        f"({base.threads} thread(s), {base.runs} runs, {base.machine}; ratios to "
+        f"{base.model})\n{X86_CAVEAT}"
+    )
+    return 0
+
+
+def _positive(cast):
+    """An argparse type: `cast(text)`, which must be > 0."""
+    kind = {int: "integer", float: "number"}[cast]
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind}, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,9 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path, required=True, help="the .tflite to write")
     export.add_argument("--which", choices=RUN_FILES, default="final")
     export.add_argument(
-        "--tolerance", type=_positive_float, help="max |LCE - Keras| on the logits (1e-3)"
+        "--tolerance", type=_positive(float), help="max |LCE - Keras| on the logits (1e-3)"
     )
     export.set_defaults(handler=_cmd_export)
+
+    bench = commands.add_parser("bench", help="LCE interpreter latency of a .tflite")
+    bench.add_argument("model", type=Path, help="a .tflite written by `ienet export`")
+    bench.add_argument("--threads", type=_positive(int), default=1)
+    bench.add_argument("--runs", type=_positive(int), default=50)
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument(
+        "--reference-bconv", action="store_true", help="LCE's reference LceBconv2d kernel"
+    )
+    bench.add_argument(
+        "--compare", action="store_true", help="also time the float and Bi-Real counterparts"
+    )
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

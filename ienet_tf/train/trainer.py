@@ -14,6 +14,7 @@ epoch with that epoch's learning rate and IEE `q`. Rerunning a finished run does
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -182,14 +183,22 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         raise TrainingError(
             f"training diverged (NaN loss) in {output_dir}; lower train.learning_rate."
         )
-    results = model.evaluate(datasets["test"], verbose=0, return_dict=True)
+    # The last epoch's validation pass already evaluated the final weights on the test
+    # split; a run resumed after its last epoch (0 epochs this time) evaluates again.
+    results = {
+        key[4:]: values[-1] for key, values in history.history.items() if key.startswith("val_")
+    }
+    if not results:
+        results = model.evaluate(datasets["test"], verbose=0, return_dict=True)
     _save_model_atomically(model, output_dir / "model.keras")
+    with (output_dir / "history.csv").open() as log:  # every epoch, across resumptions
+        accuracies = [float(row["val_accuracy"]) for row in csv.DictReader(log)]
     metrics = {
         "completed": True,
         "model": model.name,
         "test_accuracy": float(results["accuracy"]),
         **({"test_top5": float(results["top5"])} if "top5" in results else {}),
-        "best_test_accuracy": max(history.history.get("val_accuracy", [float("nan")])),
+        "best_test_accuracy": max(accuracies, default=float(results["accuracy"])),
         "epochs": train_cfg.epochs,
         "epochs_this_invocation": len(history.history.get("loss", [])),
         "wall_time_s": wall_time,

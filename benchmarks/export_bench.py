@@ -1,0 +1,127 @@
+"""Deployment numbers: .tflite sizes, x86 LCE latency, parity for every model x variant.
+
+    .venv/bin/python benchmarks/export_bench.py [--runs 20] [--skip-parity]
+
+Writes benchmarks/results/export.json (command, commit, versions, machine, date) and prints
+a summary. Weights are random (sizes and latency do not depend on training), with the IE-BC
+thresholds spread as after training so every branch converts to its own LceBconv2d.
+x86 latency is not an ARM speed-up: LCE has no optimized x86 kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ienet_tf import export, layers, models
+from ienet_tf.export.bench import X86_CAVEAT, benchmark
+
+RESULTS = Path(__file__).parent / "results"
+SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
+
+
+def as_if_trained(model: tf.keras.Model, rng: np.random.Generator) -> tf.keras.Model:
+    for layer in model.layers:
+        if isinstance(layer, layers.IEBinaryConv2D) and layer.thresholds is not None:
+            layer.thresholds.assign(rng.normal(0, 0.3, layer.thresholds.shape))
+    return model
+
+
+def provenance() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": commit.stdout.strip(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine()},
+        "versions": export.stack_versions(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--skip-parity", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    results: dict = {**provenance(), "resnet18_224": {}, "parity": []}
+
+    for variant, k in (("ienet", 2), ("bireal", None), ("fp", None)):
+        model = as_if_trained(models.build("resnet18", variant, k=k), rng)
+        flatbuffer, ops = export.convert(model)
+        timing = benchmark(flatbuffer, f"resnet18 {variant}", threads=1, runs=args.runs)
+        results["resnet18_224"][variant] = {
+            "size_bytes": len(flatbuffer),
+            "weight_bytes": export.read_graph(flatbuffer).weight_bytes(),
+            "LceBconv2d": ops.get("LceBconv2d", 0),
+            "latency_ms": timing.as_dict(),
+        }
+        print(
+            f"resnet18 {variant}: {len(flatbuffer) / 1e6:.2f} MB, median {timing.median_ms:.1f} ms",
+            flush=True,
+        )
+    r18 = results["resnet18_224"]
+    results["resnet18_224"]["ratios"] = {
+        "size_fp_over_ienet": r18["fp"]["size_bytes"] / r18["ienet"]["size_bytes"],
+        "latency_ienet_over_bireal": r18["ienet"]["latency_ms"]["median_ms"]
+        / r18["bireal"]["latency_ms"]["median_ms"],
+        "latency_ienet_over_fp": r18["ienet"]["latency_ms"]["median_ms"]
+        / r18["fp"]["latency_ms"]["median_ms"],
+    }
+
+    if not args.skip_parity:
+        for name in models.available():
+            shape = SMALL_INPUT.get(name, (16, 16, 3))
+            for variant in models.VARIANTS:
+                tf.keras.backend.clear_session()
+                model = as_if_trained(models.build(name, variant, input_shape=shape), rng)
+                start = time.perf_counter()
+                flatbuffer, ops = export.convert(model)
+                inputs = rng.normal(size=(32, *shape)).astype(np.float32)
+                agreement = export.parity(model, flatbuffer, inputs)
+                row = {
+                    "model": name,
+                    "variant": variant,
+                    "input_shape": list(shape),
+                    "LceBconv2d": ops.get("LceBconv2d", 0),
+                    "convert_s": time.perf_counter() - start,
+                    **agreement.__dict__,
+                }
+                results["parity"].append(row)
+                print(
+                    f"{name:>15} {variant:>7}: {row['within_tolerance']:.0%} within "
+                    f"{row['tolerance']:g}, max |diff| {row['max_abs_diff']:.1e}, top-1 "
+                    f"{row['top1_agreement']:.0%}",
+                    flush=True,
+                )
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "export.json").write_text(json.dumps(results, indent=2) + "\n")
+    ratios = results["resnet18_224"]["ratios"]
+    print(
+        f"\nResNet-18 (224x224): float/IE-Net size {ratios['size_fp_over_ienet']:.1f}x; "
+        f"x86 latency IE-Net/Bi-Real {ratios['latency_ienet_over_bireal']:.2f}, "
+        f"IE-Net/float {ratios['latency_ienet_over_fp']:.2f}\n{X86_CAVEAT}"
+    )
+
+
+if __name__ == "__main__":
+    main()
