@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ienet-installed
+# Quiet TensorFlow's C++ start-up logs in the commands below.
+export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install test lint demo lock clean
 
@@ -21,7 +23,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest
+	$(BIN)/python -m pytest
 
 # The main job on embedded data: train, evaluate, export (verified) -- see README.
 DEMO_CONFIG := configs/digits_convnet_ienet.yaml

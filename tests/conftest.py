@@ -18,3 +18,26 @@ def _seeded():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished `ienet train` run of the demo config: 1 epoch on 128 digits."""
+    from ienet_tf.cli import main
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    argv = [
+        "train",
+        "--config",
+        "configs/digits_convnet_ienet.yaml",
+        "--output-dir",
+        str(run),
+        "--verbose",
+        "0",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.subset=128",
+    ]
+    assert main(argv) == 0
+    return run

@@ -74,29 +74,10 @@ def test_script_main_parses_a_log_into_json(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny trained run, exported with its sidecar."""
-    run = tmp_path_factory.mktemp("run")
-    assert (
-        main(
-            [
-                "train",
-                "--config",
-                "configs/digits_convnet_ienet.yaml",
-                "--output-dir",
-                str(run),
-                "--verbose",
-                "0",
-                "--set",
-                "train.epochs=1",
-                "--set",
-                "data.subset=64",
-            ]
-        )
-        == 0
-    )
-    tflite = run / "model.tflite"
-    assert main(["export", "--checkpoint", str(run), "--output", str(tflite)]) == 0
+def exported(tiny_run):
+    """The tiny run, exported with its sidecar."""
+    tflite = tiny_run / "model.tflite"
+    assert main(["export", "--checkpoint", str(tiny_run), "--output", str(tflite)]) == 0
     return tflite
 
 

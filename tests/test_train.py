@@ -147,27 +147,8 @@ def test_kill_9_and_rerun_continues_at_the_right_epoch_with_the_right_q(tmp_path
         )
 
 
-def test_evaluate_cost_and_export_on_a_trained_run(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--config",
-                str(DEMO),
-                "--output-dir",
-                str(run),
-                "--verbose",
-                "0",
-                "--set",
-                "train.epochs=1",
-                "--set",
-                "data.subset=128",
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+def test_evaluate_cost_and_export_on_a_trained_run(tiny_run, tmp_path, capsys):
+    run = tiny_run
     assert main(["evaluate", "--checkpoint", str(run), "--which", "best"]) == 0
     assert "convnet_ienet_k2 (best): top-1" in capsys.readouterr().out
     assert main(["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
