@@ -25,6 +25,8 @@ import yaml
 __all__ = [
     "Config",
     "ConfigError",
+    "TuneConfig",
+    "TuneFileConfig",
     "DataConfig",
     "IEEConfig",
     "ModelConfig",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+TUNERS = ("random", "bayesian", "hyperband")
 WEIGHT_DECAY_SCOPES = ("all", "kernels_and_alpha")
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -90,6 +93,30 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     iee: IEEConfig = dataclasses.field(default_factory=IEEConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """The keras-tuner search of `ienet tune`. T_min/T_max are searched as a centre and a
+    width (`t_min = c - w/2`, `t_max = c + w/2`, w > 0), so every sampled pair is valid."""
+
+    tuner: str = "random"  # random | bayesian | hyperband
+    max_trials: int = 10  # random/bayesian; hyperband sizes itself from max_epochs
+    executions_per_trial: int = 1
+    objective: str = "val_accuracy"
+    k: tuple[int, int] = (1, 5)
+    t_center: tuple[float, float] = (-1.5, 0.5)
+    t_width: tuple[float, float] = (1.0, 4.0)
+    learning_rate: tuple[float, float] | None = None  # log-uniform when given
+    validation_examples: int = 300  # held out from the training split, never the test set
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneFileConfig(Config):
+    """A training config plus the `tune` section: what `ienet tune` reads."""
+
+    tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
 
 
 def _describe(tp) -> str:
@@ -206,11 +233,52 @@ def validate(config: Config) -> Config:
         "iee.t_min",
         f"must be smaller than iee.t_max, got {config.iee.t_min} >= {config.iee.t_max}.",
     )
+    if isinstance(config, TuneFileConfig):
+        _validate_tune(config)
     return config
 
 
-def from_dict(raw: Any) -> Config:
-    return validate(_build(Config, raw, ""))
+def _validate_tune(config: TuneFileConfig) -> None:
+    tune = config.tune
+    _check(tune.tuner in TUNERS, "tune.tuner", f"{tune.tuner!r} is not one of {list(TUNERS)}.")
+    for key in ("max_trials", "executions_per_trial", "validation_examples"):
+        value = getattr(tune, key)
+        _check(value > 0, f"tune.{key}", f"must be > 0, got {value}.")
+    for key in ("k", "t_center", "t_width", "learning_rate"):
+        bounds = getattr(tune, key)
+        if bounds is not None:
+            _check(
+                bounds[0] <= bounds[1],
+                f"tune.{key}",
+                f"expected [low, high] with low <= high, got {list(bounds)}.",
+            )
+    _check(tune.k[0] >= 1, "tune.k", f"K must be >= 1, got {list(tune.k)}.")
+    if tune.k[1] > 1:
+        _check(
+            config.model.variant in ("iebc", "ienet"),
+            "tune.k",
+            f"K > 1 needs model.variant 'iebc' or 'ienet', got {config.model.variant!r}.",
+        )
+    _check(
+        tune.t_width[0] > 0,
+        "tune.t_width",
+        f"widths must be > 0 so that t_min < t_max, got {list(tune.t_width)}.",
+    )
+    if tune.learning_rate is not None:
+        _check(
+            tune.learning_rate[0] > 0,
+            "tune.learning_rate",
+            f"must be > 0 (log-uniform), got {list(tune.learning_rate)}.",
+        )
+    _check(
+        tune.objective in ("val_accuracy", "val_loss"),
+        "tune.objective",
+        f"{tune.objective!r} is not one of ['val_accuracy', 'val_loss'].",
+    )
+
+
+def from_dict(raw: Any, schema: type[Config] = Config) -> Config:
+    return validate(_build(schema, raw, ""))
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -234,8 +302,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, override and validate a YAML config file."""
+def load(
+    path: str | Path, overrides: list[str] | None = None, schema: type[Config] = Config
+) -> Config:
+    """Read, override and validate a YAML config file (a `Config`, or a `TuneFileConfig`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -250,7 +320,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level.")
     try:
-        return from_dict(apply_overrides(raw or {}, overrides or []))
+        return from_dict(apply_overrides(raw or {}, overrides or []), schema)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 

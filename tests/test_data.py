@@ -593,3 +593,14 @@ def test_unprepared_tfds_data_sets_raise_data_error_offline(tmp_path, no_network
             manual_dir=manual,
         )
     assert "lacks ILSVRC2012_img_val.tar" not in str(caught.value)
+
+
+def test_skip_and_subset_select_disjoint_parts_of_a_split():
+    first = data.load("digits", "train", batch_size=1000, training=False, subset=100)
+    rest = data.load("digits", "train", batch_size=1000, training=False, skip=100, subset=50)
+    whole = data.load("digits", "train", batch_size=1000, training=False, subset=150)
+    (x1, y1), (x2, y2), (x, y) = (next(iter(d)) for d in (first, rest, whole))
+    np.testing.assert_array_equal(np.concatenate([x1, x2]), x)
+    np.testing.assert_array_equal(np.concatenate([y1, y2]), y)
+    with pytest.raises(ValueError, match="`skip`"):
+        data.load("digits", "train", batch_size=8, training=False, skip=-1)

@@ -43,6 +43,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from ienet_tf import config as config_lib
+    from ienet_tf.tune import run_search
+
+    config = config_lib.load(args.config, args.set, schema=config_lib.TuneFileConfig)
+    output_dir = args.output_dir or Path("runs") / Path(args.config).stem
+    summary = run_search(config, output_dir, verbose=args.verbose)
+    print((Path(output_dir) / "trials.md").read_text())
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ienet_tf.train import evaluate
 
@@ -246,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", type=Path, help="default: runs/<config name>")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     train.set_defaults(handler=_cmd_train)
+
+    tune = commands.add_parser("tune", help="keras-tuner search over K and T_min/T_max")
+    with_config(tune)
+    tune.add_argument("--output-dir", type=Path, help="default: runs/<config name>")
+    tune.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    tune.set_defaults(handler=_cmd_tune)
 
     evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run")
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="a run directory")

@@ -63,6 +63,7 @@ def load(
     data_dir: str | os.PathLike | None = None,
     manual_dir: str | os.PathLike | None = None,
     subset: int | None = None,
+    skip: int = 0,
     seed: int = 0,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
@@ -72,7 +73,8 @@ def load(
     of shape (batch,). `split` is "train" or "test" ("validation" = "test": tfds "validation" for
     ImageNet, the test split otherwise). `training=True` shuffles (seeded, reshuffled each epoch)
     and augments with fresh seeded randomness each epoch; `training=False` is deterministic and
-    does not augment. `subset=N` keeps the first N examples (before shuffling).
+    does not augment. `skip=S, subset=N` keeps examples S .. S+N-1 (before shuffling), so
+    one split can give disjoint training and validation parts.
 
     `data_dir`: the Fashion-MNIST IDX directory, or the tfds data directory (default: tfds's).
     `manual_dir`: where ImageNet's tar files are, to prepare it once. Missing or corrupt data
@@ -86,10 +88,12 @@ def load(
     _check_int("seed", seed, None)
     if subset is not None:
         _check_int("subset", subset, 1)
+    _check_int("skip", skip, 0)
     spec = info(name)
 
-    source = _source(name, split, data_dir, manual_dir, subset, training and subset is None, seed)
-    dataset = source.dataset
+    end = None if subset is None else skip + subset
+    source = _source(name, split, data_dir, manual_dir, end, training and end is None, seed)
+    dataset = source.dataset.skip(skip) if skip else source.dataset
     if source.cacheable:
         dataset = dataset.cache()
     if training:

@@ -1,0 +1,76 @@
+"""The keras-tuner `HyperModel` of `ienet tune`: K, the IEE schedule range, the learning rate."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras_tuner as kt
+import tensorflow as tf
+
+from ienet_tf import callbacks
+from ienet_tf.config import Config, TuneFileConfig
+from ienet_tf.train import add_weight_decay, build_model, compile_model, learning_rate_at
+
+__all__ = ["IENetHyperModel", "trial_config"]
+
+
+def trial_config(base: Config, values: dict) -> Config:
+    """The training config of one trial: `base` with the trial's K, T range and lr.
+
+    `values` are keras-tuner hyperparameter values: `k`, `t_center`, `t_width` and, when
+    searched, `learning_rate`; `t_min = t_center - t_width/2`, `t_max = t_center + t_width/2`.
+    """
+    half = values["t_width"] / 2.0
+    train = base.train
+    if "learning_rate" in values:
+        train = dataclasses.replace(train, learning_rate=float(values["learning_rate"]))
+    return Config(
+        model=dataclasses.replace(base.model, k=int(values["k"])),
+        data=base.data,
+        train=train,
+        iee=dataclasses.replace(
+            base.iee, t_min=values["t_center"] - half, t_max=values["t_center"] + half
+        ),
+    )
+
+
+class IENetHyperModel(kt.HyperModel):
+    """Builds the config's model for a trial's K and learning rate, and trains it with the
+    trial's IEE schedule (`IEESchedule` over the epochs keras-tuner asks for)."""
+
+    def __init__(self, config: TuneFileConfig):
+        super().__init__(name=f"{config.model.name}_{config.model.variant}")
+        self.config = config
+
+    def _values(self, hp: kt.HyperParameters) -> dict:
+        tune = self.config.tune
+        values = {
+            "k": hp.Int("k", tune.k[0], tune.k[1]),
+            "t_center": hp.Float("t_center", *tune.t_center),
+            "t_width": hp.Float("t_width", *tune.t_width),
+        }
+        if tune.learning_rate is not None:
+            values["learning_rate"] = hp.Float("learning_rate", *tune.learning_rate, sampling="log")
+        return values
+
+    def trial_config(self, hp: kt.HyperParameters) -> Config:
+        return trial_config(self.config, self._values(hp))
+
+    def build(self, hp: kt.HyperParameters) -> tf.keras.Model:
+        config = self.trial_config(hp)
+        model = build_model(config)
+        add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
+        compile_model(model, config)
+        return model
+
+    def fit(self, hp: kt.HyperParameters, model: tf.keras.Model, *args, **kwargs):
+        config = self.trial_config(hp)
+        epochs = kwargs.get("epochs", config.train.epochs)
+        warmup = min(config.train.warmup_epochs, epochs - 1)
+        train = dataclasses.replace(config.train, epochs=epochs, warmup_epochs=warmup)
+        schedule = [
+            callbacks.IEESchedule(epochs, config.iee.t_min, config.iee.t_max),
+            tf.keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, train)),
+        ]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *schedule]
+        return model.fit(*args, **kwargs)

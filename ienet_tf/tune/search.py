@@ -1,0 +1,194 @@
+"""`ienet tune`: a resumable keras-tuner search, its results table and the best config.
+
+The output directory holds:
+
+    config.yaml        the resolved tune config (a rerun must match it)
+    tuner/             keras-tuner's own state: rerunning continues the search and never
+                       redoes a finished trial
+    trials.csv/.md     one row per trial: hyperparameters, objective, wall time, cost
+    best_config.yaml   the best trial as a complete `ienet train` config
+
+The objective is measured on `tune.validation_examples` examples held out from the
+training split (disjoint from the examples trained on), never on the test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import tensorflow as tf
+
+from ienet_tf import config as config_lib
+from ienet_tf import data
+from ienet_tf.cost import model_cost
+from ienet_tf.io import write_atomically
+from ienet_tf.train import TrainingError
+from ienet_tf.tune.hypermodel import IENetHyperModel, trial_config
+
+__all__ = ["COLUMNS", "run_search"]
+
+COLUMNS = (
+    "trial",
+    "status",
+    "k",
+    "t_min",
+    "t_max",
+    "learning_rate",
+    "objective",
+    "wall_time_s",
+    "binary_ops",
+    "flops",
+)
+_TUNERS = {
+    "random": kt.RandomSearch,
+    "bayesian": kt.BayesianOptimization,
+    "hyperband": kt.Hyperband,
+}
+_WALL_TIME = "wall_time.json"
+
+
+def _timed(tuner_class: type) -> type:
+    """The tuner class, recording each trial's wall time in its trial directory."""
+
+    class TimedTuner(tuner_class):
+        def run_trial(self, trial, *args, **kwargs):
+            start = time.perf_counter()
+            results = super().run_trial(trial, *args, **kwargs)
+            elapsed = {"wall_time_s": time.perf_counter() - start}
+            write_atomically(
+                Path(self.get_trial_dir(trial.trial_id)) / _WALL_TIME, json.dumps(elapsed)
+            )
+            return results
+
+    return TimedTuner
+
+
+def _make_tuner(config: config_lib.TuneFileConfig, directory: Path) -> kt.Tuner:
+    tune = config.tune
+    direction = "max" if tune.objective == "val_accuracy" else "min"
+    common = {
+        "hypermodel": IENetHyperModel(config),
+        "objective": kt.Objective(tune.objective, direction),
+        "executions_per_trial": tune.executions_per_trial,
+        "seed": tune.seed,
+        "directory": str(directory),
+        "project_name": "search",
+        "overwrite": False,  # reload the search state: a rerun resumes
+    }
+    if tune.tuner == "hyperband":
+        return _timed(kt.Hyperband)(max_epochs=config.train.epochs, **common)
+    return _timed(_TUNERS[tune.tuner])(max_trials=tune.max_trials, **common)
+
+
+def _datasets(config: config_lib.TuneFileConfig):
+    d, held_out = config.data, config.tune.validation_examples
+    common = {
+        "data_dir": d.data_dir,
+        "manual_dir": d.manual_dir,
+        "seed": config.train.seed,
+        "batch_size": config.train.batch_size,
+    }
+    validation = data.load(d.name, "train", training=False, subset=held_out, **common)
+    train = data.load(d.name, "train", training=True, skip=held_out, subset=d.subset, **common)
+    return train, validation
+
+
+def _check_output_dir(config: config_lib.TuneFileConfig, output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    saved = output_dir / "config.yaml"
+    if not saved.exists():
+        write_atomically(saved, config_lib.dump(config))
+        return
+    previous = config_lib.to_dict(config_lib.load(saved, schema=config_lib.TuneFileConfig))
+    current = config_lib.to_dict(config)
+    # A larger trial budget continues the same search; anything else is another search.
+    previous["tune"].pop("max_trials"), current["tune"].pop("max_trials")
+    if previous != current:
+        raise TrainingError(
+            f"{output_dir} holds a search with a different config; use another --output-dir, "
+            "or the same config (only tune.max_trials may grow) to resume it."
+        )
+    write_atomically(saved, config_lib.dump(config))
+
+
+def _rows(tuner: kt.Tuner, config: config_lib.TuneFileConfig) -> list[dict]:
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        values = trial.hyperparameters.values
+        if not {"k", "t_center", "t_width"} <= set(values):
+            continue
+        trial_cfg = trial_config(config, values)
+        timing = Path(tuner.get_trial_dir(trial_id)) / _WALL_TIME
+        tf.keras.backend.clear_session()
+        cost = model_cost(tuner.hypermodel.build(trial.hyperparameters))
+        rows.append(
+            {
+                "trial": trial_id,
+                "status": trial.status,
+                "k": trial_cfg.model.k,
+                "t_min": trial_cfg.iee.t_min,
+                "t_max": trial_cfg.iee.t_max,
+                "learning_rate": trial_cfg.train.learning_rate,
+                "objective": trial.score,
+                "wall_time_s": json.loads(timing.read_text())["wall_time_s"]
+                if timing.exists()
+                else None,
+                "binary_ops": cost.binary_ops,
+                "flops": cost.flops,
+            }
+        )
+    return rows
+
+
+def _write_tables(rows: list[dict], objective: str, output_dir: Path) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(output_dir / "trials.csv", text.getvalue())
+
+    def cell(value):
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    header = [objective if c == "objective" else c for c in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
+    write_atomically(output_dir / "trials.md", "\n".join(lines) + "\n")
+
+
+def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbose: int = 1) -> dict:
+    """Run (or resume) the search; write the tables and the best config. Returns a summary."""
+    output_dir = Path(output_dir)
+    _check_output_dir(config, output_dir)
+    tf.keras.utils.set_random_seed(config.train.seed)
+    train, validation = _datasets(config)
+    tuner = _make_tuner(config, output_dir / "tuner")
+    tuner.search(train, validation_data=validation, epochs=config.train.epochs, verbose=verbose)
+    rows = _rows(tuner, config)
+    _write_tables(rows, config.tune.objective, output_dir)
+    best = tuner.get_best_hyperparameters(1)
+    if not best:
+        raise TrainingError(f"no trial of the search in {output_dir} finished; see its logs.")
+    best_config = trial_config(config, best[0].values)
+    write_atomically(
+        output_dir / "best_config.yaml",
+        "# The best trial of `ienet tune`; train it with `ienet train`.\n"
+        + config_lib.dump(config_lib.validate(best_config)),
+    )
+    return {
+        "output_dir": str(output_dir),
+        "trials": len(rows),
+        "best": {
+            "k": best_config.model.k,
+            "t_min": best_config.iee.t_min,
+            "t_max": best_config.iee.t_max,
+            "learning_rate": best_config.train.learning_rate,
+        },
+    }

@@ -1,0 +1,134 @@
+"""`ienet tune`: a 2-trial search on the embedded digits, resumption, the best config."""
+
+import csv
+import json
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+
+from ienet_tf import config as config_lib
+from ienet_tf.cli import main
+from ienet_tf.tune import COLUMNS, IENetHyperModel, trial_config
+
+TUNE = "configs/tune_digits.yaml"
+SMALL = [
+    "--set",
+    "data.subset=256",
+    "--set",
+    "tune.validation_examples=128",
+    "--set",
+    "train.epochs=2",
+]
+
+
+def _rows(path: Path) -> list[dict]:
+    with (path / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search")
+    assert main(["tune", "--config", TUNE, "--output-dir", str(out), "--verbose", "0", *SMALL]) == 0
+    return out
+
+
+def test_search_writes_the_results_table(search):
+    rows = _rows(search)
+    assert [r["trial"] for r in rows] == ["0", "1"]
+    assert list(rows[0]) == list(COLUMNS)
+    for row in rows:
+        assert row["status"] == "COMPLETED"
+        assert 1 <= int(row["k"]) <= 5
+        assert float(row["t_min"]) < float(row["t_max"])
+        assert 0.0 <= float(row["objective"]) <= 1.0 and float(row["wall_time_s"]) > 0
+        # The convnet's binary convs at 8x8: K branches of 3*3*(32*64*64 + 64*64*16 + ...).
+        one_branch = 9 * (32 * 64 * 64 + 64 * 64 * 16 + 64 * 128 * 16)
+        assert int(row["binary_ops"]) == int(row["k"]) * one_branch
+    table = (search / "trials.md").read_text()
+    assert table.count("\n") == 4 and "val_accuracy" in table.splitlines()[0]
+
+
+def test_best_config_is_a_training_config_ienet_train_accepts(search, tmp_path, capsys):
+    rows = _rows(search)
+    best_row = max(rows, key=lambda r: float(r["objective"]))
+    best = config_lib.load(search / "best_config.yaml")
+    assert type(best) is config_lib.Config
+    assert best.model.k == int(best_row["k"])
+    assert best.iee.t_min == pytest.approx(float(best_row["t_min"]))
+    assert best.iee.t_max == pytest.approx(float(best_row["t_max"]))
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(search / "best_config.yaml"),
+                "--output-dir",
+                str(run),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((run / "metrics.json").read_text())["completed"]
+
+
+def test_rerun_resumes_without_redoing_trials(search):
+    times = [r["wall_time_s"] for r in _rows(search)]
+    args = ["tune", "--config", TUNE, "--output-dir", str(search), "--verbose", "0", *SMALL]
+    assert main(args) == 0
+    assert [r["wall_time_s"] for r in _rows(search)] == times  # nothing retrained
+    assert main([*args, "--set", "tune.max_trials=3"]) == 0
+    rows = _rows(search)
+    assert len(rows) == 3 and [r["wall_time_s"] for r in rows[:2]] == times
+
+
+def test_another_config_in_the_same_directory_is_refused(search, capsys):
+    args = [
+        "tune",
+        "--config",
+        TUNE,
+        "--output-dir",
+        str(search),
+        "--verbose",
+        "0",
+        *SMALL,
+        "--set",
+        "tune.k=[1, 2]",
+    ]
+    assert main(args) == 2
+    assert "holds a search with a different config" in capsys.readouterr().err
+
+
+def test_trial_config_maps_centre_and_width_to_a_valid_range():
+    base = config_lib.load(TUNE, schema=config_lib.TuneFileConfig)
+    cfg = trial_config(base, {"k": 4, "t_center": -0.5, "t_width": 3.0, "learning_rate": 0.02})
+    assert (cfg.model.k, cfg.iee.t_min, cfg.iee.t_max) == (4, -2.0, 1.0)
+    assert cfg.train.learning_rate == 0.02
+    hp = kt.HyperParameters()
+    model = IENetHyperModel(base).build(hp)
+    assert {"k", "t_center", "t_width"} <= set(hp.values) and model.built
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("tune.t_width=[0, 1]", "tune.t_width: widths must be > 0"),
+        ("tune.k=[3, 1]", "tune.k: expected [low, high]"),
+        ("tune.k=[0, 2]", "tune.k: K must be >= 1"),
+        ("tune.tuner=grid", "tune.tuner: 'grid' is not one of"),
+        ("tune.learning_rate=[0, 0.1]", "tune.learning_rate: must be > 0"),
+        ("tune.max_trial=3", "tune.max_trial: unknown key"),
+    ],
+)
+def test_bad_tune_configs(override, message):
+    with pytest.raises(config_lib.ConfigError, match=message.replace("[", r"\[")):
+        config_lib.load(TUNE, [override], schema=config_lib.TuneFileConfig)
+
+
+def test_train_rejects_a_tune_config(capsys):
+    assert main(["train", "--config", TUNE]) == 2
+    assert "tune: unknown key" in capsys.readouterr().err
