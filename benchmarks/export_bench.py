@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/export_bench.py [--runs 20] [--skip-parity]
 
 Writes benchmarks/results/export.json (command, commit, versions, machine, date) and prints
-a summary. Weights are random (sizes and latency do not depend on training), with the IE-BC
-thresholds spread as after training so every branch converts to its own LceBconv2d.
+a summary. Weights are random (sizes and latency do not depend on training), made to look
+trained (`as_if_trained`: distinct thresholds, so every branch converts to its own
+LceBconv2d, and BN gammas of order 1, so parity is not trivially met by ~0 outputs).
 x86 latency is not an ARM speed-up: LCE has no optimized x86 kernels.
 """
 
@@ -23,18 +24,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import export, layers, models
+from ienet_tf import export, models
 from ienet_tf.export.bench import X86_CAVEAT, benchmark
+from ienet_tf.models.testing import as_if_trained
 
 RESULTS = Path(__file__).parent / "results"
 SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
-
-
-def as_if_trained(model: tf.keras.Model, rng: np.random.Generator) -> tf.keras.Model:
-    for layer in model.layers:
-        if isinstance(layer, layers.IEBinaryConv2D) and layer.thresholds is not None:
-            layer.thresholds.assign(rng.normal(0, 0.3, layer.thresholds.shape))
-    return model
 
 
 def provenance() -> dict:
@@ -65,7 +60,7 @@ def main() -> None:
     results: dict = {**provenance(), "resnet18_224": {}, "parity": []}
 
     for variant, k in (("ienet", 2), ("bireal", None), ("fp", None)):
-        model = as_if_trained(models.build("resnet18", variant, k=k), rng)
+        model = as_if_trained(models.build("resnet18", variant, k=k))
         flatbuffer, ops = export.convert(model)
         timing = benchmark(flatbuffer, f"resnet18 {variant}", threads=1, runs=args.runs)
         results["resnet18_224"][variant] = {
@@ -92,7 +87,7 @@ def main() -> None:
             shape = SMALL_INPUT.get(name, (16, 16, 3))
             for variant in models.VARIANTS:
                 tf.keras.backend.clear_session()
-                model = as_if_trained(models.build(name, variant, input_shape=shape), rng)
+                model = as_if_trained(models.build(name, variant, input_shape=shape))
                 start = time.perf_counter()
                 flatbuffer, ops = export.convert(model)
                 inputs = rng.normal(size=(32, *shape)).astype(np.float32)

@@ -5,23 +5,10 @@ import pytest
 import tensorflow as tf
 
 from ienet_tf import export, layers, models
+from ienet_tf.models.testing import as_if_trained
 
 SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
 VARIANTS = ["fp", "bireal", "rsign", "iebc", "iee", "ienet"]
-
-
-def _as_if_trained(model, rng):
-    """Distinct thresholds, non-trivial lambdas and BN statistics, as after training."""
-    for layer in model.layers:
-        if isinstance(layer, layers.IEBinaryConv2D):
-            if layer.thresholds is not None:
-                layer.thresholds.assign(rng.normal(0, 0.3, layer.thresholds.shape))
-            if layer.lambdas is not None:
-                layer.lambdas.assign(rng.uniform(0.2, 1.0, layer.lambdas.shape))
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape))
-            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
 
 
 @pytest.mark.slow
@@ -31,7 +18,7 @@ def test_model_exports_with_expected_ops_and_parity(name, variant, tmp_path):
     rng = np.random.default_rng(0)
     shape = SMALL_INPUT.get(name, (16, 16, 3))
     model = models.build(name, variant, input_shape=shape)
-    _as_if_trained(model, rng)
+    as_if_trained(model)
     binary = [layer for layer in model.layers if isinstance(layer, layers.IEBinaryConv2D)]
     inputs = rng.normal(size=(16, *shape)).astype(np.float32)
     # Random weights and inputs: a pre-activation within ~1e-6 of 0 can binarize differently
