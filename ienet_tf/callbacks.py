@@ -10,7 +10,7 @@ from larq import utils as lq_utils
 from ienet_tf.quantizers import IEEQuantizer
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
 
-__all__ = ["IEESchedule", "iee_quantizers"]
+__all__ = ["BinaryStatsLogger", "IEESchedule", "iee_quantizers"]
 
 
 def iee_quantizers(model: tf.Module) -> Iterator[IEEQuantizer]:
@@ -85,3 +85,76 @@ class IEESchedule(tf.keras.callbacks.Callback):
             "t_max": self.t_max,
             "verbose": self.verbose,
         }
+
+
+@lq_utils.register_keras_custom_object
+class BinaryStatsLogger(tf.keras.callbacks.Callback):
+    """Writes IEE and binary-kernel statistics to TensorBoard at the end of every `every`-th
+    epoch (step = the 0-based epoch, as Keras' TensorBoard callback):
+
+    - `iee/q`, `iee/r`: the sharpness `q` of the model's IEE quantizers during the epoch
+      (the weight quantizer's when there is one; `IEESchedule` gives all the same `q`) and
+      `r = max(1/q, 1)`; absent when the model has no IEE quantizer;
+    - `binary_entropy/<layer>`: `report.stats.binary_weight_entropy` of each binary layer's
+      binarized kernel, in bits;
+    - `flip_ratio/<layer>`: `report.stats.flip_ratio`, the fraction of that kernel's signs
+      that changed since the previous logged epoch (or since the start of `fit`).
+
+    Cheap: numpy on the kernels only, no data passes.
+
+    ```python
+    model.fit(ds, epochs=E, callbacks=[IEESchedule(E), BinaryStatsLogger("runs/x/tensorboard")])
+    ```
+
+    # Arguments
+        log_dir: TensorBoard log directory (the scalars go to its root).
+        every: log every `every` epochs (a positive integer).
+    """
+
+    def __init__(self, log_dir: str, every: int = 1):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"`every` must be a positive integer, got {every!r}.")
+        self.log_dir = str(log_dir)
+        self.every = every
+        self._writer = None
+        self._previous: dict[str, object] = {}
+
+    def _binary_kernels(self) -> dict:
+        from ienet_tf.report import stats
+
+        return {layer.name: stats.binary_kernel(layer) for layer in stats.binary_layers(self.model)}
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._previous = self._binary_kernels()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        from ienet_tf.quantizers import IEESign
+        from ienet_tf.report import stats
+
+        found = list(iee_quantizers(self.model))
+        weight_quantizers = [q for q in found if isinstance(q, IEESign)]
+        kernels = self._binary_kernels()
+        with self._writer.as_default(step=epoch):
+            if found:
+                quantizer = (weight_quantizers or found)[0]
+                tf.summary.scalar("iee/q", float(quantizer.q.numpy()))
+                tf.summary.scalar("iee/r", float(quantizer.r.numpy()))
+            for name, binary in kernels.items():
+                tf.summary.scalar(f"binary_entropy/{name}", stats.binary_weight_entropy(binary))
+                if name in self._previous:
+                    flips = stats.flip_ratio(self._previous[name], binary)
+                    tf.summary.scalar(f"flip_ratio/{name}", flips)
+        self._writer.flush()
+        self._previous = kernels
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        return {"log_dir": self.log_dir, "every": self.every}

@@ -5,7 +5,9 @@ import pytest
 from ienet_tf import config as config_lib
 from ienet_tf.config import ConfigError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+ALL_CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+TUNE_CONFIGS = [p for p in ALL_CONFIGS if p.stem.startswith("tune_")]
+CONFIGS = [p for p in ALL_CONFIGS if p not in TUNE_CONFIGS]
 
 
 def test_the_configs_cover_the_papers_rows():
@@ -106,3 +108,10 @@ def test_unreadable_files(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         config_lib.load(listing)
+
+
+@pytest.mark.parametrize("path", TUNE_CONFIGS, ids=lambda p: p.stem)
+def test_tune_configs_are_valid(path):
+    config = config_lib.load(path, schema=config_lib.TuneFileConfig)
+    assert config.tune.k[0] <= config.tune.k[1]
+    assert path.read_text().startswith("# ")

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ienet_tf.cli import report
+
 __all__ = ["UserError", "main"]
 
 RUN_FILES = ("final", "best", "last")
@@ -283,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance", type=_positive(float), help="max |LCE - Keras| on the logits (1e-3)"
     )
     export.set_defaults(handler=_cmd_export)
+
+    report.add_parser(commands)
 
     bench = commands.add_parser("bench", help="LCE interpreter latency of a .tflite")
     bench.add_argument("model", type=Path, help="a .tflite written by `ienet export`")

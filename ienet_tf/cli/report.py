@@ -1,0 +1,35 @@
+"""`ienet report`: figures and a report.md for a finished (or interrupted) run.
+
+Wired into `ienet_tf.cli.main` with `add_parser(commands)`; user errors are `ValueError` or
+`TrainingError`, which `main` prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_parser"]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ienet_tf.report import write_report
+
+    print(write_report(args.checkpoint, args.output_dir, k_sweep_source=args.k_sweep))
+    return 0
+
+
+def add_parser(commands) -> None:
+    """Register `report` on the `ienet` sub-command parsers (`add_subparsers()`'s result)."""
+    report = commands.add_parser(
+        "report", help="figures + report.md: weights, IEE surrogate, thresholds, entropy"
+    )
+    report.add_argument("--checkpoint", type=Path, required=True, help="a run directory")
+    report.add_argument("--output-dir", type=Path, help="default: <checkpoint>/report")
+    report.add_argument(
+        "--k-sweep",
+        type=Path,
+        metavar="DIR_OR_CSV",
+        help="also plot error vs K from a directory of runs or the tuner's trials.csv",
+    )
+    report.set_defaults(handler=_cmd_report)

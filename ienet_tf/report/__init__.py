@@ -1,0 +1,17 @@
+"""Reports on trained binary networks: statistics, the paper's figures, `report.md`.
+
+```python
+from ienet_tf.report import figures, stats, write_report
+
+write_report("runs/demo")  # runs/demo/report/report.md, the PNGs, TensorBoard images
+rows = figures.entropy_table(model)  # entropy and quantization error per binary layer
+```
+
+`stats` holds the definitions (numpy), `figures` one function per figure, `writer` the
+report (`ienet report --checkpoint DIR`).
+"""
+
+from ienet_tf.report import figures, stats
+from ienet_tf.report.writer import FIGURE_FILES, write_report
+
+__all__ = ["FIGURE_FILES", "figures", "stats", "write_report"]

@@ -1,0 +1,309 @@
+"""`ienet report`: the figures and a `report.md` of one `ienet train` run.
+
+```python
+from ienet_tf.report import write_report
+
+path = write_report("runs/demo")  # runs/demo/report/report.md + PNGs
+```
+
+The report is built in a temporary directory inside the output directory and its files are
+moved into place at the end, `report.md` last: a failure leaves the previous report (or
+nothing) in place, never a half one. Only the report's own files are replaced; anything else
+in the output directory is left alone. The figures also go to TensorBoard, as images under
+`tensorboard/report` of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ienet_tf import callbacks
+from ienet_tf.data import DataError
+from ienet_tf.io import write_atomically
+from ienet_tf.report import figures, stats
+from ienet_tf.train import TrainingError, load_datasets, load_run
+
+__all__ = ["FIGURE_FILES", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+#: The report's figure files (the TensorBoard image tag is the name without `.png`).
+FIGURE_FILES = {
+    "weights": "weight_distributions.png",
+    "surrogate": "iee_surrogate.png",
+    "activations": "threshold_activations.png",
+    "entropy": "entropy.png",
+    "k_sweep": "k_sweep.png",
+}
+#: The saved models of a run, by the label the weight histograms give them.
+_CHECKPOINTS = {
+    "model.keras": "model.keras",
+    "checkpoints/best.keras": "checkpoints/best.keras",
+    "checkpoints/last.keras": "checkpoints/last.keras",
+}
+
+DEFINITIONS = r"""## Definitions
+
+Per binary layer, with `W` the latent kernel (output channel on the last axis, `c`):
+
+- **Standardized latent weights** `Ŵ`: for IEE kernels (`iee_sign`), `W` balanced and
+  standardized per output channel, `Ŵ = (W - mean_c W) / sqrt(var_c W + 1e-5)` (unbiased
+  variance over all other axes, as the quantizer computes it); for other binary kernels the
+  raw `W`. The sign the layer uses is `B = sign(Ŵ)` (sign(0) = +1).
+- **Entropy of the binary weights** (our definition; the paper's Table 2 sums an
+  "information entropy of binary weights" over layers without defining it):
+  `H = -p log2 p - (1-p) log2(1-p)` bits with `p` the fraction of +1 entries of the layer's
+  binarized kernel `B` (`H = 0` when `p` is 0 or 1, at most 1 bit). The **channel-mean
+  entropy** is the mean over output channels of `H(p_c)` with `p_c` the fraction of +1 in
+  channel `c`. The table's sum row sums them over layers.
+- **Quantization error**: `QE = mean_i (Ŵ_i - alpha_c(i) B_i)²` over all kernel entries, with
+  `alpha_c = mean |Ŵ|` over output channel `c` (the L2-optimal scale of `sign(Ŵ)`).
+- **Flip ratio** (the `BinaryStatsLogger` callback): the fraction of entries of `B` whose
+  sign changed since the previous logged epoch.
+- **IEE surrogate**: at training progress `e/E`, `q = 10^(t_min + (t_max - t_min)·e/E)`,
+  `r = max(1/q, 1)`; `F(x) = r(√3·q·x - sign(x)·0.75·q²x²)` for `|x| < 2√3/(3q)`,
+  `r·sign(x)` outside; `F'(x) = r·max(0, √3·q - 1.5·q²|x|)`.
+- **Thresholded activations**: the float input `x` of the first binary layer and its K
+  binarizations `sign(x + β_k)`, `β_k` the layer's learned thresholds, at inference.
+"""
+
+
+def _checkpoint_models(run: Path, which: str, model: tf.keras.Model) -> dict:
+    """Every saved model of the run, labelled by its file (the loaded one reused)."""
+    loaded_file = "model.keras" if which == "final" else f"checkpoints/{which}.keras"
+    models = {}
+    for label, relative in _CHECKPOINTS.items():
+        if relative == loaded_file:
+            models[label] = model
+        elif (run / relative).is_file():
+            try:
+                models[label] = tf.keras.models.load_model(run / relative, compile=False)
+            except (OSError, ValueError) as error:
+                logger.warning("report: skipping %s (cannot load it: %s)", run / relative, error)
+    return models
+
+
+def _first_test_image(config) -> np.ndarray:
+    images, _ = next(iter(load_datasets(config, ("test",))["test"]))
+    return np.asarray(images)[0]
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _metrics_table(metrics: dict) -> str:
+    if not metrics:
+        return "_The run has no metrics.json (it has not finished)._\n"
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {key} | {_format(value)} |" for key, value in metrics.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _entropy_markdown(rows: list[figures.LayerStats]) -> str:
+    lines = [
+        "| layer | K | binary weights | fraction of +1 | entropy (bits) "
+        "| channel-mean entropy (bits) | quantization error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.k} | {r.weights} | {r.plus_fraction:.4f} | {r.entropy_bits:.6f} "
+            f"| {r.channel_entropy_bits:.6f} | {r.quantization_error:.4f} |"
+        )
+    lines.append(
+        f"| **sum / mean** | | {sum(r.weights for r in rows)} | "
+        f"| **{sum(r.entropy_bits for r in rows):.6f}** "
+        f"| **{sum(r.channel_entropy_bits for r in rows):.6f}** "
+        f"| {np.mean([r.quantization_error for r in rows]):.4f} (mean) |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _render(
+    run: Path,
+    which: str,
+    config,
+    model: tf.keras.Model,
+    metrics: dict,
+    sections: dict[str, str],
+) -> str:
+    iee = list(callbacks.iee_quantizers(model))
+    q_now = f", `q` of the saved model {float(iee[0].q.numpy()):.4g}" if iee else ""
+    m = config.model
+    k = stats.layer_k(stats.binary_layers(model)[0])
+    parts = [
+        f"# Report: {model.name} ({m.name}, variant `{m.variant}`, K={k}) on {config.data.name}\n",
+        f"Run `{run}`, model `{which}` ({'model.keras' if which == 'final' else which}); "
+        f"{config.train.epochs} epochs, IEE schedule t_min={config.iee.t_min:g}, "
+        f"t_max={config.iee.t_max:g}{q_now}.\n",
+        "## Metrics (metrics.json)\n",
+        _metrics_table(metrics),
+        *sections.values(),
+        DEFINITIONS,
+    ]
+    return "\n".join(parts)
+
+
+def _figure(name: str, caption: str, text: str = "") -> str:
+    return f"![{caption}]({FIGURE_FILES[name]})\n\n{text}".rstrip() + "\n"
+
+
+def _write_tensorboard(log_dir: Path, output_dir: Path, names: list[str], step: int) -> None:
+    writer = tf.summary.create_file_writer(str(log_dir))
+    try:
+        with writer.as_default():
+            for name in names:
+                png = tf.io.read_file(str(output_dir / FIGURE_FILES[name]))
+                image = tf.io.decode_png(png, channels=4)[None]
+                tf.summary.image(f"report/{FIGURE_FILES[name][:-4]}", image, step=step)
+        writer.flush()
+    finally:
+        writer.close()
+
+
+def _move_into_place(staging: Path, output_dir: Path, produced: list[str]) -> None:
+    """Move the staged figures, then report.md, into `output_dir`; drop stale figures."""
+    for file in (FIGURE_FILES[name] for name in produced):
+        os.replace(staging / file, output_dir / file)
+    for name, file in FIGURE_FILES.items():
+        if name not in produced:
+            (output_dir / file).unlink(missing_ok=True)
+    os.replace(staging / "report.md", output_dir / "report.md")
+
+
+def write_report(
+    run_dir: str | Path,
+    output_dir: str | Path | None = None,
+    image: np.ndarray | None = None,
+    k_sweep_source: str | Path | None = None,
+) -> Path:
+    """Write the figures and `report.md` of the run in `run_dir`; returns report.md's path.
+
+    Loads the final model (`model.keras`; `checkpoints/last.keras` if the run has not
+    finished). The weight histograms overlay every saved model of the run; the activation
+    figure uses `image` (H, W, C), by default the first image of the run's test split (the
+    figure is left out, with a note, when the data set is not available here); the K sweep
+    figure is drawn from `k_sweep_source` when given (see `figures.k_sweep_points`).
+    `output_dir` defaults to `run_dir/report`.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise TrainingError(f"run directory {run} does not exist.")
+    which = "final" if (run / "model.keras").is_file() else "last"
+    config, model = load_run(run, which)
+    if not stats.binary_layers(model):
+        raise ValueError(
+            f"the model of {run} ({config.model.name}, variant {config.model.variant!r}) has "
+            "no binary layers: there is nothing to report."
+        )
+    metrics_path = run / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    output_dir = Path(output_dir) if output_dir is not None else run / "report"
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output-dir {output_dir} exists and is not a directory.")
+    image_note = ""
+    if image is None:
+        try:
+            image = _first_test_image(config)
+            image_note = f"the first image of the {config.data.name} test split"
+        except DataError as error:
+            image_note = f"left out: the test data is not available here ({error})"
+    else:
+        image_note = "the image given to `write_report`"
+
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".report-", suffix=".tmp"))
+    try:
+        sections, produced = _draw(
+            staging,
+            config,
+            model,
+            _checkpoint_models(run, which, model),
+            image,
+            image_note,
+            k_sweep_source,
+        )
+        write_atomically(
+            staging / "report.md", _render(run, which, config, model, metrics, sections)
+        )
+        _move_into_place(staging, output_dir, produced)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    step = int(metrics.get("epochs", config.train.epochs))
+    _write_tensorboard(run / "tensorboard" / "report", output_dir, produced, step)
+    return output_dir / "report.md"
+
+
+def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source):
+    """Every figure into `staging`; returns the markdown sections and the figures drawn."""
+    sections, produced = {}, []
+    figures.weight_distributions(checkpoints, staging / FIGURE_FILES["weights"])
+    produced.append("weights")
+    sections["weights"] = "## Weight distributions (Fig. 4/8)\n\n" + _figure(
+        "weights",
+        "standardized latent weights",
+        "Histograms of the standardized latent weights Ŵ of each binary layer, for "
+        f"{', '.join(f'`{label}`' for label in checkpoints)}; dashed lines at ±1.",
+    )
+    rows = figures.entropy_table(model, staging / FIGURE_FILES["entropy"])
+    produced.append("entropy")
+    sections["entropy"] = (
+        "## Binary-weight entropy and quantization error (Table 2)\n\n"
+        + _entropy_markdown(rows)
+        + "\n"
+        + _figure("entropy", "entropy and quantization error per layer")
+    )
+    curves = figures.iee_surrogate(
+        config.iee.t_min, config.iee.t_max, staging / FIGURE_FILES["surrogate"]
+    )
+    produced.append("surrogate")
+    qs = ", ".join(f"{c['q']:.3g}" for c in curves["stages"])
+    progress = ", ".join(f"{c['stage']:g}" for c in curves["stages"])
+    sections["surrogate"] = "## IEE surrogate over training (Fig. 5)\n\n" + _figure(
+        "surrogate",
+        "IEE surrogate and derivative",
+        f"t_min={config.iee.t_min:g}, t_max={config.iee.t_max:g}; at e/E = {progress}, q = {qs}.",
+    )
+    heading = "## Thresholded activations (Fig. 6)\n\n"
+    if image is not None:
+        shown = figures.threshold_activations(model, image, staging / FIGURE_FILES["activations"])
+        produced.append("activations")
+        betas = np.array2string(shown["thresholds"][:, shown["channel"]], precision=3)
+        sections["activations"] = heading + _figure(
+            "activations",
+            "thresholded activations",
+            f"Input of `{shown['layer']}` for {image_note}, and sign(x + β_k) for its "
+            f"{len(shown['thresholds'])} thresholds (channel {shown['channel']}: β = {betas}).",
+        )
+    else:
+        sections["activations"] = heading + f"Figure {image_note}.\n"
+    if k_sweep_source is not None:
+        points = figures.k_sweep(k_sweep_source, staging / FIGURE_FILES["k_sweep"])
+        produced.append("k_sweep")
+        table = ["| K | error (mean) | min | max | runs |", "|---|---|---|---|---|"] + [
+            f"| {p.k} | {p.error:.2%} | {p.error_min:.2%} | {p.error_max:.2%} | {p.runs} |"
+            for p in points
+        ]
+        sections["k_sweep"] = (
+            f"## Error vs K (Fig. 7)\n\nFrom `{k_sweep_source}`.\n\n"
+            + "\n".join(table)
+            + "\n\n"
+            + _figure("k_sweep", "error vs K")
+        )
+    return sections, produced
