@@ -64,6 +64,7 @@ class DataConfig:
     manual_dir: str | None = None  # ImageNet's manually downloaded archives
     subset: int | None = None  # keep the first N training examples (CPU-scale runs)
     test_subset: int | None = None
+    download: bool = False  # let tensorflow-datasets download CIFAR-10 / Fashion-MNIST
 
 
 @dataclasses.dataclass(frozen=True)

@@ -604,3 +604,22 @@ def test_skip_and_subset_select_disjoint_parts_of_a_split():
     np.testing.assert_array_equal(np.concatenate([y1, y2]), y)
     with pytest.raises(ValueError, match="`skip`"):
         data.load("digits", "train", batch_size=8, training=False, skip=-1)
+
+
+def test_download_is_opt_in_and_goes_through_tfds(tmp_path, monkeypatch, no_network):
+    """Without `download=True` an unprepared CIFAR-10 is an error naming the fix; with it,
+    tfds's own `download_and_prepare` is asked to fetch it (stubbed here: no network)."""
+    import tensorflow_datasets as tfds
+
+    with pytest.raises(data.DataError, match=r"data\.download: true"):
+        data.load("cifar10", "test", batch_size=8, training=False, data_dir=tmp_path)
+    asked = []
+
+    def fake_download_and_prepare(self, *args, **kwargs):
+        asked.append(self.name)
+        raise RuntimeError("stub: no network in tests")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fake_download_and_prepare)
+    with pytest.raises(RuntimeError, match="stub: no network"):
+        data.load("cifar10", "test", batch_size=8, training=False, data_dir=tmp_path, download=True)
+    assert asked == ["cifar10"]

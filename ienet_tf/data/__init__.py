@@ -16,7 +16,8 @@ test = data.load("fashion_mnist", "test", batch_size=256, training=False)
 | `cifar10` | tfds, prepared in `data_dir` | pad 4, crop 32, flip |
 | `imagenet2012` | tfds, prepared from `manual_dir` | resized crop 224 (0.08-1.25), flip |
 
-Nothing is downloaded: missing or corrupt data raises `DataError` saying how to get it.
+Nothing is downloaded unless asked (`download=True` for the tfds data sets): missing or
+corrupt data raises `DataError` saying how to get it.
 """
 
 from ienet_tf.data import augment, idx

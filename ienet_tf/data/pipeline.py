@@ -26,13 +26,15 @@ def _check_int(name: str, value, minimum: int | None) -> None:
         raise ValueError(f"`{name}` must be at least {minimum}, got {value!r}.")
 
 
-def _source(name, split, data_dir, manual_dir, subset, shuffle_files, seed) -> sources.Source:
+def _source(
+    name, split, data_dir, manual_dir, subset, shuffle_files, seed, download
+) -> sources.Source:
     if name == "digits":
         return sources.digits(split, subset)
     if name == "fashion_mnist":
-        return sources.fashion_mnist(split, data_dir, subset)
+        return sources.fashion_mnist(split, data_dir, subset, download)
     if name == "cifar10":
-        return sources.cifar10(split, data_dir, subset)
+        return sources.cifar10(split, data_dir, subset, download)
     return sources.imagenet2012(split, data_dir, manual_dir, subset, shuffle_files, seed)
 
 
@@ -66,6 +68,7 @@ def load(
     skip: int = 0,
     seed: int = 0,
     drop_remainder: bool = False,
+    download: bool = False,
 ) -> tf.data.Dataset:
     """Batches `(images, labels)` of data set `name` (one of `available()`).
 
@@ -77,8 +80,10 @@ def load(
     one split can give disjoint training and validation parts.
 
     `data_dir`: the Fashion-MNIST IDX directory, or the tfds data directory (default: tfds's).
-    `manual_dir`: where ImageNet's tar files are, to prepare it once. Missing or corrupt data
-    raises `DataError`; nothing is downloaded.
+    `manual_dir`: where ImageNet's tar files are, to prepare it once. `download=True` lets
+    tensorflow-datasets download CIFAR-10 (or Fashion-MNIST without local IDX files) when it is
+    not prepared yet. Otherwise nothing is downloaded: missing or corrupt data raises
+    `DataError` saying how to get it.
 
     The same `seed` (under the same TF global seed) gives the same stream.
     """
@@ -92,7 +97,9 @@ def load(
     spec = info(name)
 
     end = None if subset is None else skip + subset
-    source = _source(name, split, data_dir, manual_dir, end, training and end is None, seed)
+    source = _source(
+        name, split, data_dir, manual_dir, end, training and end is None, seed, download
+    )
     dataset = source.dataset.skip(skip) if skip else source.dataset
     if source.cacheable:
         dataset = dataset.cache()

@@ -31,8 +31,9 @@ __all__ = [
 DIGITS_MAX_VALUE = 16.0
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 _CIFAR10_HOW = (
-    "prepare it once with network access: `tfds build cifar10 --data_dir DIR` or "
-    "`tfds.builder('cifar10', data_dir=DIR).download_and_prepare()`, then pass data_dir=DIR"
+    "let tensorflow-datasets download it (`download=True`; config key `data.download: true`), "
+    "or prepare it once with network access: `tfds build cifar10 --data_dir DIR`, then pass "
+    "data_dir=DIR"
 )
 _IMAGENET_HOW = (
     "download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from "
@@ -86,13 +87,17 @@ def digits(split: str, subset: int | None = None) -> Source:
 
 
 def fashion_mnist(
-    split: str, data_dir: str | os.PathLike | None = None, subset: int | None = None
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    subset: int | None = None,
+    download: bool = False,
 ) -> Source:
     """Fashion-MNIST from the IDX files in `data_dir` (default: the Debian package's
     `/usr/share/datasets/fashion-mnist`).
 
     If the directory holds none of the IDX files, tfds's `fashion_mnist` is used if it is already
-    prepared there (for `data_dir=None`: in tfds's default directory); otherwise `DataError`.
+    prepared there (for `data_dir=None`: in tfds's default directory), or downloaded with
+    `download=True`; otherwise `DataError`.
     """
     directory = Path(data_dir) if data_dir is not None else idx.FASHION_MNIST_DIR
     stems = [stem for pair in idx.FASHION_MNIST_FILES.values() for stem in pair]
@@ -100,18 +105,23 @@ def fashion_mnist(
         images, labels = idx.load_fashion_mnist(directory, split)
         return _from_arrays(images[..., None], labels, 255.0, subset)
     try:
-        dataset = _tfds_split("fashion_mnist", split, data_dir, idx.FASHION_MNIST_FIX)
+        dataset = _tfds_split(
+            "fashion_mnist", split, data_dir, idx.FASHION_MNIST_FIX, download=download
+        )
     except DataError as error:
         raise DataError(f"No Fashion-MNIST IDX files in {directory}. {error}") from None
     return _take(Source(dataset, 255.0, cacheable=True), subset)
 
 
 def cifar10(
-    split: str, data_dir: str | os.PathLike | None = None, subset: int | None = None
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    subset: int | None = None,
+    download: bool = False,
 ) -> Source:
-    """CIFAR-10 from tfds, prepared in `data_dir` (never downloaded here). Read in file order:
-    the pipeline caches it and shuffles it whole."""
-    dataset = _tfds_split("cifar10", split, data_dir, _CIFAR10_HOW)
+    """CIFAR-10 from tfds, prepared in `data_dir` (downloaded only with `download=True`).
+    Read in file order: the pipeline caches it and shuffles it whole."""
+    dataset = _tfds_split("cifar10", split, data_dir, _CIFAR10_HOW, download=download)
     return _take(Source(dataset, 255.0, cacheable=True), subset)
 
 
@@ -175,11 +185,15 @@ def _tfds_split(
     shuffle_files: bool = False,
     seed: int = 0,
     decoders=None,
+    download: bool = False,
 ) -> tf.data.Dataset:
-    """`(image, label)` of tfds data set `name`, which must already be prepared in `data_dir`."""
+    """`(image, label)` of tfds data set `name`, prepared in `data_dir` (with `download=True`,
+    tfds downloads and prepares it first if it is not there yet)."""
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=_str(data_dir))
+    if download:
+        builder.download_and_prepare()  # a no-op when already prepared
     try:
         return builder.as_dataset(
             split=split,

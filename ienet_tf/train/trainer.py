@@ -31,6 +31,7 @@ __all__ = [
     "TrainingError",
     "build_model",
     "compile_model",
+    "data_options",
     "evaluate",
     "load_datasets",
     "load_run",
@@ -79,23 +80,32 @@ def compile_model(model: tf.keras.Model, config: config_lib.Config) -> None:
     )
 
 
+def data_options(config: config_lib.Config) -> dict:
+    """The `data.load` keyword arguments that every split of a config shares."""
+    d = config.data
+    return {
+        "data_dir": d.data_dir,
+        "manual_dir": d.manual_dir,
+        "seed": config.train.seed,
+        "download": d.download,
+        "batch_size": config.train.batch_size,
+    }
+
+
 def load_datasets(config: config_lib.Config, splits=("train", "test")) -> dict:
     """The batched train and/or test pipelines of a config ("test" is ImageNet's validation
     split, its labelled held-out set)."""
     d = config.data
-    common = {"data_dir": d.data_dir, "manual_dir": d.manual_dir, "seed": config.train.seed}
-    loaded = {}
-    for split in splits:
-        training = split == "train"
-        loaded[split] = data.load(
+    return {
+        split: data.load(
             d.name,
             split,
-            batch_size=config.train.batch_size,
-            training=training,
-            subset=d.subset if training else d.test_subset,
-            **common,
+            training=split == "train",
+            subset=d.subset if split == "train" else d.test_subset,
+            **data_options(config),
         )
-    return loaded
+        for split in splits
+    }
 
 
 def _save_model_atomically(model: tf.keras.Model, path: Path) -> None:

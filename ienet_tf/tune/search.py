@@ -27,7 +27,7 @@ from ienet_tf import config as config_lib
 from ienet_tf import data
 from ienet_tf.cost import model_cost
 from ienet_tf.io import write_atomically
-from ienet_tf.train import TrainingError
+from ienet_tf.train import TrainingError, data_options
 from ienet_tf.tune.hypermodel import IENetHyperModel, trial_config
 
 __all__ = ["COLUMNS", "run_search"]
@@ -87,12 +87,7 @@ def _make_tuner(config: config_lib.TuneFileConfig, directory: Path) -> kt.Tuner:
 
 def _datasets(config: config_lib.TuneFileConfig):
     d, held_out = config.data, config.tune.validation_examples
-    common = {
-        "data_dir": d.data_dir,
-        "manual_dir": d.manual_dir,
-        "seed": config.train.seed,
-        "batch_size": config.train.batch_size,
-    }
+    common = data_options(config)
     validation = data.load(d.name, "train", training=False, subset=held_out, **common)
     train = data.load(d.name, "train", training=True, skip=held_out, subset=d.subset, **common)
     return train, validation
