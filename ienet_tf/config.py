@@ -80,6 +80,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     seed: int = 0
     strategy: str = "default"
+    log_binary_stats: bool = False  # BinaryStatsLogger: q, r, entropy, flip ratio per epoch
 
 
 @dataclasses.dataclass(frozen=True)

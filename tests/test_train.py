@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ienet_tf import config as config_lib
 from ienet_tf import models
@@ -265,3 +266,15 @@ def test_mirrored_strategy_on_two_cpus_gives_the_same_first_step_loss():
     losses = eval(result.stdout.strip().splitlines()[-1])
     assert losses["default"][0] == 1 and losses["mirrored"][0] == 2
     assert losses["mirrored"][1] == pytest.approx(losses["default"][1], rel=1e-4)
+
+
+def test_binary_stats_logging_is_a_config_switch(tmp_path):
+    train(_config("train.epochs=1", "train.log_binary_stats=true"), tmp_path, verbose=0)
+    events = list((tmp_path / "tensorboard" / "binary_stats").rglob("events.out.tfevents.*"))
+    assert events
+    tags = {
+        value.tag
+        for event in tf.compat.v1.train.summary_iterator(str(events[0]))
+        for value in event.summary.value
+    }
+    assert {"iee/q", "iee/r", "binary_entropy/conv1", "flip_ratio/conv1"} <= tags

@@ -180,6 +180,9 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         tf.keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
         stop_on_nan,
     ]
+    if train_cfg.log_binary_stats:
+        log_dir = str(output_dir / "tensorboard" / "binary_stats")
+        fit_callbacks.append(callbacks.BinaryStatsLogger(log_dir))
     start = time.perf_counter()
     history = model.fit(
         datasets["train"],
