@@ -219,3 +219,14 @@ def test_parity_verdict_counts_inputs(broken_inputs, passes, tmp_path, rng, monk
         with pytest.raises(export.ExportError, match="inputs agree within"):
             export.to_tflite(model, path, inputs)
         assert not path.exists()
+
+
+def test_float_convolutions_are_counted_by_what_they_convert_to():
+    inputs = tf.keras.Input((8, 8, 3))
+    x = lq.layers.QuantConv2D(4, 3)(inputs)  # no quantizers: a float CONV_2D
+    x = tf.keras.layers.Conv2D(4, 3)(x)
+    x = tf.keras.layers.DepthwiseConv2D(3)(x)  # a Conv2D subclass, but DEPTHWISE_CONV_2D
+    model = tf.keras.Model(inputs, x)
+    _, histogram = export.convert(model)
+    assert export.expected_ops(model)["CONV_2D"] == histogram["CONV_2D"] == 2
+    assert histogram["DEPTHWISE_CONV_2D"] == 1

@@ -17,6 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import larq as lq
 import numpy as np
 import tensorflow as tf
 
@@ -76,9 +77,10 @@ def _branch_groups(layer) -> list[int]:
 
 
 def _is_float_conv(layer) -> bool:
+    """A 2D convolution that converts to a float `CONV_2D`: Keras' own, or a larq
+    `QuantConv2D` without quantizers (depthwise/separable/transposed ones are other ops)."""
     return type(layer) is tf.keras.layers.Conv2D or (
-        isinstance(layer, tf.keras.layers.Conv2D)
-        and type(layer).__name__ == "QuantConv2D"
+        type(layer) is lq.layers.QuantConv2D
         and layer.input_quantizer is None
         and layer.kernel_quantizer is None
     )
