@@ -12,14 +12,7 @@ x86 latency is not an ARM speed-up: LCE has no optimized x86 kernels.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -28,27 +21,9 @@ from ienet_tf import export, models
 from ienet_tf.export.bench import X86_CAVEAT, benchmark
 from ienet_tf.models.testing import as_if_trained
 
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, write_result
+
 SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
-
-
-def provenance() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": commit.stdout.strip(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine()},
-        "versions": export.stack_versions(),
-    }
 
 
 def main() -> None:
@@ -57,7 +32,7 @@ def main() -> None:
     parser.add_argument("--skip-parity", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    results: dict = {**provenance(), "resnet18_224": {}, "parity": []}
+    results: dict = {"resnet18_224": {}, "parity": []}
 
     for variant, k in (("ienet", 2), ("bireal", None), ("fp", None)):
         model = as_if_trained(models.build("resnet18", variant, k=k))
@@ -108,8 +83,7 @@ def main() -> None:
                     flush=True,
                 )
 
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "export.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_result(RESULTS / "export.json", results)
     ratios = results["resnet18_224"]["ratios"]
     print(
         f"\nResNet-18 (224x224): float/IE-Net size {ratios['size_fp_over_ienet']:.1f}x; "

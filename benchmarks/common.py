@@ -1,0 +1,60 @@
+"""What every benchmark result file records, and how it is written.
+
+Each result file is one JSON object whose `provenance` block says how to rerun it: the
+command, the git commit (and whether the tree was dirty), the date, the machine (CPU
+model, cores) and the package versions. `docs/results.md` is generated from these files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from ienet_tf.export import stack_versions
+from ienet_tf.io import write_atomically
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def provenance() -> dict:
+    """The command, commit, date, machine and versions of the running benchmark."""
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "arch": platform.machine(),
+            "python": platform.python_version(),
+        },
+        "versions": stack_versions(),
+    }
+
+
+def write_result(path: Path, payload: dict) -> Path:
+    """Write `{"provenance": ..., **payload}` as JSON, atomically (no half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"provenance": provenance(), **payload}, indent=2) + "\n"
+    write_atomically(path, text)
+    return path
