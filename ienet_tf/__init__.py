@@ -2,14 +2,24 @@
 
 ```python
 from ienet_tf import callbacks, layers, quantizers
+from ienet_tf.ir2net import InformationRestriction  # IR²Net training wrapper
 ```
 
 Importing the package registers every custom Keras object (quantizers, layers, model
 blocks), so `tf.keras.models.load_model` reads saved ienet-tf models after `import ienet_tf`.
 """
 
-from ienet_tf import callbacks, layers, models, quantizers, schedule
+from ienet_tf import callbacks, elastic_link, ir2net, layers, models, quantizers, schedule
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "callbacks", "layers", "models", "quantizers", "schedule"]
+__all__ = [
+    "__version__",
+    "callbacks",
+    "elastic_link",
+    "ir2net",
+    "layers",
+    "models",
+    "quantizers",
+    "schedule",
+]

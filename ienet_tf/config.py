@@ -52,9 +52,11 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     name: str = "resnet20"
-    variant: str = "ienet"
+    variant: str = "ienet"  # a base variant, optionally "+el" and/or "+ir2net"
     k: int | None = None  # default: 2 for iebc/ienet, 1 otherwise
     input_shape: tuple[int, int, int] | None = None  # default: the data set's
+    recovery_ratio: int = 1  # +ir2net: 1 = full recovery head, r >= 2 = Ghost ratio r
+    erase_threshold: float = 0.15  # +ir2net: restriction erases attention <= this x mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,15 +196,25 @@ def validate(config: Config) -> Config:
         "model.name",
         f"unknown model {m.name!r}; available: {list(models.available())}.",
     )
+    base = m.variant.split("+")[0]
     _check(
-        m.variant in models.VARIANTS,
+        base in models.VARIANTS,
         "model.variant",
-        f"unknown variant {m.variant!r}; allowed: {sorted(models.VARIANTS)}.",
+        f"unknown variant {base!r}; allowed: {sorted(models.VARIANTS)}, optionally with "
+        f"modifiers {['+' + modifier for modifier in models.MODIFIERS]}.",
     )
+    try:
+        models.parse_variant(m.variant)
+    except ValueError as error:
+        raise ConfigError(f"model.variant: {error}") from None
     try:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
         raise ConfigError(f"model.k: {error}") from None
+    _check(m.recovery_ratio >= 1, "model.recovery_ratio", f"must be >= 1, got {m.recovery_ratio}.")
+    _check(
+        m.erase_threshold >= 0, "model.erase_threshold", f"must be >= 0, got {m.erase_threshold}."
+    )
     if m.input_shape is not None:
         _check(all(s > 0 for s in m.input_shape), "model.input_shape", "sizes must be > 0.")
     _check(
@@ -241,6 +253,8 @@ def validate(config: Config) -> Config:
 
 
 def _validate_tune(config: TuneFileConfig) -> None:
+    from ienet_tf import models
+
     tune = config.tune
     _check(tune.tuner in TUNERS, "tune.tuner", f"{tune.tuner!r} is not one of {list(TUNERS)}.")
     for key in ("max_trials", "executions_per_trial", "validation_examples"):
@@ -257,9 +271,10 @@ def _validate_tune(config: TuneFileConfig) -> None:
     _check(tune.k[0] >= 1, "tune.k", f"K must be >= 1, got {list(tune.k)}.")
     if tune.k[1] > 1:
         _check(
-            config.model.variant in ("iebc", "ienet"),
+            models.get_variant(config.model.variant).multi_branch,
             "tune.k",
-            f"K > 1 needs model.variant 'iebc' or 'ienet', got {config.model.variant!r}.",
+            f"K > 1 needs a multi-branch model.variant ('iebc' or 'ienet', optionally with "
+            f"modifiers), got {config.model.variant!r}.",
         )
     _check(
         tune.t_width[0] > 0,

@@ -5,7 +5,10 @@ prints) and corrects them where larq does not know IE-BC:
 
 - an `IEBinaryConv2D` runs its shared binary kernel K times: K x (kernel MACs) binary ops,
   and its `alpha`/`thresholds`/`lambdas` are 32-bit parameters, not MACs;
-- the IEE schedule value `q` is training state, not a parameter.
+- the IEE schedule value `q` is training state, not a parameter;
+- an `ElasticLink` costs one float multiply per output value (gamma), which larq does not
+  count; IR²Net's recovery head is ordinary Keras layers that larq counts (its 1x1 and
+  depthwise convs are FP MACs), and a training wrapper is costed as its classifier.
 
 Conventions (the IE-Net paper's Table 6):
 - memory counts trainable parameters plus BatchNorm's two fused statistics (as larq does:
@@ -24,7 +27,8 @@ import tensorflow as tf
 from larq.models import LayerProfile, OperationProfile
 
 from ienet_tf.callbacks import iee_quantizers
-from ienet_tf.layers import IEBinaryConv2D
+from ienet_tf.ir2net import inference_model
+from ienet_tf.layers import ElasticLink, IEBinaryConv2D
 
 __all__ = ["LayerCost", "ModelCost", "model_cost"]
 
@@ -125,6 +129,9 @@ def _layer_cost(layer: tf.keras.layers.Layer, schedule_state: set[int]) -> Layer
     if profile.output_pixels and isinstance(layer, lq.models.op_count_supported_layer_types):
         binary_ops = profile.op_count("mac", precision=1) or 0
         fp_macs = (profile.op_count("mac") or 0) - binary_ops
+    elif isinstance(layer, ElasticLink):
+        # gamma * SE(x): one float multiply per output value (pooling is not a MAC).
+        fp_macs = tf.TensorShape(layer.output_shape)[1:].num_elements()
     one_branch = getattr(profile, "one_branch_macs", binary_ops)
     return LayerCost(
         layer.name, type(layer).__name__, params, memory, fp_macs, binary_ops, one_branch
@@ -132,7 +139,9 @@ def _layer_cost(layer: tf.keras.layers.Layer, schedule_state: set[int]) -> Layer
 
 
 def model_cost(model: tf.keras.Model) -> ModelCost:
-    """Per-layer and total cost of `model` (per image, at the model's input size)."""
+    """Per-layer and total cost of `model` (per image, at the model's input size); of the
+    classifier inside a training wrapper (IR²Net's restriction costs nothing at inference)."""
+    model = inference_model(model)
     schedule_state = {id(quantizer.q) for quantizer in iee_quantizers(model)}
     layers = tuple(_layer_cost(layer, schedule_state) for layer in model.layers)
     return ModelCost(model.name, layers)

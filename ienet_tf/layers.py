@@ -30,8 +30,9 @@ import tensorflow as tf
 from larq import utils as lq_utils
 
 from ienet_tf import quantizers
+from ienet_tf.elastic_link import ElasticLink
 
-__all__ = ["IEBinaryConv2D", "LAMBDA_MODES"]
+__all__ = ["LAMBDA_MODES", "ElasticLink", "IEBinaryConv2D"]
 
 #: `"channel"`: one lambda per output channel and branch (the ImageNet release);
 #: `"scalar"`: one lambda per branch (the release's CIFAR ResNet-18 and VGG-Small).
@@ -241,15 +242,53 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         with lq_utils.patch_object(self, "padding", "valid"):
             return self.convolution_op(padded, binary_kernel)
 
+    def _batches_branches(self) -> bool:
+        """Whether `call` runs the K branches as one batch (see `_branch_convolutions`).
+
+        Not with K = 1 (nothing to batch), nor when the activation estimator tracks larq
+        metrics: those keep per-call state shaped like one branch's input.
+        """
+        return self.k > 1 and not getattr(self.input_quantizer, "_custom_metrics", None)
+
+    def _branch_convolutions(self, inputs: tf.Tensor, binary_kernel: tf.Tensor):
+        """`BConv(B_W, sign(X + beta_k))` for every branch k, as a list.
+
+        With several branches they are computed as ONE batch: the K shifted inputs are
+        stacked along the batch axis (a broadcast add, `X[None] + beta[:, None, None,
+        None]`), binarized, padded and convolved together, and the output is split back
+        into K. Every output element is the same dot product as with K separate calls
+        (exact here: +-1 inputs and kernel give integer sums), and the estimators act per
+        element or per sample, so the values are unchanged; what is saved is K-1 times the
+        per-op overhead of the quantizer, the padding and the convolution, forward and
+        backward, and the kernel gradient is one convolution over the K*N batch instead
+        of K gradients summed.
+        """
+        if not self._batches_branches():
+            branches = []
+            for branch in range(self.k):
+                shifted = inputs if self.thresholds is None else inputs + self.thresholds[branch]
+                binary_inputs = self.input_quantizer(shifted)
+                branches.append(self._binary_conv(binary_inputs, binary_kernel))
+            return branches
+        thresholds = tf.reshape(self.thresholds, [self.k, 1, 1, 1, -1])
+        dynamic = tf.shape(inputs)
+        inner = [dynamic[i] if size is None else size for i, size in enumerate(inputs.shape)]
+        stacked = tf.reshape(inputs[None] + thresholds, [-1, *inner[1:]])
+        binary_inputs = self.input_quantizer(stacked)
+        return tf.split(self._binary_conv(binary_inputs, binary_kernel), self.k, axis=0)
+
     def call(self, inputs):
         with lq.context.quantized_scope(True):
             # Binarize the shared kernel once for all branches.
             binary_kernel = tf.convert_to_tensor(self.kernel)
-        branches = []
-        for branch, scale in enumerate(self.branch_scales()):
-            shifted = inputs if self.thresholds is None else inputs + self.thresholds[branch]
-            binary_inputs = self.input_quantizer(shifted)
-            branches.append(self._binary_conv(binary_inputs, binary_kernel) * scale)
+        branches = [
+            conv * scale
+            for conv, scale in zip(
+                self._branch_convolutions(inputs, binary_kernel),
+                self.branch_scales(),
+                strict=True,
+            )
+        ]
         outputs = branches[0] if len(branches) == 1 else tf.add_n(branches)
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)

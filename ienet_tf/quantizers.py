@@ -49,6 +49,7 @@ __all__ = [
     "get_weight_quantizer",
     "iee_derivative",
     "iee_sign",
+    "scaled_iee_sign",
     "standardize",
 ]
 
@@ -57,9 +58,16 @@ SQRT3 = math.sqrt(3.0)
 STD_EPSILON = 1e-5
 
 
-def iee_derivative(x: tf.Tensor, q: tf.Tensor, r: tf.Tensor) -> tf.Tensor:
-    """The IEE surrogate derivative `r * max(0, sqrt(3) q - 1.5 q^2 |x|)`."""
-    return r * tf.nn.relu(SQRT3 * q - 1.5 * tf.square(q) * tf.abs(x))
+def iee_derivative(x: tf.Tensor, q: tf.Tensor, r: tf.Tensor | float) -> tf.Tensor:
+    """The IEE surrogate derivative `r * max(0, sqrt(3) q - 1.5 q^2 |x|)`.
+
+    A Python `r == 1` (the activation estimator) skips the multiplication: multiplying by
+    1 is exact, so the values are the same and one pass over the tensor is saved.
+    """
+    derivative = tf.nn.relu(SQRT3 * q - 1.5 * tf.square(q) * tf.abs(x))
+    if isinstance(r, (int, float)) and r == 1:
+        return derivative
+    return r * derivative
 
 
 def iee_sign(x: tf.Tensor, q: tf.Tensor | float, r: tf.Tensor | float) -> tf.Tensor:
@@ -68,7 +76,8 @@ def iee_sign(x: tf.Tensor, q: tf.Tensor | float, r: tf.Tensor | float) -> tf.Ten
     `q` and `r` are treated as constants: no gradient flows to them.
     """
     q = tf.cast(q, x.dtype)
-    r = tf.cast(r, x.dtype)
+    if not (isinstance(r, (int, float)) and r == 1):  # see `iee_derivative`
+        r = tf.cast(r, x.dtype)
 
     @tf.custom_gradient
     def _call(x):
@@ -80,6 +89,17 @@ def iee_sign(x: tf.Tensor, q: tf.Tensor | float, r: tf.Tensor | float) -> tf.Ten
     return _call(x)
 
 
+def _centered_and_scale(x: tf.Tensor, axes: list[int]):
+    """`x - mean`, `1 / sqrt(var + 1e-5)` (unbiased variance) over `axes`, and the
+    variance's divisor `max(n - 1, 1)`."""
+    mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+    centered = x - mean
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+    divisor = tf.maximum(count - 1.0, 1.0)
+    variance = tf.reduce_sum(tf.square(centered), axis=axes, keepdims=True) / divisor
+    return centered, tf.math.rsqrt(variance + STD_EPSILON), divisor
+
+
 def standardize(x: tf.Tensor, axes: list[int], center: bool = True) -> tf.Tensor:
     """`(x - mean) / sqrt(var + 1e-5)` over `axes`, with the unbiased variance.
 
@@ -87,13 +107,44 @@ def standardize(x: tf.Tensor, axes: list[int], center: bool = True) -> tf.Tensor
     mean is still used for the variance but not subtracted from `x` (the release's
     per-sample activation scaling).
     """
-    mean = tf.reduce_mean(x, axis=axes, keepdims=True)
-    centered = x - mean
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
-    variance = tf.reduce_sum(tf.square(centered), axis=axes, keepdims=True) / tf.maximum(
-        count - 1.0, 1.0
-    )
-    return (centered if center else x) * tf.math.rsqrt(variance + STD_EPSILON)
+    centered, scale, _ = _centered_and_scale(x, axes)
+    return (centered if center else x) * scale
+
+
+def scaled_iee_sign(x: tf.Tensor, q: tf.Tensor | float, axes: list[int]) -> tf.Tensor:
+    r"""`lq.math.sign(x~)` with `x~ = x / sqrt(var(x) + 1e-5)` over `axes`, and the IEE
+    gradient (`r = 1`) at `x~` chained through that scaling: the training path of
+    `IEEActivationSign`, as one custom gradient.
+
+    It equals `iee_sign(standardize(x, axes, center=False), q, 1.0)` in value and (up to
+    rounding) in gradient, but the backward pass is the closed form instead of autodiff
+    through the mean, square, sum and rsqrt, which on activations costs several passes
+    over the tensor. With `s = (v + eps)^{-1/2}`, `v = sum_j c_j^2 / d`, `c = x - mean(x)`,
+    `d = max(n - 1, 1)` and `g = dL/dx~ = dy * IEE'(x~)`:
+
+    \\[
+    \frac{\partial L}{\partial x_i} = g_i s + \Big(\sum_j g_j x_j\Big)
+        \frac{\partial s}{\partial x_i} = g_i s - \Big(\sum_j g_j x_j\Big)
+        \frac{s^3}{d} c_i
+    \\]
+
+    (the mean's own derivative drops out because `sum_j c_j = 0`). `q` is a constant.
+    """
+    q = tf.cast(q, x.dtype)
+
+    @tf.custom_gradient
+    def _call(x):
+        centered, scale, divisor = _centered_and_scale(x, axes)
+        scaled = x * scale
+
+        def grad(dy):
+            g = dy * iee_derivative(scaled, q, 1.0)
+            gx = tf.reduce_sum(g * x, axis=axes, keepdims=True)
+            return g * scale - (gx * scale * tf.square(scale) / divisor) * centered
+
+        return lq.math.sign(scaled), grad
+
+    return _call(x)
 
 
 class IEEQuantizer(_BaseQuantizer):
@@ -214,16 +265,16 @@ class IEEActivationSign(IEEQuantizer):
         super().__init__(**kwargs)
 
     def call(self, inputs, training=None):
-        x = inputs
+        q_a = tf.maximum(tf.convert_to_tensor(self.q), 1.0)
         if self.normalize and inputs.shape.rank > 1:
             axes = list(range(1, inputs.shape.rank))
-            x = tf.__internal__.smart_cond.smart_cond(
+            outputs = tf.__internal__.smart_cond.smart_cond(
                 False if training is None else training,
-                lambda: standardize(inputs, axes=axes, center=False),
-                lambda: inputs,
+                lambda: scaled_iee_sign(inputs, q_a, axes),
+                lambda: iee_sign(inputs, q_a, 1.0),
             )
-        q_a = tf.maximum(tf.convert_to_tensor(self.q), 1.0)
-        outputs = iee_sign(x, q_a, 1.0)
+        else:
+            outputs = iee_sign(inputs, q_a, 1.0)
         return super().call(outputs)
 
     def get_config(self):

@@ -75,6 +75,21 @@ def bireal_resnet_params(variant, k, blocks, classes=1000, c=3):
     return total + bn(512) + dense(512, classes)
 
 
+def resnet26_params(variant, k, stem_size, classes):
+    """Bottleneck [2, 2, 2, 2]: 1x1 (w) -> 3x3 (w) -> 1x1 (4w), binary, each -> BN; a real
+    1x1 projection + BN at the first block of every stage (the channel count changes)."""
+    total = conv(stem_size, 3, 64) + bn(64)
+    c_in = 64
+    for width in (64, 128, 256, 512):
+        for block in range(2):
+            for k_size, a, b in ((1, c_in, width), (3, width, width), (1, width, 4 * width)):
+                total += conv(k_size, a, b) + binary_extras(variant, a, b, k) + bn(b)
+            if block == 0:
+                total += conv(1, c_in, 4 * width) + bn(4 * width)
+            c_in = 4 * width
+    return total + bn(2048) + dense(2048, classes)
+
+
 def convnet_params(variant, k, classes=10, c=1):
     total = conv(3, c, 32) + bn(32)
     c_in = 32
@@ -91,6 +106,8 @@ CASES = {
     "vgg_small": (vgg_small_params, (32, 32, 3), 10, 5),
     "resnet18": (lambda v, k: bireal_resnet_params(v, k, (2, 2, 2, 2)), (64, 64, 3), 1000, 16),
     "resnet34": (lambda v, k: bireal_resnet_params(v, k, (3, 4, 6, 3)), (32, 32, 3), 1000, 32),
+    "resnet26": (lambda v, k: resnet26_params(v, k, 7, 1000), (32, 32, 3), 1000, 24),
+    "resnet26_cifar": (lambda v, k: resnet26_params(v, k, 3, 10), (32, 32, 3), 10, 24),
     "convnet": (convnet_params, (8, 8, 1), 10, 3),
 }
 VARIANT_K = [

@@ -24,6 +24,7 @@ import tensorflow as tf
 from ienet_tf.export.flatbuffer import read_graph
 from ienet_tf.export.rules import binary_layers, check_model, is_binary_conv
 from ienet_tf.io import write_atomically
+from ienet_tf.ir2net import inference_model
 from ienet_tf.layers import IEBinaryConv2D
 
 __all__ = [
@@ -90,6 +91,7 @@ def expected_ops(model: tf.keras.Model) -> dict[str, int]:
     """What a correct conversion of `model` holds: `LceBconv2d` (one per distinct branch of
     every binary conv), `CONV_2D` (the full-precision convolutions) and the MULs left right
     after a binary conv (0 unless identical branches were merged, see `_branch_groups`)."""
+    model = inference_model(model)
     groups = [
         g for layer in binary_layers(model) if is_binary_conv(layer) for g in _branch_groups(layer)
     ]
@@ -123,9 +125,11 @@ def verify_ops(histogram: dict[str, int], expected: dict[str, int]) -> None:
 
 
 def convert(model: tf.keras.Model) -> tuple[bytes, dict[str, int]]:
-    """Convert `model` with LCE (ARM target); check the rules and the op histogram."""
+    """Convert `model` with LCE (ARM target); check the rules and the op histogram.
+    A training wrapper (IR²Net's `InformationRestriction`) converts its classifier."""
     import larq_compute_engine as lce
 
+    model = inference_model(model)
     violations = check_model(model)
     if violations:
         raise ExportError(
@@ -226,6 +230,7 @@ def to_tflite(
     at least `min_agreement` of them must agree within `tolerance` (see `Parity`).
     On any failure `ExportError` is raised and nothing is written.
     """
+    model = inference_model(model)
     flatbuffer, histogram = convert(model)
     if inputs is None:
         shape = (8, *model.input_shape[1:])

@@ -2,9 +2,10 @@
 
 from ienet_tf.models.blocks import PadChannels, hard_tanh
 from ienet_tf.models.registry import ModelSpec, available, build, spec
-from ienet_tf.models.variants import VARIANTS, Variant, get_variant
+from ienet_tf.models.variants import MODIFIERS, VARIANTS, Variant, get_variant, parse_variant
 
 __all__ = [
+    "MODIFIERS",
     "VARIANTS",
     "ModelSpec",
     "PadChannels",
@@ -13,5 +14,6 @@ __all__ = [
     "build",
     "get_variant",
     "hard_tanh",
+    "parse_variant",
     "spec",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 from larq import utils as lq_utils
 
@@ -9,11 +11,14 @@ from ienet_tf.models.variants import Variant
 
 __all__ = [
     "PadChannels",
+    "Trunk",
+    "SliceChannels",
     "batch_norm",
     "binary_unit",
     "bireal_stages",
     "hard_tanh",
     "identity",
+    "pooled_head",
 ]
 
 
@@ -23,14 +28,24 @@ def hard_tanh(x: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(x, -1.0, 1.0)
 
 
-@lq_utils.register_keras_custom_object
-class PadChannels(tf.keras.layers.Layer):
-    """Zero-pads the channel axis to `channels`, half before and half after: the
-    parameter-free shortcut of CIFAR ResNets ("option A")."""
+class _ToChannels(tf.keras.layers.Layer):
+    """A parameter-free layer that changes the channel count to `channels`."""
 
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.channels])
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+@lq_utils.register_keras_custom_object
+class PadChannels(_ToChannels):
+    """Zero-pads the channel axis to `channels`, half before and half after: the
+    parameter-free shortcut of CIFAR ResNets ("option A")."""
 
     def call(self, inputs):
         extra = self.channels - inputs.shape[-1]
@@ -42,11 +57,18 @@ class PadChannels(tf.keras.layers.Layer):
         before = extra // 2
         return tf.pad(inputs, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
 
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)[:-1].concatenate([self.channels])
 
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels}
+@lq_utils.register_keras_custom_object
+class SliceChannels(_ToChannels):
+    """Keeps the first `channels` channels (a Ghost module's cut back to its width)."""
+
+    def call(self, inputs):
+        if inputs.shape[-1] < self.channels:
+            raise ValueError(
+                f"SliceChannels({self.channels}) got {inputs.shape[-1]} channels, fewer than "
+                "it keeps."
+            )
+        return inputs[..., : self.channels]
 
 
 def identity(x: tf.Tensor) -> tf.Tensor:
@@ -91,9 +113,11 @@ def bireal_stages(
     stages,
     downsample,
     bn_gamma: float = 1.0,
-) -> tf.Tensor:
+) -> list[tf.Tensor]:
     """Stack `binary_unit`s: `stages` is a list of (filters, units); the first unit of every
-    stage but the first has stride 2 and the shortcut `downsample(x, filters, name)`."""
+    stage but the first has stride 2 and the shortcut `downsample(x, filters, name)`.
+    Returns every stage's output."""
+    outputs = []
     for stage, (filters, units) in enumerate(stages):
         for unit in range(units):
             strides = 2 if stage > 0 and unit == 0 else 1
@@ -106,4 +130,23 @@ def bireal_stages(
                     return downsample(t, filters, name)
 
             x = binary_unit(x, variant, filters, strides, shortcut, bn_gamma, name=name)
-    return x
+        outputs.append(x)
+    return outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Trunk:
+    """What a model factory builds before its head: the final-stage features and the
+    shallower feature maps (stem and every earlier stage) that IR²Net's information
+    recovery fuses into them."""
+
+    features: tf.Tensor
+    shallow: tuple[tf.Tensor, ...]
+
+
+def pooled_head(x: tf.Tensor, num_classes: int, bn: bool = True) -> tf.Tensor:
+    """Global average pooling -> (BatchNorm) -> float dense logits."""
+    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if bn:
+        x = batch_norm(name="head_bn")(x)
+    return tf.keras.layers.Dense(num_classes, name="logits")(x)

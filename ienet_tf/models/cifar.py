@@ -1,26 +1,22 @@
 """CIFAR-family networks of the IE-Net paper (any small input size): ResNet-20, ResNet-18,
 VGG-Small.
 
-First convolution and last dense layer stay full precision in every variant.
+First convolution and last dense layer stay full precision in every variant. Each factory
+returns its `Trunk` (final features + shallow feature maps); the registry adds the head.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from ienet_tf.models.blocks import PadChannels, batch_norm, bireal_stages, hard_tanh
+from ienet_tf.models.blocks import PadChannels, Trunk, batch_norm, bireal_stages, hard_tanh
 from ienet_tf.models.variants import Variant
 
-__all__ = ["resnet18_cifar", "resnet20", "vgg_small"]
+__all__ = ["flatten_head", "resnet18_cifar", "resnet20", "stem", "vgg_small"]
 
 
-def _head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
-    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = batch_norm(name="head_bn")(x)
-    return tf.keras.layers.Dense(num_classes, name="logits")(x)
-
-
-def _stem(x: tf.Tensor, filters: int, activation: bool) -> tf.Tensor:
+def stem(x: tf.Tensor, filters: int, activation: bool) -> tf.Tensor:
+    """Float 3x3 conv -> BN (-> hardtanh): the CIFAR stem."""
     x = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = batch_norm(name="stem_bn")(x)
     return tf.keras.layers.Activation(hard_tanh, name="stem_out")(x) if activation else x
@@ -31,19 +27,20 @@ def _pool_and_pad(x: tf.Tensor, filters: int, name: str) -> tf.Tensor:
     return PadChannels(filters, name=f"{name}_pad")(x)
 
 
-def resnet20(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
+def resnet20(inputs: tf.Tensor, variant: Variant) -> Trunk:
     """Bi-Real ResNet-20: 18 units [6, 6, 6] at widths 16/32/64, each ONE 3x3 binary conv
     with its own shortcut; the downsampling shortcut is 2x2 average pooling + zero
     channel padding (no parameters)."""
-    x = _stem(inputs, 16, activation=True)
-    x = bireal_stages(x, variant, [(16, 6), (32, 6), (64, 6)], _pool_and_pad)
-    return _head(x, num_classes)
+    x = stem(inputs, 16, activation=True)
+    *shallow, final = bireal_stages(x, variant, [(16, 6), (32, 6), (64, 6)], _pool_and_pad)
+    return Trunk(final, (x, *shallow))
 
 
-def resnet18_cifar(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
+def resnet18_cifar(inputs: tf.Tensor, variant: Variant) -> Trunk:
     """CIFAR ResNet-18: basic blocks [2, 2, 2, 2] at 64/128/256/512, two binary 3x3 convs
     per block, a binarized 1x1 conv + BN shortcut where the shape changes."""
-    x = _stem(inputs, 64, activation=False)
+    x = stem_out = stem(inputs, 64, activation=False)
+    stage_outputs = []
     in_filters = 64
     for stage, filters in enumerate((64, 128, 256, 512)):
         for block in range(2):
@@ -61,13 +58,16 @@ def resnet18_cifar(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.
             y = tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
             x = tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(y)
             in_filters = filters
-    return _head(x, num_classes)
+        stage_outputs.append(x)
+    return Trunk(stage_outputs[-1], (stem_out, *stage_outputs[:-1]))
 
 
-def vgg_small(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tensor:
+def vgg_small(inputs: tf.Tensor, variant: Variant) -> Trunk:
     """VGG-Small: FP conv(128) -> BN, then binary convs 128 [pool], 256, 256 [pool],
-    512, 512 [pool], each -> (max-pool) -> BN -> hardtanh; flatten -> dense."""
-    x = _stem(inputs, 128, activation=False)
+    512, 512 [pool], each -> (max-pool) -> BN -> hardtanh; flatten -> dense.
+    Its "stages" for information recovery are the outputs at each resolution."""
+    x = stem(inputs, 128, activation=False)
+    resolutions = [x]
     for i, (filters, pool) in enumerate(
         ((128, True), (256, False), (256, True), (512, False), (512, True))
     ):
@@ -77,5 +77,12 @@ def vgg_small(inputs: tf.Tensor, variant: Variant, num_classes: int) -> tf.Tenso
             x = tf.keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
         x = batch_norm(name=f"{name}_bn")(x)
         x = tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(x)
+        if pool:
+            resolutions.append(x)
+    return Trunk(resolutions[-1], tuple(resolutions[:-1]))
+
+
+def flatten_head(x: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """VGG-Small's head: flatten -> float dense."""
     x = tf.keras.layers.Flatten(name="flatten")(x)
     return tf.keras.layers.Dense(num_classes, name="logits")(x)

@@ -1,4 +1,11 @@
-"""The model registry: `build(name, variant, k, num_classes, input_shape)`."""
+"""The model registry: `build(name, variant, k, num_classes, input_shape)`.
+
+`variant` is a base variant (`ienet_tf.models.variants`) with optional modifiers:
+`"ienet+el"` gives every binary conv an Elastic-Link; `"ienet+ir2net"` adds IR²Net's
+information recovery head and returns the model wrapped for information restriction
+(`ienet_tf.ir2net.InformationRestriction`: train it with `model.fit`, deploy
+`model.classifier`).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,11 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from ienet_tf.models import cifar, imagenet, tiny
-from ienet_tf.models.variants import VARIANTS, get_variant
+from ienet_tf import ir2net
+from ienet_tf.models import bottleneck, cifar, imagenet, tiny
+from ienet_tf.models.blocks import Trunk, pooled_head
+from ienet_tf.models.recovery import information_recovery
+from ienet_tf.models.variants import get_variant
 
 __all__ = ["ModelSpec", "available", "build", "spec"]
 
@@ -18,11 +28,16 @@ __all__ = ["ModelSpec", "available", "build", "spec"]
 class ModelSpec:
     name: str
     family: str  # "cifar", "imagenet" or "tiny"
-    factory: Callable
+    factory: Callable[..., Trunk]
     num_classes: int
     input_shape: tuple[int, int, int]
     min_size: int  # smallest spatial input size the downsampling allows
     lambda_mode: str = "channel"  # the release's lambda shape for this network
+    head: Callable[[tf.Tensor, int], tf.Tensor] = pooled_head
+
+
+def _pool_dense(x: tf.Tensor, num_classes: int) -> tf.Tensor:
+    return pooled_head(x, num_classes, bn=False)
 
 
 _MODELS: dict[str, ModelSpec] = {
@@ -30,10 +45,14 @@ _MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("resnet20", "cifar", cifar.resnet20, 10, (32, 32, 3), 4),
         ModelSpec("resnet18_cifar", "cifar", cifar.resnet18_cifar, 10, (32, 32, 3), 8, "scalar"),
-        ModelSpec("vgg_small", "cifar", cifar.vgg_small, 10, (32, 32, 3), 8, "scalar"),
+        ModelSpec(
+            "vgg_small", "cifar", cifar.vgg_small, 10, (32, 32, 3), 8, "scalar", cifar.flatten_head
+        ),
+        ModelSpec("resnet26_cifar", "cifar", bottleneck.resnet26_cifar, 10, (32, 32, 3), 8),
         ModelSpec("resnet18", "imagenet", imagenet.resnet18, 1000, (224, 224, 3), 32),
         ModelSpec("resnet34", "imagenet", imagenet.resnet34, 1000, (224, 224, 3), 32),
-        ModelSpec("convnet", "tiny", tiny.convnet, 10, (8, 8, 1), 2),
+        ModelSpec("resnet26", "imagenet", bottleneck.resnet26, 1000, (224, 224, 3), 32),
+        ModelSpec("convnet", "tiny", tiny.convnet, 10, (8, 8, 1), 2, head=_pool_dense),
     )
 }
 
@@ -69,21 +88,35 @@ def build(
     k: int | None = None,
     num_classes: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
+    *,
+    recovery_ratio: int = 1,
+    erase_threshold: float = ir2net.DEFAULT_ERASE_THRESHOLD,
 ) -> tf.keras.Model:
     """Build model `name` as ablation `variant` (see `ienet_tf.models.variants`).
 
     `k` is the number of IE-BC branches (default 2 for `iebc`/`ienet`, 1 otherwise);
     `num_classes` and `input_shape` default to the family's data set (CIFAR-10 or ImageNet).
+    With `+ir2net`: `recovery_ratio` picks the information recovery head (1 = full, r >= 2
+    = Ghost-style with ratio r) and `erase_threshold` the restriction's tau.
     """
     model = spec(name)
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown `variant` {variant!r}; allowed: {sorted(VARIANTS)}.")
     conv_variant = get_variant(variant, k, lambda_mode=model.lambda_mode)
     num_classes = model.num_classes if num_classes is None else num_classes
     if not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
     shape = _check_input_shape(model, model.input_shape if input_shape is None else input_shape)
     inputs = tf.keras.Input(shape, name="image")
-    outputs = model.factory(inputs, conv_variant, int(num_classes))
-    suffix = f"{variant}_k{conv_variant.k}" if conv_variant.multi_branch else variant
-    return tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")
+    trunk = model.factory(inputs, conv_variant)
+    features = trunk.features
+    if conv_variant.ir2net:
+        features = information_recovery(features, list(trunk.shallow), recovery_ratio)
+    outputs = model.head(features, int(num_classes))
+    suffix = variant.replace("+", "_")
+    if conv_variant.multi_branch:
+        base, *modifiers = variant.split("+")
+        suffix = "_".join([base, f"k{conv_variant.k}", *modifiers])
+    classifier = tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")
+    if not conv_variant.ir2net:
+        return classifier
+    feature_layer = trunk.features.node.layer.name
+    return ir2net.InformationRestriction(classifier, feature_layer, erase_threshold)

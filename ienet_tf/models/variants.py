@@ -12,6 +12,12 @@
 The clip-STE variants clip their latent weights to [-1, 1] (larq's `weight_clip`), as
 larq-zoo does for Bi-Real Net: without it weights outside the STE window never move again.
 IEE standardizes the weights, so it needs no clip.
+
+Modifiers join a base variant with `+` (`"ienet+el"`, `"bireal+el+ir2net"`):
+
+- `el`: every binary conv gets an Elastic-Link (`ienet_tf.elastic_link.ElasticLink`);
+- `ir2net`: the model gets IR²Net's information recovery head and is wrapped for
+  information restriction in training (`ienet_tf.ir2net`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ import numbers
 
 import tensorflow as tf
 
+from ienet_tf.elastic_link import ElasticLink
 from ienet_tf.layers import IEBinaryConv2D
 
-__all__ = ["VARIANTS", "Variant", "get_variant"]
+MODIFIERS = ("el", "ir2net")
+
+__all__ = ["MODIFIERS", "VARIANTS", "Variant", "get_variant", "parse_variant"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +48,23 @@ class Variant:
     kernel_constraint: str | None = "weight_clip"
     k: int = 1
     lambda_mode: str = "channel"
+    elastic_link: bool = False
+    ir2net: bool = False
 
-    def conv(self, filters: int, kernel_size: int, strides: int = 1, name: str | None = None):
-        """The variant's convolution (binary IE-BC, or float for `fp`), 'same' padding."""
+    def conv(self, filters: int, kernel_size: int, strides: int = 1, name: str = "conv"):
+        """The variant's convolution (binary IE-BC, or float for `fp`), 'same' padding:
+        a callable `x -> y`; with `el`, `y = conv(x) + ElasticLink(x)`."""
+        conv = self._conv_layer(filters, kernel_size, strides, name)
+        if not self.elastic_link:
+            return conv
+
+        def conv_with_link(x: tf.Tensor) -> tf.Tensor:
+            link = ElasticLink(filters, strides, name=f"{name}_el")(x)
+            return tf.keras.layers.Add(name=f"{name}_el_add")([conv(x), link])
+
+        return conv_with_link
+
+    def _conv_layer(self, filters: int, kernel_size: int, strides: int, name: str):
         if not self.binary:
             return tf.keras.layers.Conv2D(
                 filters, kernel_size, strides, padding="same", use_bias=False, name=name
@@ -78,11 +101,34 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def parse_variant(name: str) -> tuple[str, frozenset[str]]:
+    """`"ienet+el+ir2net"` -> `("ienet", {"el", "ir2net"})`, with readable errors."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`variant` must be a non-empty string, got {name!r}.")
+    base, *modifiers = name.split("+")
+    if base not in VARIANTS:
+        raise ValueError(f"Unknown `variant` {base!r}; allowed: {sorted(VARIANTS)}.")
+    for modifier in modifiers:
+        if modifier not in MODIFIERS:
+            raise ValueError(
+                f"Unknown variant modifier {modifier!r} in {name!r}; allowed modifiers: "
+                f"{list(MODIFIERS)} (e.g. 'ienet+el', 'ienet+ir2net')."
+            )
+    if len(set(modifiers)) != len(modifiers):
+        raise ValueError(f"Variant {name!r} repeats a modifier.")
+    if "el" in modifiers and not VARIANTS[base].binary:
+        raise ValueError(
+            f"Variant {name!r}: Elastic-Link accompanies binary convolutions and {base!r} "
+            "has none; use a binary base such as 'bireal+el' or 'ienet+el'."
+        )
+    return base, frozenset(modifiers)
+
+
 def get_variant(name: str, k: int | None = None, lambda_mode: str = "channel") -> Variant:
-    """The variant `name` with its K (default 2 for `iebc`/`ienet`, 1 otherwise)."""
-    if name not in VARIANTS:
-        raise ValueError(f"Unknown `variant` {name!r}; allowed: {sorted(VARIANTS)}.")
-    variant = VARIANTS[name]
+    """The variant `name` (a base variant, optionally `+el` / `+ir2net`) with its K
+    (default 2 for `iebc`/`ienet`, 1 otherwise)."""
+    base, modifiers = parse_variant(name)
+    variant = VARIANTS[base]
     if k is None:
         k = variant.k
     if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
@@ -90,6 +136,13 @@ def get_variant(name: str, k: int | None = None, lambda_mode: str = "channel") -
     if k != 1 and not variant.multi_branch:
         raise ValueError(
             f"`k`={k} needs a multi-branch variant ('iebc' or 'ienet'); "
-            f"variant {name!r} has one branch (k=1)."
+            f"variant {base!r} has one branch (k=1)."
         )
-    return dataclasses.replace(variant, k=int(k), lambda_mode=lambda_mode)
+    return dataclasses.replace(
+        variant,
+        name=name,
+        k=int(k),
+        lambda_mode=lambda_mode,
+        elastic_link="el" in modifiers,
+        ir2net="ir2net" in modifiers,
+    )

@@ -28,6 +28,7 @@ import tensorflow as tf
 from ienet_tf import callbacks
 from ienet_tf.data import DataError
 from ienet_tf.io import write_atomically
+from ienet_tf.ir2net import inference_model
 from ienet_tf.report import figures, stats
 from ienet_tf.train import TrainingError, load_datasets, load_run
 
@@ -85,7 +86,8 @@ def _checkpoint_models(run: Path, which: str, model: tf.keras.Model) -> dict:
             models[label] = model
         elif (run / relative).is_file():
             try:
-                models[label] = tf.keras.models.load_model(run / relative, compile=False)
+                loaded = tf.keras.models.load_model(run / relative, compile=False)
+                models[label] = inference_model(loaded)
             except (OSError, ValueError) as error:
                 logger.warning("report: skipping %s (cannot load it: %s)", run / relative, error)
     return models
@@ -202,6 +204,7 @@ def write_report(
         raise TrainingError(f"run directory {run} does not exist.")
     which = "final" if (run / "model.keras").is_file() else "last"
     config, model = load_run(run, which)
+    model = inference_model(model)  # the classifier of an IR²Net training wrapper
     if not stats.binary_layers(model):
         raise ValueError(
             f"the model of {run} ({config.model.name}, variant {config.model.variant!r}) has "

@@ -61,6 +61,8 @@ def build_model(config: config_lib.Config) -> tf.keras.Model:
         k=config.model.k,
         num_classes=data.info(config.data.name).num_classes,
         input_shape=_input_shape(config),
+        recovery_ratio=config.model.recovery_ratio,
+        erase_threshold=config.model.erase_threshold,
     )
 
 

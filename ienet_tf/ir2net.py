@@ -1,0 +1,150 @@
+r"""IR²Net: information restriction (a training wrapper) and information recovery (a head).
+
+**Information restriction** (training only, no parameters). From the final-stage
+features `F` (B, h, w, C) of the first forward pass:
+
+\\[
+A = \frac{\operatorname{mean}_c F^2}{\lVert \operatorname{mean}_c F^2 \rVert_2},\quad
+\tilde A = \operatorname{bilinear}(A \to H \times W),\quad
+M = [\tilde A > \tau \cdot \operatorname{mean}_{hw} \tilde A],\quad
+\mathcal{L} = \tfrac12\left(\mathcal{L}(f(x), y) + \mathcal{L}(f(M \odot x), y)\right)
+\\]
+
+with τ = 0.15 (the release), the L2 norm and the mean taken per sample over the spatial
+positions, and no gradient through the mask. `InformationRestriction` wraps any Keras
+classifier and does this in `train_step`; evaluation and prediction run the plain model.
+
+**Information recovery** (a model option) is `ienet_tf.models.recovery`: the registry's
+`+ir2net` variants fuse the shallow feature maps into the final ones before the head.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import tensorflow as tf
+from larq import utils as lq_utils
+
+__all__ = [
+    "DEFAULT_ERASE_THRESHOLD",
+    "InformationRestriction",
+    "attention_map",
+    "erase_mask",
+    "inference_model",
+]
+
+DEFAULT_ERASE_THRESHOLD = 0.15
+
+
+def attention_map(features: tf.Tensor) -> tf.Tensor:
+    """(B, h, w, C) features -> (B, h, w, 1): channel mean of squares, L2-normalised
+    per sample over the spatial positions."""
+    energy = tf.reduce_mean(tf.square(features), axis=-1, keepdims=True)
+    return tf.math.l2_normalize(energy, axis=[1, 2])
+
+
+def erase_mask(features: tf.Tensor, image_size, threshold: float = DEFAULT_ERASE_THRESHOLD):
+    """The 0/1 mask (B, H, W, 1) of the input pixels information restriction keeps:
+    attention upsampled (bilinear, half-pixel centres) above `threshold` x its mean."""
+    attention = tf.image.resize(attention_map(features), image_size, method="bilinear")
+    mean = tf.reduce_mean(attention, axis=[1, 2], keepdims=True)
+    return tf.stop_gradient(tf.cast(attention > threshold * mean, attention.dtype))
+
+
+def _check_threshold(threshold) -> float:
+    if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool) or threshold < 0:
+        raise ValueError(f"`erase_threshold` must be a number >= 0, got {threshold!r}.")
+    return float(threshold)
+
+
+@lq_utils.register_keras_custom_object
+class InformationRestriction(tf.keras.Model):
+    """Trains `classifier` with IR²Net's information restriction; runs it plainly otherwise.
+
+    `feature_layer` names the layer of `classifier` whose output are the final-stage
+    features. Each training step runs two forward passes (the input, then the input
+    erased where the first pass paid little attention) and minimises the mean of the two
+    losses (the regularization losses are counted once). Metrics are those of the first,
+    unerased pass. `call`, `evaluate` and `predict` are the classifier's.
+
+    ```python
+    model = InformationRestriction(classifier, feature_layer="stage3_unit6_out")
+    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(images, labels)
+    model.classifier.save("deploy.keras")  # the plain model, for export
+    ```
+    """
+
+    def __init__(
+        self,
+        classifier: tf.keras.Model,
+        feature_layer: str,
+        erase_threshold: float = DEFAULT_ERASE_THRESHOLD,
+        **kwargs,
+    ):
+        kwargs.setdefault("name", f"{classifier.name}_restricted")
+        super().__init__(**kwargs)
+        try:
+            features = classifier.get_layer(feature_layer).output
+        except ValueError as error:
+            raise ValueError(
+                f"InformationRestriction: {classifier.name!r} has no layer {feature_layer!r} "
+                "to take the final-stage features from; pass `feature_layer` = the name of "
+                "the layer whose output is the last stage's feature map."
+            ) from error
+        if features.shape.rank != 4:
+            raise ValueError(
+                f"InformationRestriction: layer {feature_layer!r} outputs shape "
+                f"{features.shape}; the attention map needs (batch, height, width, channels)."
+            )
+        self.classifier = classifier
+        self.feature_layer = feature_layer
+        self.erase_threshold = _check_threshold(erase_threshold)
+        # Shares the classifier's layers; kept out of Keras' tracking so that the saved
+        # weights are the classifier's alone.
+        object.__setattr__(
+            self, "_with_features", tf.keras.Model(classifier.inputs, [features, classifier.output])
+        )
+        self.build(classifier.input_shape)
+
+    def call(self, inputs, training=None):
+        return self.classifier(inputs, training=training)
+
+    def restricted_inputs(self, images: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+        """`images` with the pixels of low attention zeroed (no gradient through the mask)."""
+        return images * erase_mask(features, tf.shape(images)[1:3], self.erase_threshold)
+
+    def train_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            features, y_pred = self._with_features(x, training=True)
+            y_erased = self.classifier(self.restricted_inputs(x, features), training=True)
+            # compute_loss adds the regularization losses to each pass: their mean counts
+            # them once. The loss tracker averages the two calls: the logged loss is this.
+            loss = 0.5 * (
+                self.compute_loss(x, y, y_pred, sample_weight)
+                + self.compute_loss(x, y, y_erased, sample_weight)
+            )
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def get_config(self):
+        return {
+            "classifier": tf.keras.saving.serialize_keras_object(self.classifier),
+            "feature_layer": self.feature_layer,
+            "erase_threshold": self.erase_threshold,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        classifier = tf.keras.saving.deserialize_keras_object(
+            config.pop("classifier"), custom_objects=custom_objects
+        )
+        return cls(classifier, **config)
+
+
+def inference_model(model: tf.keras.Model) -> tf.keras.Model:
+    """The model to evaluate, cost or export: the classifier inside a training wrapper."""
+    return model.classifier if isinstance(model, InformationRestriction) else model
