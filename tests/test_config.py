@@ -32,11 +32,29 @@ def test_every_config_is_valid_named_and_cites_its_row(path):
     )
     expected_data = {"imagenet": "imagenet2012"}.get(dataset, dataset)
     assert config.data.name == expected_data
-    assert rest == f"{config.model.name}_{config.model.variant}"
+    assert rest == f"{config.model.name}_{config.model.variant.replace('+', '_')}"
     first_line = path.read_text().splitlines()[0]
     assert first_line.startswith("# ")
     if dataset in ("cifar10", "imagenet"):
-        assert "Table" in first_line and "published" in first_line
+        # The IE-Net paper's table, or the SPEC section of IR²Net / Elastic-Link.
+        assert "Table" in first_line or "SPEC §" in first_line
+        assert "published" in first_line
+
+
+@pytest.mark.parametrize(
+    "name, learning_rate, epochs, published",
+    [
+        ("resnet20", 0.11, 500, "87.2"),
+        ("resnet18_cifar", 0.08, 600, "92.5"),
+        ("vgg_small", 0.08, 400, "91.5"),
+    ],
+)
+def test_ir2net_recipes_match_the_release(name, learning_rate, epochs, published):
+    path = Path(f"configs/cifar10_{name}_ienet_ir2net.yaml")
+    config = config_lib.load(path)
+    assert config.model.variant == "ienet+ir2net"
+    assert (config.train.learning_rate, config.train.epochs) == (learning_rate, epochs)
+    assert f"published {published}%" in path.read_text().splitlines()[0]
 
 
 def test_recipes_match_the_paper():
