@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ienet-installed
 # Quiet TensorFlow's C++ start-up logs in the commands below.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint demo lock clean
+.PHONY: install test lint demo lock clean bench bench-smoke bench-data
 
 install: $(STAMP)
 
@@ -32,6 +32,35 @@ demo: install
 	$(BIN)/ienet train --config $(DEMO_CONFIG) --output-dir $(DEMO_DIR) --verbose 2
 	$(BIN)/ienet evaluate --checkpoint $(DEMO_DIR)
 	$(BIN)/ienet export --checkpoint $(DEMO_DIR) --output $(DEMO_DIR)/model.tflite
+
+# Benchmarks (see README "Benchmarks"): every result file under benchmarks/results/ and
+# docs/results.md, generated from them. BENCH_EXPORT=1 adds the ~10-minute export benchmark.
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+BENCH_SMOKE_DIR := runs/bench-smoke
+bench: install bench-data
+	@start=$$(date +%s); \
+	$(BIN)/python benchmarks/run_all.py $(if $(BENCH_EXPORT),--with-export,); status=$$?; \
+	echo "make bench: $$(( ($$(date +%s) - start) / 60 )) min"; exit $$status
+
+# The smoke mode of every benchmark into $(BENCH_SMOKE_DIR) (never benchmarks/results).
+bench-smoke: install bench-data
+	rm -rf $(BENCH_SMOKE_DIR)
+	$(BIN)/python benchmarks/run_all.py --smoke --results-dir $(BENCH_SMOKE_DIR)/results \
+		--docs $(BENCH_SMOKE_DIR)/docs
+
+# Fashion-MNIST from the Debian package dataset-fashion-mnist (apt-get; sudo unless root).
+bench-data:
+	@if ls $(FASHION_MNIST_DIR)/t10k-labels-idx1-ubyte* >/dev/null 2>&1; then \
+		echo "Fashion-MNIST: $(FASHION_MNIST_DIR)"; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "bench-data: no apt-get here; install the Debian package dataset-fashion-mnist" \
+			"or put the four IDX files in $(FASHION_MNIST_DIR)" >&2; exit 1; \
+	else \
+		sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq dataset-fashion-mnist \
+		|| { echo "bench-data: could not install dataset-fashion-mnist with apt-get" \
+			"(needs root or sudo, and a Debian/Ubuntu archive that has it)" >&2; exit 1; }; \
+	fi
 
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:
