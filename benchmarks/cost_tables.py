@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,7 +131,8 @@ def _ratios(rows: list[dict]) -> dict:
     return ratios
 
 
-def cost_table(names: Sequence[str], output: Path) -> None:
+def cost_table(names: Sequence[str], output: Path) -> int:
+    """Write the cost table; returns the number of failed rows."""
     start = time.perf_counter()
     rows = []
     for name in names:
@@ -150,9 +152,11 @@ def cost_table(names: Sequence[str], output: Path) -> None:
         },
     )
     print(f"wrote {output}")
+    return sum(1 for row in rows if row["error"])
 
 
-def size_table(names: Sequence[str], output: Path) -> None:
+def size_table(names: Sequence[str], output: Path) -> int:
+    """Write the size table; returns the number of failed rows."""
     start = time.perf_counter()
     rows = []
     for name in names:
@@ -170,6 +174,7 @@ def size_table(names: Sequence[str], output: Path) -> None:
         },
     )
     print(f"wrote {output}")
+    return sum(1 for row in rows if row["error"])
 
 
 def _report(row: dict, describe) -> None:
@@ -186,11 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.models or (SMOKE_MODELS if args.smoke else models.available())
     output_dir = args.output_dir or (SMOKE_DIR / "results" if args.smoke else RESULTS)
+    failed = 0
     if args.only in (None, "cost"):
-        cost_table(names, output_dir / "cost.json")
+        failed += cost_table(names, output_dir / "cost.json")
     if args.only in (None, "sizes"):
-        size_table(names, output_dir / "sizes.json")
-    return 0
+        failed += size_table(names, output_dir / "sizes.json")
+    if failed:
+        print(f"{failed} row(s) failed (recorded in the result files)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

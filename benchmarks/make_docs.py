@@ -83,7 +83,8 @@ def provenance_lines(result: dict) -> list[str]:
         f"- command: `{prov.get('command', '?')}`",
         f"- commit {commit}, {prov.get('date', '?')}",
         f"- machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
-        f"{machine.get('arch', '')} (Python {machine.get('python', '?')})",
+        f"{machine.get('arch', '')}"
+        + (f" (Python {machine['python']})" if machine.get("python") else ""),
         f"- versions: {versions or '?'}",
     ]
     wall = result.get("wall_seconds")

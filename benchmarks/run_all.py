@@ -27,7 +27,13 @@ ROOT = HERE.parent
 
 
 def _script(name: str, *args: str) -> list[str]:
-    return [sys.executable, str(HERE / name), *args]
+    """A benchmark command, run from the repository root (paths relative to it)."""
+    return [sys.executable, f"benchmarks/{name}", *args]
+
+
+def _relative(path: Path) -> Path:
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def steps(smoke: bool, results_dir: Path, with_export: bool) -> list[list[str]]:
@@ -64,8 +70,7 @@ def steps(smoke: bool, results_dir: Path, with_export: bool) -> list[list[str]]:
 
 
 def _display(command: Sequence[str]) -> str:
-    shown = ["python" if part == sys.executable else part for part in command]
-    return " ".join(str(Path(p).relative_to(ROOT)) if p.startswith(str(ROOT)) else p for p in shown)
+    return " ".join("python" if part == sys.executable else part for part in command)
 
 
 def run_steps(commands: Sequence[Sequence[str]]) -> list[dict]:
@@ -95,13 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke and args.results_dir is None:
         parser.error("--smoke needs --results-dir (smoke results never go to benchmarks/results)")
-    results_dir = (args.results_dir or RESULTS).resolve()
-    docs = (args.docs or ROOT / "docs").resolve()
+    results_dir = _relative(args.results_dir or RESULTS)
+    docs = _relative(args.docs or ROOT / "docs")
     start = time.perf_counter()
     done = run_steps(steps(args.smoke, results_dir, args.with_export))
     wall = time.perf_counter() - start
     write_result(
-        results_dir / "bench_run.json",
+        ROOT / results_dir / "bench_run.json",
         {"benchmark": "bench_run", "smoke": args.smoke, "wall_seconds": wall, "steps": done},
     )
     docs_command = _script(
