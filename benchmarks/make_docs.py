@@ -276,6 +276,8 @@ def plot_k_sweep(by_k: dict, path: Path) -> Path | None:
 def throughput_section(results_dir: Path) -> list[str]:
     lines = ["## Training throughput", ""]
     paths = sorted(results_dir.glob("throughput_*.json"), key=_throughput_order)
+    real = [path for path in paths if path.stem != "throughput_smoke"]
+    paths = real or paths  # a smoke file only where nothing else ran (make bench-smoke)
     if not paths:
         return [*lines, *not_run("throughput", results_dir / "throughput_after.json")]
     for path in paths:
