@@ -201,10 +201,38 @@ def test_cost_of_resnet20_by_formula(capsys):
     assert "stage1_unit1_conv" in table and "FLOPs" in table
 
 
+def test_ir2net_run_trains_with_restriction_and_exports_the_classifier(tmp_path, capsys):
+    """`+ir2net` through the CLI: the wrapper trains (q on schedule), evaluates, and the
+    export is the plain classifier with its Ghost recovery head."""
+    run = tmp_path / "run"
+    overrides = ["model.variant=ienet+ir2net", "model.recovery_ratio=4", "train.epochs=2"]
+    overrides += ["data.subset=128"]
+    argv = ["train", "--config", str(DEMO), "--output-dir", str(run), "--verbose", "0"]
+    assert main([*argv, *(a for o in overrides for a in ("--set", o))]) == 0
+    history = list(csv.DictReader((run / "history.csv").open()))
+    assert [float(row["iee_q"]) for row in history] == pytest.approx([0.01, 10**-0.5])
+    assert main(["evaluate", "--checkpoint", str(run)]) == 0
+    assert "convnet_ienet_k2_ir2net_restricted (final): top-1" in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
+    report = json.loads((tmp_path / "m.tflite.json").read_text())
+    assert report["model"] == "convnet_ienet_k2_ir2net"
+    ops = report["op_histogram"]
+    assert ops["LceBconv2d"] == 6 and ops["PRELU"] == 1 and ops["DEPTHWISE_CONV_2D"] == 1
+    assert "LceDequantize" not in ops
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["train", "--config", "configs/nope.yaml"], "config file not found: configs/nope.yaml"),
+        (
+            ["train", "--config", str(DEMO), "--set", "model.variant=ienet+xnor"],
+            "model.variant: Unknown variant modifier 'xnor'",
+        ),
+        (
+            ["train", "--config", str(DEMO), "--set", "model.variant=fp+el"],
+            "Elastic-Link accompanies binary convolutions",
+        ),
         (["train", "--config", str(DEMO), "--set", "train.epochs=0"], "train.epochs: must be > 0"),
         (
             ["cost", "--config", str(DEMO), "--set", "model.input_shape=[4, 4, 1]"],
