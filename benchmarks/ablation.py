@@ -110,7 +110,9 @@ class Budget:
 
 def default_k(variant: str) -> int:
     """The K a variant trains with when none is given (2 for the multi-branch ones)."""
-    return 2 if variant.split("+")[0] in ("iebc", "ienet") else 1
+    from ienet_tf.models import get_variant
+
+    return get_variant(variant).k
 
 
 def jobs_for(variants: Sequence[str], seeds: int, ks: Sequence[int], k_seeds: int) -> list[Job]:
