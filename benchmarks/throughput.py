@@ -1,0 +1,326 @@
+"""Training throughput of CIFAR ResNet-20 for every ablation variant, with and without XLA.
+
+    .venv/bin/python benchmarks/throughput.py [--label before|after] [--steps N] [--windows W]
+    .venv/bin/python benchmarks/throughput.py --smoke [--output PATH]
+
+One row per (variant, K, jit_compile): `fp`, `bireal`, `rsign`, `iee`, and `iebc` / `ienet`
+with K = 1..5, each compiled once with `jit_compile=False` and once with `True` (XLA). A
+model is built with `ienet_tf.models.build("resnet20", variant, k=K, input_shape=(32, 32, 3))`
+and compiled as `ienet_tf.train.trainer.compile_model` does (SGD with momentum, sparse
+categorical cross-entropy on logits, accuracy). Every row is measured in the same process, so
+the ratios compare like with like.
+
+The data is SYNTHETIC: one random batch of 128 images (32x32x3) and labels, kept in memory
+and fed again every step with `model.train_on_batch`. That measures the model's training
+step alone (forward, backward, SGD update), not an input pipeline; the speed of a training
+step does not depend on the pixel values.
+
+Timing: `--warmup` steps first (the first one traces and, with XLA, compiles), then
+`--windows` timed windows of `--steps` steps each; the row reports the median window.
+
+Result file (`benchmarks/results/throughput_<label>.json`; `--smoke` writes
+`throughput_smoke.json` or `--output`, never a real result), one JSON object:
+
+    provenance     command, commit, dirty flag, date, machine, versions (benchmarks/common.py)
+    settings       model, batch_size, input_shape, warmup, steps, windows, synthetic_data
+    note           free text (`--note`), e.g. where the measured code came from
+    load           1-minute load average before and after the run (other work on the
+                   machine slows every row; the ratios are more robust than images/s)
+    rows           a list of rows, one per (variant, k, jit_compile):
+        variant          "fp", "bireal", "rsign", "iebc", "iee" or "ienet"
+        k                number of IE-BC branches (1 for the one-branch variants, null for fp)
+        jit_compile      XLA on (true) or off (false)
+        images_per_s     batch_size / median step time (null if the row failed)
+        step_ms          median step time in milliseconds (null if the row failed)
+        window_ms        every timed window's mean step time in milliseconds
+        speed_vs_bireal  images_per_s / images_per_s of `bireal` with the same jit_compile
+                         (> 1: faster than Bi-Real; < 1: slower; null if either failed)
+        cpu_ms           median CPU time per step of this process, all threads (ms)
+        window_cpu_ms    every timed window's CPU time per step (ms)
+        cpu_speed_vs_bireal  cpu_ms of `bireal` / cpu_ms of the row: like speed_vs_bireal
+                         but by CPU time, which other processes on the machine disturb
+                         much less than wall time (they take cores away, not work)
+        first_step_s     seconds of the first step (tracing + compilation)
+        other_cpu_cores  per window, CPU cores that other processes kept busy (from
+                         /proc/stat; ~0 on a quiet machine)
+        retried_windows  windows measured again because other processes were busy
+        waited_for_quiet_s  seconds spent waiting for other processes to finish
+        load_avg         1-minute load average when the row finished
+        error            null, or the error message if building/compiling/training failed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ienet_tf import models
+
+from common import RESULTS, write_result
+
+MODEL = "resnet20"
+INPUT_SHAPE = (32, 32, 3)
+BATCH_SIZE = 128
+NUM_CLASSES = 10
+ONE_BRANCH = ("fp", "bireal", "rsign", "iee")
+MULTI_BRANCH = ("iebc", "ienet")
+#: The order of the rows: the paper's ablation order, then the K sweep of the IE-BC variants.
+VARIANT_ORDER = ("fp", "bireal", "rsign", "iebc", "iee", "ienet")
+SMOKE_CONFIGS = (("bireal", None), ("ienet", 1))
+#: A timed window is measured again (up to `--retries` times) when other processes kept
+#: more than this many CPU cores busy during it: with 2 cores a concurrent test run halves
+#: the throughput and would make a row meaningless.
+MAX_OTHER_CORES = 0.25
+
+
+def configs(k_values=range(1, 6)) -> list[tuple[str, int | None]]:
+    """(variant, k) for every row: the one-branch variants once, iebc/ienet for each K."""
+    rows: list[tuple[str, int | None]] = []
+    for variant in VARIANT_ORDER:
+        if variant in MULTI_BRANCH:
+            rows.extend((variant, k) for k in k_values)
+        else:
+            rows.append((variant, None))
+    return rows
+
+
+def synthetic_batch(seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    """One fixed batch of normal(0, 1) images and uniform labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(BATCH_SIZE, *INPUT_SHAPE)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, size=(BATCH_SIZE,)).astype(np.int32)
+    return tf.constant(images), tf.constant(labels)
+
+
+def compiled_model(variant: str, k: int | None, jit_compile: bool) -> tf.keras.Model:
+    """ResNet-20 of `variant`, compiled like `trainer.compile_model` (SGD + momentum)."""
+    model = models.build(MODEL, variant, k=k, num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE)
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (Linux `/proc/stat`)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def wait_until_quiet(max_wait_s: float, sample_s: float = 1.0) -> float:
+    """Sleep until other processes keep fewer than `MAX_OTHER_CORES` busy over a
+    `sample_s` sample, or `max_wait_s` has passed; returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait_s:
+        busy, own = _busy_seconds(), _own_seconds()
+        if busy is None:
+            break
+        time.sleep(sample_s)
+        other = (_busy_seconds() - busy) - (_own_seconds() - own)
+        if other / sample_s <= MAX_OTHER_CORES:
+            break
+    return time.perf_counter() - start
+
+
+def timed_window(model: tf.keras.Model, batch, steps: int) -> tuple[float, float, float | None]:
+    """Mean wall time and CPU time (ms, all threads of this process) per step over `steps`
+    steps, and the CPU cores other processes kept busy meanwhile (None where `/proc/stat`
+    is not available)."""
+    images, labels = batch
+    busy, own, start = _busy_seconds(), _own_seconds(), time.perf_counter()
+    for _ in range(steps):
+        # train_on_batch returns the logs as numbers, so each step has finished.
+        model.train_on_batch(images, labels)
+    wall, cpu = time.perf_counter() - start, _own_seconds() - own
+    other = None
+    if busy is not None:
+        other = max((_busy_seconds() - busy) - cpu, 0.0) / wall
+    return wall / steps * 1e3, cpu / steps * 1e3, other
+
+
+def time_steps(model: tf.keras.Model, batch, args) -> dict:
+    """Warm up, then `args.windows` windows of `args.steps` steps; a window disturbed by
+    other processes (see `MAX_OTHER_CORES`) is measured again up to `args.retries` times."""
+    images, labels = batch
+    start = time.perf_counter()
+    model.train_on_batch(images, labels)  # traces (and compiles with XLA)
+    first_step_s = time.perf_counter() - start
+    for _ in range(max(args.warmup - 1, 0)):
+        model.train_on_batch(images, labels)
+    window_ms, cpu_ms, other_cores, retried = [], [], [], 0
+    waited = wait_until_quiet(args.max_wait)  # `--max-wait` is the row's whole budget
+    while len(window_ms) < args.windows:
+        ms, cpu, other = timed_window(model, batch, args.steps)
+        if other is not None and other > MAX_OTHER_CORES and retried < args.retries:
+            retried += 1
+            waited += wait_until_quiet(max(args.max_wait - waited, 0.0))
+            continue
+        window_ms.append(ms)
+        cpu_ms.append(cpu)
+        other_cores.append(other)
+    return {
+        "first_step_s": first_step_s,
+        "window_ms": window_ms,
+        "window_cpu_ms": cpu_ms,
+        "other_cpu_cores": other_cores,
+        "retried_windows": retried,
+        "waited_for_quiet_s": waited,
+    }
+
+
+def measure(variant: str, k: int | None, jit_compile: bool, batch, args) -> dict:
+    """One row; a failure (e.g. XLA cannot compile an op) is recorded, not raised."""
+    row = {
+        "variant": variant,
+        "k": None if variant == "fp" else (k or 1),
+        "jit_compile": jit_compile,
+        "images_per_s": None,
+        "step_ms": None,
+        "window_ms": [],
+        "speed_vs_bireal": None,
+        "cpu_ms": None,
+        "window_cpu_ms": [],
+        "cpu_speed_vs_bireal": None,
+        "first_step_s": None,
+        "other_cpu_cores": [],
+        "retried_windows": 0,
+        "waited_for_quiet_s": 0.0,
+        "load_avg": None,
+        "error": None,
+    }
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(0)
+    try:
+        model = compiled_model(variant, k, jit_compile)
+        row.update(time_steps(model, batch, args))
+    except Exception as error:  # any failure is a result of this row, not of the run
+        row["error"] = f"{type(error).__name__}: {str(error)[:2000]}"
+    else:
+        row["step_ms"] = statistics.median(row["window_ms"])
+        row["images_per_s"] = BATCH_SIZE / (row["step_ms"] / 1e3)
+        row["cpu_ms"] = statistics.median(row["window_cpu_ms"])
+    row["load_avg"] = os.getloadavg()[0]
+    return row
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """`speed_vs_bireal` = images/s of the row / images/s of bireal (same jit_compile);
+    `cpu_speed_vs_bireal` = CPU time per step of bireal / that of the row."""
+    for jit_compile in (False, True):
+        reference = next(
+            (r for r in rows if r["variant"] == "bireal" and r["jit_compile"] == jit_compile),
+            None,
+        )
+        if reference is None or reference["images_per_s"] is None:
+            continue
+        for row in rows:
+            if row["jit_compile"] == jit_compile and row["images_per_s"] is not None:
+                row["speed_vs_bireal"] = row["images_per_s"] / reference["images_per_s"]
+                row["cpu_speed_vs_bireal"] = reference["cpu_ms"] / row["cpu_ms"]
+
+
+def format_row(row: dict) -> str:
+    k = "-" if row["k"] is None else row["k"]
+    xla = "xla" if row["jit_compile"] else "   "
+    if row["error"]:
+        return f"{row['variant']:>7} k={k} {xla}: ERROR {row['error'][:120]}"
+    ratio = row["speed_vs_bireal"]
+    ratio_text = "" if ratio is None else f"  x{ratio:.2f} (cpu x{row['cpu_speed_vs_bireal']:.2f})"
+    return (
+        f"{row['variant']:>7} k={k} {xla}: {row['images_per_s']:7.1f} img/s "
+        f"{row['step_ms']:8.1f} ms/step {row['cpu_ms']:8.1f} cpu-ms/step "
+        f"(first step {row['first_step_s']:.1f} s, other cores "
+        f"{max((c or 0.0) for c in row['other_cpu_cores']):.2f}){ratio_text}"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--label", default="before", help="throughput_<label>.json")
+    parser.add_argument("--smoke", action="store_true", help="2 variants, few steps")
+    parser.add_argument("--output", type=Path, default=None, help="result file path")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=None, help="timed windows (median)")
+    parser.add_argument("--warmup", type=int, default=None, help="steps before timing")
+    parser.add_argument("--note", default=None, help="free text stored with the result")
+    parser.add_argument("--retries", type=int, default=None, help="re-timed disturbed windows")
+    parser.add_argument("--max-wait", type=float, default=None, help="s to wait for quiet")
+    parser.add_argument("--variants", default=None, help="comma list, e.g. bireal,ienet")
+    parser.add_argument(
+        "--jit", choices=("both", "off", "on"), default="both", help="XLA rows to measure"
+    )
+    args = parser.parse_args(argv)
+    defaults = (1, 1, 1) if args.smoke else (1, 3, 2)
+    for name, default in zip(("steps", "windows", "warmup"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    if args.retries is None:
+        args.retries = 0 if args.smoke else 6
+    if args.max_wait is None:
+        args.max_wait = 0.0 if args.smoke else 60.0
+    if args.output is None:
+        name = "smoke" if args.smoke else args.label
+        args.output = RESULTS / f"throughput_{name}.json"
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    batch = synthetic_batch()
+    jit_values = {"both": (False, True), "off": (False,), "on": (True,)}[args.jit]
+    run_configs = list(SMOKE_CONFIGS) if args.smoke else configs()
+    if args.variants:
+        wanted = args.variants.split(",")
+        run_configs = [(variant, k) for variant, k in run_configs if variant in wanted]
+    load_before = os.getloadavg()[0]
+    rows = []
+    for jit_compile in jit_values:
+        for variant, k in run_configs:
+            rows.append(measure(variant, k, jit_compile, batch, args))
+            add_ratios(rows)
+            print(format_row(rows[-1]), flush=True)
+    payload = {
+        "settings": {
+            "model": MODEL,
+            "batch_size": BATCH_SIZE,
+            "input_shape": list(INPUT_SHAPE),
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "windows": args.windows,
+            "max_other_cpu_cores": MAX_OTHER_CORES,
+            "synthetic_data": True,
+            "smoke": args.smoke,
+        },
+        "load": {"before": load_before, "after": os.getloadavg()[0]},
+        "note": args.note,
+        "rows": rows,
+    }
+    path = write_result(args.output, payload)
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
+if __name__ == "__main__":
+    main()
