@@ -15,6 +15,10 @@ def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w" if isinstance(payload, str) else "wb") as f:
             f.write(payload)
         os.replace(tmp, path)
