@@ -242,15 +242,22 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         with lq_utils.patch_object(self, "padding", "valid"):
             return self.convolution_op(padded, binary_kernel)
 
-    def _batches_branches(self) -> bool:
+    def _batches_branches(self, training) -> bool:
         """Whether `call` runs the K branches as one batch (see `_branch_convolutions`).
 
-        Not with K = 1 (nothing to batch), nor when the activation estimator tracks larq
-        metrics: those keep per-call state shaped like one branch's input.
+        Only in training: inference (and so the LCE conversion, which must see K binary
+        convolutions to emit K `LceBconv2d` with their scales fused) keeps one convolution
+        per branch. Not with K = 1 (nothing to batch), nor when the activation estimator
+        tracks larq metrics: those keep per-call state shaped like one branch's input.
         """
-        return self.k > 1 and not getattr(self.input_quantizer, "_custom_metrics", None)
+        return (
+            training is True
+            and self.k > 1
+            and self.thresholds is not None
+            and not getattr(self.input_quantizer, "_custom_metrics", None)
+        )
 
-    def _branch_convolutions(self, inputs: tf.Tensor, binary_kernel: tf.Tensor):
+    def _branch_convolutions(self, inputs: tf.Tensor, binary_kernel: tf.Tensor, training=None):
         """`BConv(B_W, sign(X + beta_k))` for every branch k, as a list.
 
         With several branches they are computed as ONE batch: the K shifted inputs are
@@ -263,7 +270,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         backward, and the kernel gradient is one convolution over the K*N batch instead
         of K gradients summed.
         """
-        if not self._batches_branches():
+        if not self._batches_branches(training):
             branches = []
             for branch in range(self.k):
                 shifted = inputs if self.thresholds is None else inputs + self.thresholds[branch]
@@ -277,14 +284,14 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         binary_inputs = self.input_quantizer(stacked)
         return tf.split(self._binary_conv(binary_inputs, binary_kernel), self.k, axis=0)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         with lq.context.quantized_scope(True):
             # Binarize the shared kernel once for all branches.
             binary_kernel = tf.convert_to_tensor(self.kernel)
         branches = [
             conv * scale
             for conv, scale in zip(
-                self._branch_convolutions(inputs, binary_kernel),
+                self._branch_convolutions(inputs, binary_kernel, training),
                 self.branch_scales(),
                 strict=True,
             )

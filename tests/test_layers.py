@@ -205,3 +205,30 @@ def test_invalid_arguments_raise_value_error_naming_them(kwargs, argument):
         assert repr(kwargs["k"]) in message and ">= 1" in message
     if argument in ("`activation_estimator`", "`kernel_quantizer`"):
         assert "allowed" in message and repr(next(iter(kwargs.values()))) in message
+
+
+@pytest.mark.parametrize("estimator", ["iee", "approx_sign"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_training_batches_the_branches_with_identical_values_and_gradients(
+    k, estimator, rng, monkeypatch
+):
+    """In training the K branches run as one batched convolution; inference keeps one
+    convolution per branch (what LCE converts). Both give the same outputs and gradients."""
+    layer = layers.IEBinaryConv2D(8, 3, k=k, strides=2, activation_estimator=estimator)
+    x = tf.constant(rng.normal(size=(3, 7, 7, 5)).astype(np.float32))
+    layer.build(x.shape)
+    _randomize(layer, rng, threshold_scale=0.3)
+    upstream = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)
+    assert layer._batches_branches(True) and not layer._batches_branches(None)
+    results = []
+    for batched in (True, False):
+        monkeypatch.setattr(layer, "_batches_branches", lambda training, batched=batched: batched)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        results.append((y, tape.gradient(loss, [x, *layer.trainable_weights])))
+    (y_batched, g_batched), (y_branches, g_branches) = results
+    np.testing.assert_allclose(y_batched.numpy(), y_branches.numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_batched, g_branches, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
