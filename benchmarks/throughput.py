@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/throughput.py --smoke [--output PATH]
 
 One row per (variant, K, jit_compile): `fp`, `bireal`, `rsign`, `iee`, and `iebc` / `ienet`
-with K = 1..5, each compiled once with `jit_compile=False` and once with `True` (XLA). A
+with K = 1..5, each compiled with `jit_compile=False`, and again with `True` (XLA) for the
+one-branch variants and K = 1, 2 (`XLA_K`: XLA compilation costs up to ~90 s a row on CPU). A
 model is built with `ienet_tf.models.build("resnet20", variant, k=K, input_shape=(32, 32, 3))`
 and compiled as `ienet_tf.train.trainer.compile_model` does (SGD with momentum, sparse
 categorical cross-entropy on logits, accuracy). Every row is measured in the same process, so
@@ -78,6 +79,8 @@ SMOKE_CONFIGS = (("bireal", None), ("ienet", 1))
 #: more than this many CPU cores busy during it: with 2 cores a concurrent test run halves
 #: the throughput and would make a row meaningless.
 MAX_OTHER_CORES = 0.25
+# With XLA on, only these K of iebc / ienet (compilation alone takes up to ~90 s a row here).
+XLA_K = (1, 2)
 
 
 def configs(k_values=range(1, 6)) -> list[tuple[str, int | None]]:
@@ -298,6 +301,8 @@ def main(argv: list[str] | None = None) -> Path:
     rows = []
     for jit_compile in jit_values:
         for variant, k in run_configs:
+            if jit_compile and not args.smoke and k is not None and k not in XLA_K:
+                continue  # XLA compiles for ~1 min a row on CPU: K = 1, 2 show the effect
             rows.append(measure(variant, k, jit_compile, batch, args))
             add_ratios(rows)
             print(format_row(rows[-1]), flush=True)

@@ -105,6 +105,10 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         thresholds_initializer: initializer of `thresholds`.
         lambda_mode: `"channel"` (default) or `"scalar"`, see `LAMBDA_MODES`.
         lambdas_initializer: initializer of `lambdas`.
+        batch_branches: in training, run the K branches as ONE convolution over the K
+            thresholded inputs stacked on the batch axis (same values and gradients). Off by
+            default: on CPU it measured 5-15% slower per step (it traces and compiles faster);
+            inference always runs one convolution per branch, as LCE converts it.
         alpha_regularizer, thresholds_regularizer, lambdas_regularizer: regularizers of the
             extra weights (the kernel's is `kernel_regularizer`).
         use_bias: add a bias after the sum (off by default: BatchNorm follows).
@@ -128,6 +132,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         learnable_thresholds: bool = True,
         thresholds_initializer="zeros",
         lambda_mode: str = "channel",
+        batch_branches: bool = False,
         lambdas_initializer=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -142,6 +147,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         **kwargs,
     ):
         self.k = _check_k(k)
+        self.batch_branches = bool(batch_branches)
         self.learnable_thresholds = bool(learnable_thresholds)
         if self.k > 1 and not self.learnable_thresholds:
             raise ValueError(
@@ -245,13 +251,15 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
     def _batches_branches(self, training) -> bool:
         """Whether `call` runs the K branches as one batch (see `_branch_convolutions`).
 
-        Only in training: inference (and so the LCE conversion, which must see K binary
-        convolutions to emit K `LceBconv2d` with their scales fused) keeps one convolution
-        per branch. Not with K = 1 (nothing to batch), nor when the activation estimator
-        tracks larq metrics: those keep per-call state shaped like one branch's input.
+        Only with `batch_branches` and in training: inference (and so the LCE conversion,
+        which must see K binary convolutions to emit K `LceBconv2d` with their scales
+        fused) keeps one convolution per branch. Not with K = 1 (nothing to batch), nor
+        when the activation estimator tracks larq metrics: those keep per-call state shaped
+        like one branch's input.
         """
         return (
-            training is True
+            self.batch_branches
+            and training is True
             and self.k > 1
             and self.thresholds is not None
             and not getattr(self.input_quantizer, "_custom_metrics", None)
@@ -314,6 +322,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             "learnable_thresholds": self.learnable_thresholds,
             "thresholds_initializer": tf.keras.initializers.serialize(self.thresholds_initializer),
             "lambda_mode": self.lambda_mode,
+            "batch_branches": self.batch_branches,
             "lambdas_initializer": tf.keras.initializers.serialize(self.lambdas_initializer),
             "alpha_regularizer": tf.keras.regularizers.serialize(self.alpha_regularizer),
             "thresholds_regularizer": tf.keras.regularizers.serialize(self.thresholds_regularizer),

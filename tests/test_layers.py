@@ -212,14 +212,18 @@ def test_invalid_arguments_raise_value_error_naming_them(kwargs, argument):
 def test_training_batches_the_branches_with_identical_values_and_gradients(
     k, estimator, rng, monkeypatch
 ):
-    """In training the K branches run as one batched convolution; inference keeps one
-    convolution per branch (what LCE converts). Both give the same outputs and gradients."""
-    layer = layers.IEBinaryConv2D(8, 3, k=k, strides=2, activation_estimator=estimator)
+    """With `batch_branches`, training runs the K branches as one batched convolution;
+    inference keeps one per branch (what LCE converts). Same outputs and gradients."""
+    layer = layers.IEBinaryConv2D(
+        8, 3, k=k, strides=2, activation_estimator=estimator, batch_branches=True
+    )
     x = tf.constant(rng.normal(size=(3, 7, 7, 5)).astype(np.float32))
     layer.build(x.shape)
     _randomize(layer, rng, threshold_scale=0.3)
     upstream = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)
     assert layer._batches_branches(True) and not layer._batches_branches(None)
+    assert not layers.IEBinaryConv2D(8, 3, k=k)._batches_branches(True)  # off by default
+    assert layers.IEBinaryConv2D.from_config(layer.get_config()).batch_branches
     results = []
     for batched in (True, False):
         monkeypatch.setattr(layer, "_batches_branches", lambda training, batched=batched: batched)
