@@ -100,7 +100,7 @@ def test_overrides_and_round_trip(tmp_path):
         (["model.name=resnet50"], "model.name: unknown model 'resnet50'"),
         (["model.recovery_ratio=0"], "model.recovery_ratio: must be >= 1, got 0"),
         (["model.erase_threshold=-0.1"], "model.erase_threshold: must be >= 0"),
-        (["model.variant=ienet+el+el"], "model.variant: Variant 'ienet+el+el' repeats"),
+        (["model.variant=ienet+el+el"], "model.variant: Variant 'ienet.el.el' repeats a modifier"),
         (["model.variant=xnor"], "model.variant: unknown variant"),
         (["model.variant=bireal"], "model.k:"),
         (["model.k=0"], "model.k:"),
