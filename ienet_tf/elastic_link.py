@@ -31,10 +31,10 @@ y = tf.keras.layers.Add()([y, layers.ElasticLink(64)(x)])
 
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
 from larq import utils as lq_utils
+
+from ienet_tf.checks import is_positive_int
 
 __all__ = ["GAMMA_MODES", "ElasticLink"]
 
@@ -64,7 +64,7 @@ class ElasticLink(tf.keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         for label, value in (("filters", filters), ("strides", strides)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"ElasticLink `{label}` must be an integer >= 1, got {value!r}.")
         if gamma_mode not in GAMMA_MODES:
             raise ValueError(

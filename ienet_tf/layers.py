@@ -22,7 +22,6 @@ activation_estimator="approx_sign"` it is the Bi-Real baseline convolution.
 from __future__ import annotations
 
 import logging
-import numbers
 from contextlib import contextmanager
 
 import larq as lq
@@ -30,6 +29,7 @@ import tensorflow as tf
 from larq import utils as lq_utils
 
 from ienet_tf import quantizers
+from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
 
 __all__ = ["LAMBDA_MODES", "ElasticLink", "IEBinaryConv2D"]
@@ -61,7 +61,7 @@ def _no_starved_weights_warning(kernel_quantizer):
 
 
 def _check_k(k) -> int:
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+    if not is_positive_int(k):
         raise ValueError(f"`k` (the number of IE-BC branches) must be an integer >= 1, got {k!r}.")
     return int(k)
 

@@ -12,10 +12,10 @@ to C -> PReLU, which costs about 1/r of the full head's FLOPs (the release's str
 from __future__ import annotations
 
 import math
-import numbers
 
 import tensorflow as tf
 
+from ienet_tf.checks import is_positive_int
 from ienet_tf.models.blocks import SliceChannels, batch_norm
 
 __all__ = ["information_recovery"]
@@ -43,7 +43,7 @@ def information_recovery(
     `ratio=1`: the full 1x1 conv → BN → PReLU head; `ratio>=2`: the Ghost-style
     streamlined head (see the module docstring).
     """
-    if not isinstance(ratio, numbers.Integral) or isinstance(ratio, bool) or ratio < 1:
+    if not is_positive_int(ratio):
         raise ValueError(
             f"`recovery_ratio` must be an integer >= 1 (1 = full head), got {ratio!r}."
         )

@@ -23,10 +23,10 @@ Modifiers join a base variant with `+` (`"ienet+el"`, `"bireal+el+ir2net"`):
 from __future__ import annotations
 
 import dataclasses
-import numbers
 
 import tensorflow as tf
 
+from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
 from ienet_tf.layers import IEBinaryConv2D
 
@@ -131,7 +131,7 @@ def get_variant(name: str, k: int | None = None, lambda_mode: str = "channel") -
     variant = VARIANTS[base]
     if k is None:
         k = variant.k
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+    if not is_positive_int(k):
         raise ValueError(f"`k` must be an integer >= 1, got {k!r}.")
     if k != 1 and not variant.multi_branch:
         raise ValueError(
