@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import tensorflow as tf
 from larq import utils as lq_utils
 
+from ienet_tf.checks import is_positive_int
 from ienet_tf.quantizers import IEEQuantizer
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
 
@@ -24,22 +25,30 @@ def iee_quantizers(model: tf.Module) -> Iterator[IEEQuantizer]:
 
 @lq_utils.register_keras_custom_object
 class IEESchedule(tf.keras.callbacks.Callback):
-    """Sets the sharpness `q` of every IEE quantizer in the model before each epoch.
+    """Sets the sharpness `q` of every IEE quantizer in the model, per epoch or per step.
 
-    For 0-based epoch `e` of a schedule of `epochs` epochs:
-    `q = 10^(t_min + (t_max - t_min) * e / epochs)` (see `ienet_tf.schedule.iee_q`).
-    Keras passes the real epoch index to `on_epoch_begin`, so a run resumed with
-    `BackupAndRestore` or `initial_epoch=e` trains epoch `e` with epoch `e`'s `q`. The
-    current `q` is added to the epoch logs as `iee_q` (progress bar, CSV, TensorBoard).
+    Per epoch (the default, the release's): before 0-based epoch `e` of `epochs`,
+    `q = 10^(t_min + (t_max - t_min) * e / epochs)`. Per step (`steps_per_epoch=N`): before
+    step `s = e * N + b` (batch `b` of epoch `e`) of `S = epochs * N`,
+    `q = 10^(t_min + (t_max - t_min) * s / S)`, so a short budget still anneals `q`
+    smoothly instead of in `epochs` jumps (see `ienet_tf.schedule.iee_q`).
+
+    Keras passes the real epoch index to `on_epoch_begin`, so a run resumed at epoch `e`
+    (`BackupAndRestore`, `initial_epoch=e`, `ienet train`) trains with epoch `e`'s (or step
+    `e * N`'s) `q`. The `q` of the epoch's last step is added to the epoch logs as `iee_q`
+    (progress bar, CSV, TensorBoard).
 
     ```python
     model.fit(ds, epochs=E, callbacks=[IEESchedule(epochs=E)])
+    model.fit(ds, epochs=E, callbacks=[IEESchedule(epochs=E, steps_per_epoch=len(ds))])
     ```
 
     # Arguments
         epochs: length of the schedule, normally the `epochs` given to `fit`.
         t_min: `log10(q)` at the first epoch (paper: -2).
         t_max: `log10(q)` the schedule approaches at the end (paper: 1).
+        steps_per_epoch: update `q` before every training step of an epoch of this many
+            steps; `None` (default) updates it once per epoch.
         verbose: print the new `q` at the start of each epoch.
     """
 
@@ -48,18 +57,36 @@ class IEESchedule(tf.keras.callbacks.Callback):
         epochs: int,
         t_min: float = DEFAULT_T_MIN,
         t_max: float = DEFAULT_T_MAX,
+        steps_per_epoch: int | None = None,
         verbose: int = 0,
     ):
         super().__init__()
         validate_schedule(epochs, t_min, t_max)
+        if steps_per_epoch is not None and not is_positive_int(steps_per_epoch):
+            raise ValueError(
+                f"`steps_per_epoch` must be a positive integer or None, got {steps_per_epoch!r}."
+            )
         self.epochs = epochs
         self.t_min = float(t_min)
         self.t_max = float(t_max)
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.verbose = verbose
+        self._epoch = 0
         self._q: float | None = None
 
-    def q_at(self, epoch: int) -> float:
-        return iee_q(epoch, self.epochs, self.t_min, self.t_max)
+    def q_at(self, epoch: int, step: int = 0) -> float:
+        """`q` at batch `step` of 0-based `epoch` (`step` counts only per step)."""
+        if self.steps_per_epoch is None:
+            return iee_q(epoch, self.epochs, self.t_min, self.t_max)
+        n = self.steps_per_epoch
+        # Past the end of an epoch (a data set longer than declared) q keeps growing, and
+        # iee_q clamps it at 10^t_max past the end of the schedule.
+        return iee_q(epoch * n + step, self.epochs * n, self.t_min, self.t_max)
+
+    def _assign(self, q: float) -> None:
+        self._q = q
+        for quantizer in iee_quantizers(self.model):
+            quantizer.q.assign(q)
 
     def on_train_begin(self, logs=None):
         if not any(True for _ in iee_quantizers(self.model)):
@@ -68,11 +95,14 @@ class IEESchedule(tf.keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._q = self.q_at(epoch)
-        for quantizer in iee_quantizers(self.model):
-            quantizer.q.assign(self._q)
+        self._epoch = epoch
+        self._assign(self.q_at(epoch))
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: IEESchedule sets q = {self._q:.4g}")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.steps_per_epoch is not None and batch > 0:  # batch 0: set by on_epoch_begin
+            self._assign(self.q_at(self._epoch, batch))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._q is not None:
@@ -83,6 +113,7 @@ class IEESchedule(tf.keras.callbacks.Callback):
             "epochs": self.epochs,
             "t_min": self.t_min,
             "t_max": self.t_max,
+            "steps_per_epoch": self.steps_per_epoch,
             "verbose": self.verbose,
         }
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from ienet_tf import errors
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -45,8 +47,8 @@ LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
 
 
-class ConfigError(ValueError):
-    """An invalid config: the message names the key path and what is allowed."""
+# An invalid config: the message names the key path and what is allowed.
+ConfigError = errors.ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,10 @@ class DataConfig:
     manual_dir: str | None = None  # ImageNet's manually downloaded archives
     subset: int | None = None  # keep the first N training examples (CPU-scale runs)
     test_subset: int | None = None
+    # Hold out the first N training examples as the validation split: the per-epoch
+    # monitor and best.keras use it, and training uses the examples after it. null: no
+    # validation split, the test split is monitored (what the papers' releases do).
+    validation_examples: int | None = None
     download: bool = False  # let tensorflow-datasets download CIFAR-10 / Fashion-MNIST
 
 
@@ -89,6 +95,7 @@ class TrainConfig:
 class IEEConfig:
     t_min: float = -2.0
     t_max: float = 1.0
+    per_step: bool = False  # update q before every step instead of every epoch (the release)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +229,20 @@ def validate(config: Config) -> Config:
         "data.name",
         f"unknown data set {d.name!r}; available: {list(data.available())}.",
     )
-    for key in ("subset", "test_subset"):
+    for key in ("subset", "test_subset", "validation_examples"):
         value = getattr(d, key)
         _check(value is None or value > 0, f"data.{key}", f"must be > 0 or null, got {value}.")
+    if d.validation_examples is not None:
+        train_size = data.info(d.name).train_size
+        needed = d.validation_examples + (d.subset or 1)
+        _check(
+            train_size is None or needed <= train_size,
+            "data.validation_examples",
+            f"{d.validation_examples} held-out examples"
+            + (f" + data.subset {d.subset}" if d.subset else "")
+            + f" exceed the {train_size} examples of {d.name}'s training split; lower it"
+            + (" or data.subset." if d.subset else "."),
+        )
     _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}.")
     _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}.")
     _check(t.learning_rate > 0, "train.learning_rate", f"must be > 0, got {t.learning_rate}.")

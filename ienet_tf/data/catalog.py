@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from ienet_tf import errors
+
 __all__ = [
     "SPLITS",
     "DataError",
@@ -20,9 +22,8 @@ __all__ = [
 SPLITS = ("train", "test", "validation")
 
 
-class DataError(Exception):
-    """A data set that is missing or corrupt. The message names the path and how to get the data;
-    the data is never silently replaced by other data."""
+# A data set that is missing or corrupt (see `ienet_tf.errors.DataError`).
+DataError = errors.DataError
 
 
 @dataclasses.dataclass(frozen=True)

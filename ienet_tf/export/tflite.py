@@ -21,6 +21,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from ienet_tf import errors
 from ienet_tf.export.flatbuffer import read_graph
 from ienet_tf.export.rules import binary_layers, check_model, is_binary_conv
 from ienet_tf.io import write_atomically
@@ -55,8 +56,8 @@ DEFAULT_MIN_AGREEMENT = 0.9
 MUL_AFTER_BCONV = "MUL after LceBconv2d"
 
 
-class ExportError(RuntimeError):
-    """A conversion that would not run the binary kernels, or does not match Keras."""
+# A conversion that would not run the binary kernels, or does not match Keras.
+ExportError = errors.ExportError
 
 
 def op_histogram(flatbuffer: bytes) -> dict[str, int]:

@@ -12,9 +12,12 @@ from ienet_tf.train.trainer import (
     compile_model,
     data_options,
     evaluate,
+    iee_schedule,
     load_datasets,
     load_run,
+    steps_per_epoch,
     train,
+    train_examples,
 )
 
 __all__ = [
@@ -24,10 +27,13 @@ __all__ = [
     "compile_model",
     "data_options",
     "evaluate",
+    "iee_schedule",
     "learning_rate_at",
     "load_datasets",
     "load_run",
     "make_optimizer",
     "make_strategy",
+    "steps_per_epoch",
     "train",
+    "train_examples",
 ]

@@ -1,22 +1,22 @@
-"""`ienet train` / `ienet evaluate`: one config, one output directory.
+"""`ienet train` / `ienet evaluate`: one config, one run directory (`ienet_tf.runs.Run`).
 
-The output directory holds everything a run needs to continue or be judged:
+Training is a transaction on the run directory. Config, data and model are checked before
+the first file is written; the directory is locked for the whole run; every epoch is
+committed atomically (training checkpoint, `last`/`best` models, history, best score);
+killing a run at any moment (even `kill -9`) and rerunning the same command continues at
+the first uncommitted epoch with that epoch's learning rate and IEE `q`, with the best
+model and score of the epochs before. Rerunning a finished run does nothing.
 
-    config.yaml            the resolved config (a rerun must match it)
-    backup/                BackupAndRestore state (deleted by Keras when training ends)
-    checkpoints/best.keras best test accuracy so far;  checkpoints/last.keras  last epoch
-    tensorboard/           TensorBoard logs;           history.csv  per-epoch metrics
-    model.keras            the final model;            metrics.json final metrics
-
-Killing a run (even `kill -9`) and rerunning the same command continues at the interrupted
-epoch with that epoch's learning rate and IEE `q`. Rerunning a finished run does nothing.
+Model selection: with `data.validation_examples: N`, the first N training examples are
+held out, the per-epoch monitor and `best.keras` use them, and the run reports the test
+top-1 of the final model and of the best-on-validation model. Without it the test split is
+monitored, as the papers' releases do (`best_test_accuracy` is then a best-on-test number).
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from ienet_tf import callbacks, data, models
 from ienet_tf import config as config_lib
-from ienet_tf.io import write_atomically
+from ienet_tf.errors import RunError
+from ienet_tf.runs import STATE_VERSION, Run
 from ienet_tf.train import recipes
 
 __all__ = [
@@ -33,14 +34,16 @@ __all__ = [
     "compile_model",
     "data_options",
     "evaluate",
+    "iee_schedule",
     "load_datasets",
     "load_run",
+    "steps_per_epoch",
     "train",
+    "train_examples",
 ]
 
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (diverged, or an output directory of another run)."""
+#: A run that cannot go on (diverged, another run's directory, a damaged checkpoint).
+TrainingError = RunError
 
 
 def _input_shape(config: config_lib.Config) -> tuple[int, int, int]:
@@ -95,49 +98,82 @@ def data_options(config: config_lib.Config) -> dict:
 
 
 def load_datasets(config: config_lib.Config, splits=("train", "test")) -> dict:
-    """The batched train and/or test pipelines of a config ("test" is ImageNet's validation
-    split, its labelled held-out set)."""
+    """The batched pipelines of a config's splits: "train" (the examples after the
+    held-out validation split), "validation" (the first `data.validation_examples`
+    training examples, not augmented) and "test" (ImageNet's validation split, its
+    labelled held-out set)."""
     d = config.data
-    return {
-        split: data.load(
-            d.name,
-            split,
-            training=split == "train",
-            subset=d.subset if split == "train" else d.test_subset,
-            **data_options(config),
-        )
-        for split in splits
-    }
-
-
-def _save_model_atomically(model: tf.keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _prepare_output_dir(config: config_lib.Config, output_dir: Path) -> bool:
-    """Create the directory or check it holds this config. True if the run is finished."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    saved = output_dir / "config.yaml"
-    if saved.exists():
-        previous = config_lib.load(saved)
-        if previous != config:
-            old, new = config_lib.to_dict(previous), config_lib.to_dict(config)
-            diffs = [
-                f"{section}.{key}: {old[section][key]!r} -> {new[section][key]!r}"
-                for section in new
-                for key in new[section]
-                if old[section][key] != new[section][key]
-            ]
-            raise TrainingError(
-                f"{output_dir} holds a run with a different config ({'; '.join(diffs)}); "
-                "use another --output-dir, or the same config to resume it."
+    held_out = d.validation_examples or 0
+    options = data_options(config)
+    pipelines = {}
+    for split in splits:
+        if split == "train":
+            pipelines[split] = data.load(
+                d.name, "train", training=True, skip=held_out, subset=d.subset, **options
             )
-        metrics = output_dir / "metrics.json"
-        return metrics.exists() and json.loads(metrics.read_text()).get("completed", False)
-    write_atomically(saved, config_lib.dump(config))
-    return False
+        elif split == "validation":
+            if not held_out:
+                raise config_lib.ConfigError(
+                    "data.validation_examples: the config holds out no validation split; set "
+                    "it, e.g. --set data.validation_examples=5000."
+                )
+            pipelines[split] = data.load(
+                d.name, "train", training=False, subset=held_out, **options
+            )
+        else:
+            pipelines[split] = data.load(
+                d.name, "test", training=False, subset=d.test_subset, **options
+            )
+    return pipelines
+
+
+def train_examples(config: config_lib.Config) -> int | None:
+    """How many examples a config trains on (the training split less the held-out
+    validation examples, cut to `data.subset`); None if the split's size is unknown."""
+    size = data.info(config.data.name).train_size
+    if size is None:
+        return config.data.subset
+    size -= config.data.validation_examples or 0
+    return size if config.data.subset is None else min(size, config.data.subset)
+
+
+def steps_per_epoch(dataset: tf.data.Dataset) -> int:
+    """The number of batches of a finite `tf.data` pipeline."""
+    steps = int(dataset.cardinality())
+    if steps < 0:  # unknown: count once (the pipelines of `data.load` know theirs)
+        steps = int(dataset.reduce(0, lambda count, _: count + 1))
+    return steps
+
+
+def iee_schedule(config: config_lib.Config, steps: int | None) -> callbacks.IEESchedule:
+    """The config's `IEESchedule`: per epoch, or per step over `steps` steps per epoch."""
+    return callbacks.IEESchedule(
+        config.train.epochs,
+        config.iee.t_min,
+        config.iee.t_max,
+        steps_per_epoch=steps if config.iee.per_step else None,
+    )
+
+
+def _check_directory(run: Run, config: config_lib.Config) -> None:
+    """A directory of another config is refused once it has trained an epoch; before that
+    it holds nothing to lose and takes the new config."""
+    if not run.exists() or (run.state() is None and not run.is_complete()):
+        return
+    previous = run.config()
+    if previous == config:
+        return
+    old, new = config_lib.to_dict(previous), config_lib.to_dict(config)
+    diffs = [
+        f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new[section][key]!r}"
+        for section in new
+        for key in new[section]
+        if old.get(section, {}).get(key) != new[section][key]
+    ]
+    raise RunError(
+        f"{run.path} holds a run with a different config ({'; '.join(diffs)}); use another "
+        "--output-dir, or the same config to resume it."
+    )
 
 
 class _StopOnNaN(tf.keras.callbacks.TerminateOnNaN):
@@ -150,103 +186,181 @@ class _StopOnNaN(tf.keras.callbacks.TerminateOnNaN):
         self.fired = self.fired or bool(self.model.stop_training)
 
 
+class _EpochCommit(tf.keras.callbacks.Callback):
+    """Commits every finished epoch to the run directory: the training checkpoint, the
+    `last` model, the `best` model when the monitored score improved, the history row, the
+    best score and epoch, and the wall time (see `ienet_tf.runs`)."""
+
+    def __init__(self, run: Run, checkpoint: tf.train.Checkpoint, state: dict, monitor: str):
+        super().__init__()
+        self.run, self.checkpoint, self.state, self.monitor = run, checkpoint, state, monitor
+        self.epochs_trained = 0
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if not all(math.isfinite(float(v)) for v in logs.values()):
+            return  # a diverged epoch is never committed (the trainer reports it)
+        tmp, final = self.run.new_resume_dir(epoch)
+        self.checkpoint.write(str(tmp / "checkpoint"))
+        tmp.rename(final)
+        pending = {"last": self.run.write_pending("last", self.model.save)}
+        best = self.state.get("best")
+        score = float(logs[self.monitor])
+        if best is None or score > best["value"]:
+            pending["best"] = self.run.write_pending("best", self.model.save)
+            best = {"monitor": self.monitor, "value": score, "epoch": epoch}
+        elapsed = time.perf_counter() - self._start
+        row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "time_s": elapsed}
+        history = [r for r in self.state.get("history", []) if r["epoch"] < epoch] + [row]
+        self.state = self.run.commit(
+            {
+                **self.state,
+                "epochs_done": epoch + 1,
+                "history": history,
+                "best": best,
+                "resume": final.name,
+                "wall_time_s": self.state.get("wall_time_s", 0.0) + elapsed,
+            },
+            pending,
+        )
+        self.epochs_trained += 1
+
+
+def _fit_verbose(verbose):
+    # Keras' progress bar rewrites one line with '\r': in a log file that is one long line.
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return verbose
+
+
+def _evaluate(model: tf.keras.Model, dataset, config) -> dict:
+    model.compile(
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=_metrics(config),
+    )
+    return model.evaluate(dataset, verbose=0, return_dict=True)
+
+
 def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str = "auto") -> dict:
-    """Train `config` into `output_dir` (resuming it if interrupted); returns the metrics."""
-    output_dir = Path(output_dir)
-    if _prepare_output_dir(config, output_dir):
-        return json.loads((output_dir / "metrics.json").read_text())
+    """Train `config` into `output_dir` (resuming it if interrupted); returns the metrics.
+
+    Nothing is written before the config, the data and the model are known to be good.
+    """
+    run = Run(output_dir)
+    if run.exists() and run.is_complete() and run.config() == config:
+        return run.metrics()
+    _check_directory(run, config)
     tf.keras.utils.set_random_seed(config.train.seed)
-    datasets = load_datasets(config)
+    monitor_split = "validation" if config.data.validation_examples else "test"
+    splits = ("train", "validation", "test") if monitor_split == "validation" else ("train", "test")
+    datasets = load_datasets(config, splits)  # DataError before anything is written
+    steps = steps_per_epoch(datasets["train"])
     strategy = recipes.make_strategy(config.train.strategy)
     with strategy.scope():
         model = build_model(config)
         recipes.add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
         compile_model(model, config)
-    (output_dir / "checkpoints").mkdir(exist_ok=True)
-    stop_on_nan = _StopOnNaN()
-    train_cfg = config.train
-    fit_callbacks = [
-        callbacks.IEESchedule(train_cfg.epochs, config.iee.t_min, config.iee.t_max),
-        tf.keras.callbacks.LearningRateScheduler(
-            lambda epoch: recipes.learning_rate_at(epoch, train_cfg)
-        ),
-        tf.keras.callbacks.BackupAndRestore(str(output_dir / "backup")),
-        tf.keras.callbacks.ModelCheckpoint(
-            str(output_dir / "checkpoints" / "best.keras"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-        ),
-        tf.keras.callbacks.ModelCheckpoint(str(output_dir / "checkpoints" / "last.keras")),
-        tf.keras.callbacks.TensorBoard(str(output_dir / "tensorboard")),
-        tf.keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
-        stop_on_nan,
-    ]
-    if train_cfg.log_binary_stats:
-        log_dir = str(output_dir / "tensorboard" / "binary_stats")
-        fit_callbacks.append(callbacks.BinaryStatsLogger(log_dir))
+        model.optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+
+    with run.lock():
+        _check_directory(run, config)  # again, now that no one else writes it
+        if run.is_complete():
+            return run.metrics()
+        run.recover()
+        state = run.state()
+        if state is None:
+            run.write_config(config)
+            state = {"version": STATE_VERSION, "epochs_done": 0, "history": []}
+        else:
+            checkpoint.read(str(run.resume_dir / state["resume"] / "checkpoint")).assert_consumed()
+        state["invocations"] = state.get("invocations", 0) + 1
+        initial_epoch = state["epochs_done"]
+        train_cfg = config.train
+        stop_on_nan = _StopOnNaN()
+        commit = _EpochCommit(run, checkpoint, state, monitor="val_accuracy")
+        fit_callbacks = [
+            iee_schedule(config, steps),
+            tf.keras.callbacks.LearningRateScheduler(
+                lambda epoch: recipes.learning_rate_at(epoch, train_cfg)
+            ),
+            stop_on_nan,
+            tf.keras.callbacks.TensorBoard(str(run.tensorboard_dir)),
+        ]
+        if train_cfg.log_binary_stats:
+            log_dir = str(run.tensorboard_dir / "binary_stats")
+            fit_callbacks.append(callbacks.BinaryStatsLogger(log_dir))
+        fit_callbacks.append(commit)  # last: after the others have added lr and iee_q
+        if initial_epoch < train_cfg.epochs:
+            model.fit(
+                datasets["train"],
+                validation_data=datasets[monitor_split],
+                epochs=train_cfg.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=fit_callbacks,
+                verbose=_fit_verbose(verbose),
+            )
+        if stop_on_nan.fired:
+            raise RunError(
+                f"training diverged (NaN loss) in {run.path}; lower train.learning_rate "
+                "(the epochs before the divergence are kept)."
+            )
+        return _finish(run, config, model, datasets, commit, monitor_split)
+
+
+def _finish(run: Run, config, model, datasets, commit: _EpochCommit, monitor_split) -> dict:
+    """Evaluate the final (and best-on-validation) model on the test split and commit
+    `model.keras` and `metrics.json`."""
     start = time.perf_counter()
-    history = model.fit(
-        datasets["train"],
-        validation_data=datasets["test"],
-        epochs=train_cfg.epochs,
-        callbacks=fit_callbacks,
-        verbose=verbose,
-    )
-    wall_time = time.perf_counter() - start
-    if stop_on_nan.fired:
-        raise TrainingError(
-            f"training diverged (NaN loss) in {output_dir}; lower train.learning_rate."
-        )
-    # The last epoch's validation pass already evaluated the final weights on the test
-    # split; a run resumed after its last epoch (0 epochs this time) evaluates again.
-    results = {
-        key[4:]: values[-1] for key, values in history.history.items() if key.startswith("val_")
-    }
-    if not results:
-        results = model.evaluate(datasets["test"], verbose=0, return_dict=True)
-    _save_model_atomically(model, output_dir / "model.keras")
-    with (output_dir / "history.csv").open() as log:  # every epoch, across resumptions
-        accuracies = [float(row["val_accuracy"]) for row in csv.DictReader(log)]
+    pending = {"final": run.write_pending("final", model.save)}
+    state = commit.state
+    history, best = state["history"], state["best"]
+    if monitor_split == "test":  # the last epoch's monitor pass IS the final model's test
+        final = {key[4:]: history[-1][key] for key in history[-1] if key.startswith("val_")}
+        selection = {"best_test_accuracy": max(row["val_accuracy"] for row in history)}
+    else:
+        final = _evaluate(model, datasets["test"], config)
+        best_model = run.model("best")
+        best_test = _evaluate(best_model, datasets["test"], config)
+        selection = {
+            "val_accuracy_best": best["value"],
+            "test_accuracy_best_val": float(best_test["accuracy"]),
+            **({"test_top5_best_val": float(best_test["top5"])} if "top5" in best_test else {}),
+        }
+    d = config.data
     metrics = {
         "completed": True,
         "model": model.name,
-        "test_accuracy": float(results["accuracy"]),
-        **({"test_top5": float(results["top5"])} if "top5" in results else {}),
-        "best_test_accuracy": max(accuracies, default=float(results["accuracy"])),
-        "epochs": train_cfg.epochs,
-        "epochs_this_invocation": len(history.history.get("loss", [])),
-        "wall_time_s": wall_time,
+        "monitor": monitor_split,
+        "test_accuracy": float(final["accuracy"]),
+        **({"test_top5": float(final["top5"])} if "top5" in final else {}),
+        "best_epoch": best["epoch"],
+        **selection,
+        "epochs": config.train.epochs,
+        "epochs_this_invocation": commit.epochs_trained,
+        "invocations": state["invocations"],
+        "train_examples": train_examples(config),
+        "validation_examples": d.validation_examples or 0,
+        "wall_time_s": state.get("wall_time_s", 0.0) + time.perf_counter() - start,
     }
-    write_atomically(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics
+    return run.commit(metrics, pending, final=True)
 
 
 def load_run(checkpoint_dir: str | Path, which: str = "final"):
-    """The config and the saved model (`final`, `best` or `last`) of a run directory."""
-    run = Path(checkpoint_dir)
-    if not (run / "config.yaml").exists():
-        raise TrainingError(f"{run} is not an `ienet train` output directory (no config.yaml).")
-    config = config_lib.load(run / "config.yaml")
-    path = run / "model.keras" if which == "final" else run / "checkpoints" / f"{which}.keras"
-    if not path.exists():
-        hint = "the run has not finished" if which == "final" else "no epoch has finished"
-        raise TrainingError(f"{path} does not exist ({hint}).")
-    try:
-        model = tf.keras.models.load_model(path, compile=False)
-    except (OSError, ValueError) as error:
-        raise TrainingError(f"cannot load {path}: {error}") from None
-    return config, model
+    """The config and the saved model (`final`, `best` or `last`, its SHA-256 verified) of
+    a run directory."""
+    run = Run(checkpoint_dir)
+    return run.config(), run.model(which)
 
 
 def evaluate(checkpoint_dir: str | Path, which: str = "final") -> dict:
     """Top-1 (and top-5 on ImageNet) of a saved run on its test split."""
     config, model = load_run(checkpoint_dir, which)
-    model.compile(
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=_metrics(config),
-    )
-    results = model.evaluate(load_datasets(config, ("test",))["test"], verbose=0, return_dict=True)
+    results = _evaluate(model, load_datasets(config, ("test",))["test"], config)
     return {
         "model": model.name,
         "top1": float(results["accuracy"]),

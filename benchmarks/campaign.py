@@ -1,0 +1,369 @@
+"""The Fashion-MNIST campaign: the IE-Net paper's Table 3 at a real budget, resumable.
+
+    nice -n 10 .venv/bin/python benchmarks/campaign.py [--threads 1] [--only NAME ...]
+        [--list] [--summarize] [--smoke]
+
+Every run trains `configs/fashion_mnist_resnet20_<base variant>.yaml` with the same
+budget (`BUDGET`): the whole training split less a 5,000-image validation split held out
+of it, ResNet-20 at 28x28, batch 128, SGD + cosine, the per-step IEE schedule, `epochs`
+epochs. The validation split picks `best.keras`; the test split is used for nothing but
+the reported numbers (the final model's top-1 and the best-on-validation model's top-1).
+
+The runs, in order (`jobs()`): Table 3 — fp, bireal, rsign, iebc (K=2), iee, ienet (K=2)
+and ienet with `model.compat: release` — for seed 0, then seed 1, then seed 2 (so that
+seed-paired differences exist as early as possible); then ienet+el and ienet+ir2net, and
+the K sweep of ienet (K = 1..4), with 2 seeds each.
+
+One run at a time, each in its own process (`--threads` TF threads), into
+`runs/campaign/<budget id>/<run>/` (an `ienet train` run directory: an interrupted run
+resumes at its first uncommitted epoch). A finished run writes
+`benchmarks/results/campaign/<run>.json` (its row, per-epoch history and provenance); a
+run with such a file is never trained again. A job whose config does not validate (a
+feature not built yet) is reported and skipped. `benchmarks/results/campaign.json` is
+regenerated from the per-run files (and the progress of unfinished runs) after every run,
+and by `--summarize`.
+
+`--smoke` runs the same harness on the embedded digits data (two variants, one epoch)
+into runs/bench-smoke/campaign/: seconds, for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import RESULTS, provenance, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TABLE3 = (
+    ("fp", None, None),
+    ("bireal", None, None),
+    ("rsign", None, None),
+    ("iebc", 2, None),
+    ("iee", None, None),
+    ("ienet", 2, None),
+    ("ienet", 2, "release"),
+)
+TABLE3_SEEDS = (0, 1, 2)
+EXTRAS = (("ienet+el", None, None), ("ienet+ir2net", None, None))
+K_SWEEP = (1, 2, 3, 4)
+EXTRA_SEEDS = (0, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What every run of the campaign shares."""
+
+    epochs: int = 8
+    batch_size: int = 128
+    validation_examples: int = 5000
+    subset: int | None = None  # None: the whole training split less the validation split
+    test_subset: int | None = None  # None: all 10,000 test images
+    per_step_schedule: bool = True
+    config_template: str = "configs/fashion_mnist_resnet20_{base}.yaml"
+
+    @property
+    def id(self) -> str:
+        parts = [f"e{self.epochs}", f"b{self.batch_size}", f"v{self.validation_examples}"]
+        if self.subset:
+            parts.append(f"n{self.subset}")
+        return "_".join(parts)
+
+    def overrides(self, job: Job) -> list[str]:
+        items = [
+            f"model.variant={job.variant}",
+            f"train.epochs={self.epochs}",
+            f"train.batch_size={self.batch_size}",
+            f"train.seed={job.seed}",
+            f"data.validation_examples={self.validation_examples}",
+            f"iee.per_step={str(self.per_step_schedule).lower()}",
+        ]
+        if self.subset is not None:
+            items.append(f"data.subset={self.subset}")
+        if self.test_subset is not None:
+            items.append(f"data.test_subset={self.test_subset}")
+        items.append(f"model.k={'null' if job.k is None else job.k}")  # null: the default
+        if job.compat is not None:
+            items.append(f"model.compat={job.compat}")
+        return items
+
+
+BUDGET = Budget()
+SMOKE_BUDGET = Budget(
+    epochs=1,
+    batch_size=32,
+    validation_examples=32,
+    subset=64,
+    test_subset=64,
+    config_template="configs/digits_convnet_ienet.yaml",
+)
+SMOKE_JOBS = (("bireal", None, None), ("ienet", 2, None))
+SMOKE_DIR = ROOT / "runs" / "bench-smoke" / "campaign"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One training run of the campaign."""
+
+    variant: str
+    k: int | None
+    compat: str | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        k = f"_k{self.k}" if self.k is not None else ""
+        compat = f"_{self.compat}" if self.compat else ""
+        return f"{self.variant.replace('+', '_')}{k}{compat}_s{self.seed}"
+
+    @property
+    def group(self) -> str:
+        """The table cell of the run: variant, K and compat without the seed."""
+        return self.name.rsplit("_s", 1)[0]
+
+
+def jobs(smoke: bool = False) -> list[Job]:
+    """Every run of the campaign, in the order it trains them."""
+    if smoke:
+        return [Job(v, k, c, 0) for v, k, c in SMOKE_JOBS]
+    table3 = [Job(v, k, c, seed) for seed in TABLE3_SEEDS for v, k, c in TABLE3]
+    extras = [Job(v, k, c, seed) for seed in EXTRA_SEEDS for v, k, c in EXTRAS]
+    sweep = [Job("ienet", k, None, seed) for seed in EXTRA_SEEDS for k in K_SWEEP]
+    seen = {job.name for job in table3}
+    return table3 + extras + [job for job in sweep if job.name not in seen]
+
+
+def make_config(job: Job, budget: Budget):
+    """The validated config of `job` (a `ConfigError` if the library cannot build it)."""
+    from ienet_tf import config as config_lib
+
+    base = job.variant.split("+")[0]
+    template = ROOT / budget.config_template.format(base=base)
+    return config_lib.load(template, budget.overrides(job))
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def run_job(job: Job, budget: Budget, work_dir: Path, results_dir: Path, threads: int) -> dict:
+    """Train (or resume) `job`, evaluate it and write its result file; returns the row."""
+    import tensorflow as tf
+
+    if threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from ienet_tf.train import train
+
+    config = make_config(job, budget)
+    metrics = train(config, work_dir / job.name, verbose=0)
+    from ienet_tf.runs import Run
+
+    history = Run(work_dir / job.name).history()
+    row = {
+        **_job_fields(job),
+        "complete": True,
+        "epochs": metrics["epochs"],
+        "train_examples": metrics["train_examples"],
+        "validation_examples": metrics["validation_examples"],
+        "test_top1": metrics["test_accuracy"],
+        "test_top1_best_val": metrics["test_accuracy_best_val"],
+        "val_top1_best": metrics["val_accuracy_best"],
+        "best_epoch": metrics["best_epoch"],
+        "train_time_s": metrics["wall_time_s"],
+        "threads": threads,
+        "history": [
+            {key: row[key] for key in ("epoch", "loss", "accuracy", "val_accuracy") if key in row}
+            for row in history
+        ],
+    }
+    write_result(results_dir / f"{job.name}.json", {"budget": dataclasses.asdict(budget), **row})
+    return row
+
+
+def _job_fields(job: Job) -> dict:
+    from ienet_tf.models import get_variant
+
+    k = job.k if job.k is not None else get_variant(job.variant).k
+    return {
+        "run": job.name,
+        "group": job.group,
+        "variant": job.variant,
+        "k": k,
+        "compat": job.compat or "default",
+        "seed": job.seed,
+    }
+
+
+# ----------------------------------------------------------------------------- the campaign
+
+
+def finished(job: Job, budget: Budget, results_dir: Path) -> dict | None:
+    """The result of `job` under `budget` if it has one."""
+    path = results_dir / f"{job.name}.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("budget") == dataclasses.asdict(budget) else None
+
+
+def _progress(job: Job, work_dir: Path) -> dict:
+    """The row of a run that has not finished: its committed epochs so far."""
+    from ienet_tf.runs import Run
+
+    try:
+        history = Run(work_dir / job.name).history()
+    except Exception:  # an unreadable directory is simply not started
+        history = []
+    return {
+        **_job_fields(job),
+        "complete": False,
+        "epochs_done": len(history),
+        "test_top1": None,
+        "test_top1_best_val": None,
+        "val_top1_best": max((row["val_accuracy"] for row in history), default=None),
+    }
+
+
+def summarize(budget: Budget, work_dir: Path, results_dir: Path, output: Path, all_jobs) -> dict:
+    """Regenerate campaign.json from the per-run result files."""
+    rows = []
+    for job in all_jobs:
+        result = finished(job, budget, results_dir)
+        if result is None:
+            rows.append(_progress(job, work_dir))
+        else:
+            rows.append({k: v for k, v in result.items() if k not in ("provenance", "budget")})
+    done = [row for row in rows if row["complete"]]
+    payload = {
+        "benchmark": "campaign",
+        "data": "fashion_mnist" if budget is BUDGET else "digits (smoke)",
+        "model": "resnet20" if budget is BUDGET else "convnet (smoke)",
+        "budget": {
+            **dataclasses.asdict(budget),
+            "id": budget.id,
+            "table3_seeds": list(TABLE3_SEEDS),
+            "extra_seeds": list(EXTRA_SEEDS),
+            "optimizer": "SGD momentum 0.9, lr 0.1, cosine per epoch, weight decay 1e-4 (all)",
+        },
+        "complete_runs": len(done),
+        "total_runs": len(rows),
+        "machine_time_s": sum(row["train_time_s"] for row in done),
+        "runs": rows,
+    }
+    write_result(output, payload)
+    return payload
+
+
+def _worker_command(job: Job, args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", job.name]
+    command += ["--threads", str(args.threads), "--work-dir", str(args.work_dir)]
+    command += ["--results-dir", str(args.results_dir)]
+    return command + (["--smoke"] if args.smoke else [])
+
+
+def run_campaign(args: argparse.Namespace, budget: Budget, selected: Sequence[Job]) -> int:
+    failed = []
+    log_dir = args.work_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    for index, job in enumerate(selected, 1):
+        prefix = f"[{index}/{len(selected)}] {job.name}"
+        if finished(job, budget, args.results_dir):
+            print(f"{prefix}: finished before", flush=True)
+            continue
+        try:
+            make_config(job, budget)
+        except ValueError as error:  # ConfigError: the library cannot build this run yet
+            print(f"{prefix}: skipped, its config does not validate: {error}", flush=True)
+            continue
+        start = time.perf_counter()
+        with (log_dir / f"{job.name}.log").open("a") as log:
+            code = subprocess.call(
+                _worker_command(job, args), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        seconds = time.perf_counter() - start
+        result = finished(job, budget, args.results_dir)
+        if code == 0 and result:
+            print(
+                f"{prefix}: test top-1 {result['test_top1']:.4f} (best-on-val "
+                f"{result['test_top1_best_val']:.4f}), {seconds / 60:.1f} min",
+                flush=True,
+            )
+        else:
+            failed.append(job.name)
+            print(f"{prefix}: FAILED (exit {code}); log {log_dir / job.name}.log", flush=True)
+        summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+    summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--threads", type=int, default=1, help="TF threads per run (0: TF's default)")
+    add("--only", nargs="+", metavar="RUN", help="train only these runs (names from --list)")
+    add("--list", action="store_true", help="print the runs and whether they are finished")
+    add("--summarize", action="store_true", help="only regenerate campaign.json")
+    add("--smoke", action="store_true", help="the harness on tiny digits runs (CI)")
+    add("--work-dir", type=Path, help="run directories (default runs/campaign/<budget id>)")
+    add("--results-dir", type=Path, help="per-run results (default benchmarks/results/campaign)")
+    add("--output", type=Path, help="default benchmarks/results/campaign.json")
+    add("--worker", metavar="RUN", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    budget = SMOKE_BUDGET if args.smoke else BUDGET
+    base = SMOKE_DIR if args.smoke else None
+    args.work_dir = args.work_dir or (base or ROOT / "runs" / "campaign") / budget.id
+    args.results_dir = args.results_dir or (
+        base / "results" / "campaign" if base else RESULTS / "campaign"
+    )
+    args.output = args.output or (
+        base / "results" / "campaign.json" if base else RESULTS / "campaign.json"
+    )
+    if args.threads < 0:
+        raise SystemExit(f"--threads must be >= 0, got {args.threads}")
+    all_jobs = jobs(args.smoke)
+    by_name = {job.name: job for job in all_jobs}
+    if args.worker:
+        run_job(by_name[args.worker], budget, args.work_dir, args.results_dir, args.threads)
+        return 0
+    if args.list:
+        for job in all_jobs:
+            state = "finished" if finished(job, budget, args.results_dir) else "pending"
+            print(f"{job.name:<28} {state}")
+        return 0
+    if args.summarize:
+        summarize(budget, args.work_dir, args.results_dir, args.output, all_jobs)
+        print(f"wrote {args.output}")
+        return 0
+    unknown = sorted(set(args.only or ()) - set(by_name))
+    if unknown:
+        raise SystemExit(f"--only: unknown run(s) {unknown}; see --list")
+    selected = [job for job in all_jobs if not args.only or job.name in args.only]
+    print(
+        f"campaign {budget.id}: {len(selected)} runs, one at a time x {args.threads} TF "
+        f"thread(s); runs in {args.work_dir}; provenance commit {provenance()['commit'][:10]}",
+        flush=True,
+    )
+    return run_campaign(args, budget, selected)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

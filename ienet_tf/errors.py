@@ -1,0 +1,66 @@
+"""One error hierarchy for everything a user can fix (the keras-tuner pattern).
+
+`IENetError` and its subclasses mean "your input is wrong, here is how to fix it": the CLI
+prints them as one line and exits with code 2. Anything else that escapes is a bug and
+keeps its traceback.
+
+```python
+from ienet_tf import errors
+
+try:
+    train(config, "runs/x")
+except errors.RunLockedError as error:  # another process trains into runs/x
+    print(error)
+```
+
+This module imports nothing from the package, so every module can raise these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointImportError",
+    "ConfigError",
+    "DataError",
+    "ExportError",
+    "IENetError",
+    "RunError",
+    "RunLockedError",
+    "TrainingError",
+]
+
+
+class IENetError(Exception):
+    """Base class: an error the user can fix. The message is one line naming the problem
+    and the fix."""
+
+
+class ConfigError(IENetError, ValueError):
+    """An invalid config: the message names the key path and what is allowed."""
+
+
+class DataError(IENetError):
+    """A data set that is missing or corrupt. The message names the path and how to get the
+    data; the data is never silently replaced by other data."""
+
+
+class RunError(IENetError):
+    """A run directory that cannot be used as asked: another run's directory, an
+    unfinished or damaged run, a checkpoint that fails verification."""
+
+
+#: The historical name of `RunError` (a run that cannot go on).
+TrainingError = RunError
+
+
+class RunLockedError(RunError):
+    """Another live process holds the run directory."""
+
+
+class ExportError(IENetError):
+    """An export that failed verification (converter rules, op histogram or parity)."""
+
+
+class CheckpointImportError(IENetError, ValueError):
+    """A foreign checkpoint that does not fit the model (missing, extra or mis-shaped
+    keys) or is not a checkpoint at all."""

@@ -1,0 +1,301 @@
+"""The run directory of `ienet train`: one owner for its layout, its state and its lock.
+
+    config.yaml              the resolved config (a rerun must match it)
+    state.json               the committed training state: epochs done, history rows, best
+                             score and epoch, artefact SHA-256s, wall time (the commit point)
+    resume/epoch-NNNN/       the training checkpoint (weights + optimizer) of the last epoch
+    checkpoints/last.keras   the model after the last finished epoch
+    checkpoints/best.keras   the model of the best epoch by the monitored score
+    history.csv              the history rows of state.json (rendered from it)
+    model.keras              the final model;     metrics.json  the final metrics (complete)
+    tensorboard/             TensorBoard logs
+
+Every file is written to a temporary name and renamed. An epoch is committed by renaming
+`state.json`, which records the SHA-256 of every artefact of that epoch: artefacts written
+before the commit wait under a pending name (`checkpoints/.pending-best.keras`) and are
+renamed after it. A crash at any moment leaves either the old committed state or the new
+one; `recover()` (run under the lock before training) rolls pending artefacts forward when
+the committed state names them, and deletes everything else that no commit names. Readers
+(`Run.model`) verify the SHA-256 of what they load against the state.
+
+```python
+from ienet_tf.runs import Run
+
+run = Run("runs/demo")
+run.config().model.variant, run.metrics()["test_accuracy"]
+model = run.model("best")  # verified against state.json
+```
+
+A directory is written by one process at a time: `Run.lock()` takes an exclusive `flock`
+on `.lock`, which the kernel releases when the holder dies (a stale lock is no lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from ienet_tf.errors import RunError, RunLockedError
+from ienet_tf.io import write_atomically
+
+__all__ = ["MODEL_FILES", "Run", "sha256"]
+
+#: `which` -> the model file of a run, relative to its directory.
+MODEL_FILES = {
+    "final": "model.keras",
+    "best": "checkpoints/best.keras",
+    "last": "checkpoints/last.keras",
+}
+_PENDING = {which: f"checkpoints/.pending-{which}.keras" for which in MODEL_FILES}
+_PENDING["final"] = ".pending-model.keras"
+STATE_VERSION = 1
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} is unreadable or corrupt ({error}).") from None
+
+
+class Run:
+    """The run directory `path` of `ienet train` (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # -- layout -------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def resume_dir(self) -> Path:
+        return self.path / "resume"
+
+    def model_path(self, which: str = "final") -> Path:
+        """Where the `final`, `best` or `last` model of the run is (whether or not it
+        exists yet)."""
+        if which not in MODEL_FILES:
+            raise RunError(f"unknown model {which!r}; choose one of {list(MODEL_FILES)}.")
+        return self.path / MODEL_FILES[which]
+
+    # -- reading ------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the directory holds a run (its config.yaml)."""
+        return self.config_path.is_file()
+
+    def _require(self) -> None:
+        if not self.exists():
+            raise RunError(
+                f"{self.path} is not an `ienet train` output directory (no config.yaml); "
+                "pass the --output-dir of a run."
+            )
+
+    def config(self, schema=None):
+        """The run's validated config."""
+        from ienet_tf import config as config_lib
+
+        self._require()
+        return config_lib.load(self.config_path, schema=schema or config_lib.Config)
+
+    def state(self) -> dict | None:
+        """The committed training state (None before the first epoch is committed)."""
+        return _read_json(self.state_path)
+
+    def metrics(self) -> dict | None:
+        """The final metrics (None until the run is complete)."""
+        return _read_json(self.metrics_path)
+
+    def is_complete(self) -> bool:
+        metrics = self.metrics()
+        return bool(metrics and metrics.get("completed"))
+
+    def history(self) -> list[dict]:
+        """One row per committed epoch (epoch, lr, iee_q, loss, accuracy, val_*, time_s)."""
+        state = self.state()
+        return list(state["history"]) if state else []
+
+    def artefacts(self) -> dict[str, str]:
+        """Committed artefact -> SHA-256 (relative paths), from metrics.json and state.json."""
+        found = {}
+        for record in (self.state(), self.metrics()):
+            if record:
+                found.update(record.get("artefacts", {}))
+        return found
+
+    def checkpoints(self) -> dict[str, Path]:
+        """`which` -> path of every committed model of the run (`final`, `best`, `last`)."""
+        artefacts = self.artefacts()
+        return {which: self.path / name for which, name in MODEL_FILES.items() if name in artefacts}
+
+    def verified_model_path(self, which: str = "final") -> Path:
+        """The committed file of model `which`, its SHA-256 checked against the run's
+        metadata; a `RunError` naming the problem otherwise."""
+        self._require()
+        name = MODEL_FILES.get(which)
+        path = self.model_path(which)
+        expected = self.artefacts().get(name)
+        if expected is None:
+            if path.exists() and not self.state_path.exists():
+                return path  # a run written before state.json existed: nothing to verify
+            hint = "the run has not finished" if which == "final" else "no epoch has finished"
+            raise RunError(f"{path} does not exist ({hint}).")
+        pending = self.path / _PENDING[which]
+        for candidate in (path, pending):  # a committed artefact may still wait pending
+            if candidate.is_file() and sha256(candidate) == expected:
+                return candidate
+        raise RunError(
+            f"{path} does not match the SHA-256 recorded in {self.path.name}'s metadata "
+            "(changed or damaged since it was written); rerun `ienet train` on the directory "
+            "to restore its checkpoints, or train again."
+        )
+
+    def model(self, which: str = "final"):
+        """Load model `which` (verified, see `verified_model_path`), uncompiled."""
+        from ienet_tf.io import load_keras_model
+
+        return load_keras_model(self.verified_model_path(which))
+
+    # -- writing (under `lock()`) --------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the directory for this process, or fail at once naming the holder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunLockedError(
+                    f"{self.path} is in use by another process (PID {holder}); wait for it to "
+                    "finish or use another --output-dir."
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def write_config(self, config) -> None:
+        from ienet_tf import config as config_lib
+
+        write_atomically(self.config_path, config_lib.dump(config))
+
+    def recover(self) -> None:
+        """Bring the directory to its last committed state: roll committed pending
+        artefacts forward, delete uncommitted ones, temporary files and resume
+        checkpoints that the state does not name."""
+        artefacts = self.artefacts()
+        for which, pending_name in _PENDING.items():
+            pending = self.path / pending_name
+            if not pending.exists():
+                continue
+            if artefacts.get(MODEL_FILES[which]) == sha256(pending):
+                os.replace(pending, self.model_path(which))
+            else:
+                pending.unlink()
+        for directory in (self.path, self.path / "checkpoints", self.resume_dir):
+            if directory.is_dir():
+                for stray in directory.glob(".*.tmp*"):
+                    _remove(stray)
+        state = self.state()
+        keep = state.get("resume") if state else None
+        if self.resume_dir.is_dir():
+            for entry in self.resume_dir.iterdir():
+                if entry.name != keep:
+                    _remove(entry)
+
+    def write_pending(self, which: str, save) -> Path:
+        """Write model `which` to its pending name with `save(path)`; it becomes the
+        committed file when a commit names its SHA-256."""
+        pending = self.path / _PENDING[which]
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        pending.unlink(missing_ok=True)
+        save(pending)
+        return pending
+
+    def commit(self, record: dict, pending: dict[str, Path], final: bool = False) -> dict:
+        """Commit `record` (the new state.json, or metrics.json when `final`) naming the
+        SHA-256 of the `pending` artefacts, then move them to their names."""
+        artefacts = dict(self.artefacts())
+        for which, path in pending.items():
+            artefacts[MODEL_FILES[which]] = sha256(path)
+        record = {**record, "artefacts": artefacts}
+        target = self.metrics_path if final else self.state_path
+        write_atomically(target, json.dumps(record, indent=2) + "\n")
+        for which, path in pending.items():
+            os.replace(path, self.model_path(which))
+        if not final:
+            self._render_history(record["history"])
+            keep = record.get("resume")
+            if self.resume_dir.is_dir():
+                for entry in self.resume_dir.iterdir():
+                    if entry.name != keep:
+                        _remove(entry)
+        return record
+
+    def _render_history(self, rows: list[dict]) -> None:
+        columns: list[str] = []
+        for row in rows:
+            columns += [key for key in row if key not in columns]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.history_path, text.getvalue())
+
+    def new_resume_dir(self, epoch: int) -> tuple[Path, Path]:
+        """(temporary, final) directories for the resume checkpoint of `epoch`."""
+        name = f"epoch-{epoch:04d}"
+        return self.resume_dir / f".{name}.tmp", self.resume_dir / name
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
