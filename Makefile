@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ienet-installed
 # Quiet TensorFlow's C++ start-up logs in the commands below.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint demo lock clean bench bench-smoke bench-data
+.PHONY: install test lint demo lock clean bench bench-smoke bench-data campaign campaign-smoke
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): constraints.txt pyproject.toml setup.cfg
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e ".[cpu,dev]"
+		-c constraints.txt -e ".[cpu,dev,torch]"
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
@@ -48,6 +48,16 @@ bench-smoke: install bench-data
 	$(BIN)/python benchmarks/run_all.py --smoke --results-dir $(BENCH_SMOKE_DIR)/results \
 		--docs $(BENCH_SMOKE_DIR)/docs
 
+# The Fashion-MNIST campaign (README "Benchmarks"): resumable, one run at a time, niced, one TF
+# thread by default (CAMPAIGN_THREADS=2 uses both cores); then docs/results.md.
+CAMPAIGN_THREADS ?= 1
+campaign: install bench-data
+	nice -n 10 $(BIN)/python benchmarks/campaign.py --threads $(CAMPAIGN_THREADS)
+	$(BIN)/python benchmarks/make_docs.py
+
+campaign-smoke: install
+	$(BIN)/python benchmarks/campaign.py --smoke
+
 # Fashion-MNIST from the Debian package dataset-fashion-mnist (apt-get; sudo unless root).
 bench-data:
 	@if ls $(FASHION_MNIST_DIR)/t10k-labels-idx1-ubyte* >/dev/null 2>&1; then \
@@ -65,7 +75,7 @@ bench-data:
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,dev]"
+	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,dev,torch]"
 	{ head -n 2 constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable; } \
 		> constraints.txt.new && mv constraints.txt.new constraints.txt
 	rm -rf .venv-lock

@@ -43,6 +43,7 @@ LABELS = {
     "ienet+ir2net": "IE-Net + IR²Net",
 }
 COMMANDS = {
+    "campaign": "make campaign",
     "ablation": "python benchmarks/ablation.py",
     "throughput": "python benchmarks/throughput.py --label after",
     "cost": "python benchmarks/cost_tables.py --only cost",
@@ -271,6 +272,156 @@ def plot_k_sweep(by_k: dict, path: Path) -> Path | None:
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+TABLE3_GROUPS = (
+    ("fp", "fp", "-"),
+    ("bireal", "bireal", "-"),
+    ("rsign", "rsign", "-"),
+    ("iebc_k2", "iebc", "2"),
+    ("iee", "iee", "-"),
+    ("ienet_k2", "ienet", "2"),
+    ("ienet_k2_release", "ienet (compat release)", "2"),
+    ("ienet_el", "ienet+el", "2"),
+    ("ienet_ir2net", "ienet+ir2net", "2"),
+)
+PAIRED = (("ienet_k2", "bireal"), ("iee", "bireal"), ("ienet_k2", "iee"))
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    import statistics
+
+    text = f"{statistics.fmean(values) * 100:.2f}"
+    return text + (f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else "")
+
+
+def _table3_rows(runs: Sequence[dict]) -> list[list[str]]:
+    rows = []
+    for group, label, k in TABLE3_GROUPS:
+        members = [run for run in runs if run["group"] == group]
+        done = [run for run in members if run["complete"]]
+        if not members:
+            continue
+        pending = len(members) - len(done)
+        status = f"{len(done)}/{len(members)}" + (f" (+{pending} pending)" if pending else "")
+        if not done:
+            rows.append([label, k, status, "pending", "-", "pending", "pending"])
+            continue
+        final = [run["test_top1"] for run in done]
+        best = [run["test_top1_best_val"] for run in done]
+        val = [run["val_top1_best"] for run in done]
+        spread = f"{min(final) * 100:.2f}-{max(final) * 100:.2f}"
+        rows.append([label, k, status, _mean_std(final), spread, _mean_std(best), _mean_std(val)])
+    return rows
+
+
+def _paired_rows(runs: Sequence[dict]) -> list[list[str]]:
+    """Seed-paired differences of the final test top-1, with a t-interval (95%)."""
+    import statistics
+
+    from scipy import stats
+
+    done = {(run["group"], run["seed"]): run["test_top1"] for run in runs if run["complete"]}
+    rows = []
+    for first, second in PAIRED:
+        seeds = sorted(s for g, s in done if g == first and (second, s) in done)
+        diffs = [done[first, s] - done[second, s] for s in seeds]
+        if not diffs:
+            rows.append([f"{first} - {second}", 0, "pending", "-", "-"])
+            continue
+        mean = statistics.fmean(diffs) * 100
+        if len(diffs) > 1:
+            half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+            interval = f"[{mean - half * 100:+.2f}, {mean + half * 100:+.2f}]"
+        else:
+            interval = "n = 1: no interval"
+        per_seed = ", ".join(f"s{s}: {d * 100:+.2f}" for s, d in zip(seeds, diffs, strict=True))
+        rows.append([f"{first} - {second}", len(diffs), f"{mean:+.2f}", interval, per_seed])
+    return rows
+
+
+def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list[str]:
+    """The Fashion-MNIST campaign: Table 3 at a real budget, paired differences, the K sweep
+    and accuracy-vs-epoch curves, from campaign.json."""
+    from tabulate import tabulate
+
+    from ienet_tf.report import figures
+
+    path = results_dir / "campaign.json"
+    result = load(path)
+    lines = ["## Campaign: Fashion-MNIST, ResNet-20, the paper's Table 3 at a real budget", ""]
+    if result is None:
+        return [*lines, *not_run("campaign", path)]
+    budget, runs = result["budget"], result["runs"]
+    done = [run for run in runs if run["complete"]]
+    lines += [
+        f"Budget (`{budget['id']}`): {budget['epochs']} epochs, batch {budget['batch_size']}, "
+        f"the whole training split less {budget['validation_examples']:,} validation images "
+        f"({done[0]['train_examples']:,} trained on), per-step IEE schedule, "
+        f"{budget['optimizer']}; `best.keras` chosen on the validation split, top-1 on "
+        + (f"the first {budget['test_subset']:,}" if budget.get("test_subset") else "all 10,000")
+        + f" test images. {result['complete_runs']} of {result['total_runs']} runs "
+        f"complete; machine time of the complete runs "
+        f"{result['machine_time_s'] / 3600:.1f} h."
+        if done
+        else f"Budget `{budget['id']}`: no run complete yet.",
+        "",
+    ]
+    header = [
+        "variant",
+        "K",
+        "runs",
+        "test top-1 % (final)",
+        "min-max",
+        "test top-1 % (best on val)",
+        "val top-1 % (best)",
+    ]
+    table3 = _table3_rows(runs)
+    lines += [tabulate(table3, header, tablefmt="github"), ""]
+    lines += [
+        "Seed-paired differences of the final test top-1 (percentage points; 95% t-interval "
+        "over the seeds both runs have):",
+        "",
+        tabulate(
+            _paired_rows(runs),
+            ["difference", "seeds", "mean", "95% interval", "per seed"],
+            tablefmt="github",
+        ),
+        "",
+    ]
+    sweep = {}
+    for run in done:
+        if run["variant"] == "ienet" and run["compat"] == "default":
+            sweep.setdefault(run["k"], []).append(1.0 - run["test_top1"])
+    if sweep:
+        points = [
+            figures.KPoint(k, sum(e) / len(e), min(e), max(e), len(e))
+            for k, e in sorted(sweep.items())
+        ]
+        figure = figures.plot_k_sweep(
+            points, figures_dir / "campaign_k_sweep.png", "IE-Net: test error vs K"
+        )
+        lines += [f"![K sweep]({os.path.relpath(figure, output.parent)})", ""]
+    curves = {}
+    for group, label, _ in TABLE3_GROUPS:
+        histories = [
+            [row["val_accuracy"] for row in run["history"]]
+            for run in done
+            if run["group"] == group and run.get("history")
+        ]
+        if histories:
+            curves[label] = histories
+    if curves:
+        figure = figures.accuracy_curves(
+            curves, figures_dir / "campaign_curves.png", "validation top-1 (%)"
+        )
+        lines += [
+            "Validation top-1 after every epoch (mean over seeds, shaded min-max):",
+            "",
+            f"![accuracy vs epoch]({os.path.relpath(figure, output.parent)})",
+            "",
+        ]
+    return [*lines, *provenance_lines(result)]
 
 
 def throughput_section(results_dir: Path) -> list[str]:
@@ -551,6 +702,7 @@ def render(results_dir: Path, output: Path, figures_dir: Path) -> str:
             "",
         ],
         bench_run_section(results_dir),
+        campaign_section(results_dir, figures_dir, output),
         ablation_section(results_dir, figures_dir, output),
         throughput_section(results_dir),
         cost_section(results_dir),

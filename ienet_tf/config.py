@@ -42,9 +42,9 @@ __all__ = [
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 TUNERS = ("random", "bayesian", "hyperband")
-WEIGHT_DECAY_SCOPES = ("all", "kernels_and_alpha")
+WEIGHT_DECAY_SCOPES = ("all", "conv_and_fc", "kernels_and_alpha")
 LR_SCHEDULES = ("cosine", "constant")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "keras_sgd", "adam")
 
 
 # An invalid config: the message names the key path and what is allowed.
@@ -57,8 +57,12 @@ class ModelConfig:
     variant: str = "ienet"  # a base variant, optionally "+el" and/or "+ir2net"
     k: int | None = None  # default: 2 for iebc/ienet, 1 otherwise
     input_shape: tuple[int, int, int] | None = None  # default: the data set's
-    recovery_ratio: int = 1  # +ir2net: 1 = full recovery head, r >= 2 = Ghost ratio r
+    # +ir2net: 1 = full recovery head, r >= 2 = Ghost ratio r; null: the release's ratio for
+    # the network (ResNet-20 4, ResNet-18 CIFAR 20, VGG-Small 32, ImageNet ResNets 1)
+    recovery_ratio: int | None = None
     erase_threshold: float = 0.15  # +ir2net: restriction erases attention <= this x mean
+    attention_norm: str = "column"  # +ir2net: "column" (the release) or "map"
+    compat: str = "lce"  # "lce" (deployment) or "release" (the authors' PyTorch networks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +83,14 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 400
     batch_size: int = 128
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # PyTorch-form momentum (the release); "keras_sgd", "adam"
     learning_rate: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    weight_decay_on: str = "all"  # "all" parameters (CIFAR) or "kernels_and_alpha" (ImageNet)
+    # "all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv kernels and alpha
+    # but not the 1x1 downsampling projections, and the classifier's kernel and bias) or
+    # "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf before 0.2)
+    weight_decay_on: str = "all"
     lr_schedule: str = "cosine"  # per epoch, after the warm-up
     warmup_epochs: int = 0
     seed: int = 0
@@ -195,7 +202,7 @@ def _check(condition: bool, path: str, message: str) -> None:
 
 def validate(config: Config) -> Config:
     """Check the values that the types alone cannot."""
-    from ienet_tf import data, models
+    from ienet_tf import data, ir2net, models
 
     m, d, t = config.model, config.data, config.train
     _check(
@@ -218,9 +225,23 @@ def validate(config: Config) -> Config:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
         raise ConfigError(f"model.k: {error}") from None
-    _check(m.recovery_ratio >= 1, "model.recovery_ratio", f"must be >= 1, got {m.recovery_ratio}.")
+    _check(
+        m.recovery_ratio is None or m.recovery_ratio >= 1,
+        "model.recovery_ratio",
+        f"must be >= 1, got {m.recovery_ratio}.",
+    )
     _check(
         m.erase_threshold >= 0, "model.erase_threshold", f"must be >= 0, got {m.erase_threshold}."
+    )
+    _check(
+        m.attention_norm in ir2net.ATTENTION_NORMS,
+        "model.attention_norm",
+        f"{m.attention_norm!r} is not one of {list(ir2net.ATTENTION_NORMS)}.",
+    )
+    _check(
+        m.compat in models.COMPATS,
+        "model.compat",
+        f"{m.compat!r} is not one of {list(models.COMPATS)}.",
     )
     if m.input_shape is not None:
         _check(all(s > 0 for s in m.input_shape), "model.input_shape", "sizes must be > 0.")

@@ -27,6 +27,7 @@ __all__ = [
     "RunError",
     "RunLockedError",
     "TrainingError",
+    "UsageError",
 ]
 
 
@@ -55,6 +56,11 @@ TrainingError = RunError
 
 class RunLockedError(RunError):
     """Another live process holds the run directory."""
+
+
+class UsageError(IENetError, ValueError):
+    """An argument or input that cannot work (a K-sweep source without K, an output
+    path that is a file, a thread count of 0): the message says what is expected."""
 
 
 class ExportError(IENetError):

@@ -42,9 +42,10 @@ def load_keras_model(path: str | os.PathLike):
 
     import tensorflow as tf
 
-    import ienet_tf  # noqa: F401  (registers the custom objects the file names)
+    import ienet_tf
     from ienet_tf.errors import RunError
 
+    ienet_tf.register_all()  # the custom objects the file names
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path} does not exist.")

@@ -1,17 +1,21 @@
 r"""IR²Net: information restriction (a training wrapper) and information recovery (a head).
 
 **Information restriction** (training only, no parameters). From the final-stage
-features `F` (B, h, w, C) of the first forward pass:
+features `F` (B, h, w, C) of the first forward pass, with `E = mean_c F^2` (B, h, w):
 
 \\[
-A = \frac{\operatorname{mean}_c F^2}{\lVert \operatorname{mean}_c F^2 \rVert_2},\quad
-\tilde A = \operatorname{bilinear}(A \to H \times W),\quad
+A_{b,i,j} = \frac{E_{b,i,j}}{\max(\lVert E_{b,:,j} \rVert_2, 10^{-12})},\quad
+\tilde A = \operatorname{bilinear}_{ac}(A \to H \times W),\quad
 M = [\tilde A > \tau \cdot \operatorname{mean}_{hw} \tilde A],\quad
 \mathcal{L} = \tfrac12\left(\mathcal{L}(f(x), y) + \mathcal{L}(f(M \odot x), y)\right)
 \\]
 
-with τ = 0.15 (the release), the L2 norm and the mean taken per sample over the spatial
-positions, and no gradient through the mask. `InformationRestriction` wraps any Keras
+with τ = 0.15 and no gradient through the mask. This is the release exactly: its
+`F.normalize(x.pow(2).mean(1))` normalises the (B, h, w) map along dim 1, i.e. every
+COLUMN over the rows (`attention_norm="column"`), and it upsamples bilinearly with
+`align_corners=True`. `attention_norm="map"` normalises the whole map per sample (what a
+reading of the paper suggests; on peaked maps it keeps far fewer pixels), and
+`align_corners=False` upsamples with half-pixel centres. `InformationRestriction` wraps any Keras
 classifier and does this in `train_step`; evaluation and prediction run the plain model.
 
 **Information recovery** (a model option) is `ienet_tf.models.recovery`: the registry's
@@ -26,6 +30,7 @@ import tensorflow as tf
 from larq import utils as lq_utils
 
 __all__ = [
+    "ATTENTION_NORMS",
     "DEFAULT_ERASE_THRESHOLD",
     "InformationRestriction",
     "attention_map",
@@ -34,19 +39,44 @@ __all__ = [
 ]
 
 DEFAULT_ERASE_THRESHOLD = 0.15
+#: How the attention map is L2-normalised: each column over the rows (the release) or the
+#: whole map per sample.
+ATTENTION_NORMS = ("column", "map")
+_NORM_EPSILON = 1e-12  # PyTorch's F.normalize: x / max(||x||, eps)
 
 
-def attention_map(features: tf.Tensor) -> tf.Tensor:
+def attention_map(features: tf.Tensor, attention_norm: str = "column") -> tf.Tensor:
     """(B, h, w, C) features -> (B, h, w, 1): channel mean of squares, L2-normalised
-    per sample over the spatial positions."""
+    over the rows of each column (`"column"`, the release) or over the whole map
+    (`"map"`), per sample."""
+    if attention_norm not in ATTENTION_NORMS:
+        raise ValueError(
+            f"Unknown `attention_norm` {attention_norm!r}; allowed: {list(ATTENTION_NORMS)}."
+        )
     energy = tf.reduce_mean(tf.square(features), axis=-1, keepdims=True)
-    return tf.math.l2_normalize(energy, axis=[1, 2])
+    axes = [1] if attention_norm == "column" else [1, 2]
+    norm = tf.sqrt(tf.reduce_sum(tf.square(energy), axis=axes, keepdims=True))
+    return energy / tf.maximum(norm, _NORM_EPSILON)
 
 
-def erase_mask(features: tf.Tensor, image_size, threshold: float = DEFAULT_ERASE_THRESHOLD):
-    """The 0/1 mask (B, H, W, 1) of the input pixels information restriction keeps:
-    attention upsampled (bilinear, half-pixel centres) above `threshold` x its mean."""
-    attention = tf.image.resize(attention_map(features), image_size, method="bilinear")
+def erase_mask(
+    features: tf.Tensor,
+    image_size,
+    threshold: float = DEFAULT_ERASE_THRESHOLD,
+    attention_norm: str = "column",
+    align_corners: bool = True,
+):
+    """The 0/1 mask (B, H, W, 1) of the input pixels information restriction keeps: the
+    attention map (`attention_map`) upsampled bilinearly to `image_size` (corners aligned,
+    as PyTorch's `align_corners=True`, or half-pixel centres) above `threshold` x its
+    per-sample mean. No gradient flows through it."""
+    attention = attention_map(features, attention_norm)
+    if align_corners:
+        attention = tf.raw_ops.ResizeBilinear(
+            images=attention, size=image_size, align_corners=True, half_pixel_centers=False
+        )
+    else:
+        attention = tf.image.resize(attention, image_size, method="bilinear")
     mean = tf.reduce_mean(attention, axis=[1, 2], keepdims=True)
     return tf.stop_gradient(tf.cast(attention > threshold * mean, attention.dtype))
 
@@ -80,6 +110,8 @@ class InformationRestriction(tf.keras.Model):
         classifier: tf.keras.Model,
         feature_layer: str,
         erase_threshold: float = DEFAULT_ERASE_THRESHOLD,
+        attention_norm: str = "column",
+        align_corners: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("name", f"{classifier.name}_restricted")
@@ -100,6 +132,12 @@ class InformationRestriction(tf.keras.Model):
         self.classifier = classifier
         self.feature_layer = feature_layer
         self.erase_threshold = _check_threshold(erase_threshold)
+        if attention_norm not in ATTENTION_NORMS:
+            raise ValueError(
+                f"Unknown `attention_norm` {attention_norm!r}; allowed: {list(ATTENTION_NORMS)}."
+            )
+        self.attention_norm = attention_norm
+        self.align_corners = bool(align_corners)
         # Shares the classifier's layers; kept out of Keras' tracking so that the saved
         # weights are the classifier's alone.
         object.__setattr__(
@@ -112,7 +150,14 @@ class InformationRestriction(tf.keras.Model):
 
     def restricted_inputs(self, images: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
         """`images` with the pixels of low attention zeroed (no gradient through the mask)."""
-        return images * erase_mask(features, tf.shape(images)[1:3], self.erase_threshold)
+        mask = erase_mask(
+            features,
+            tf.shape(images)[1:3],
+            self.erase_threshold,
+            self.attention_norm,
+            self.align_corners,
+        )
+        return images * mask
 
     def train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
@@ -133,6 +178,8 @@ class InformationRestriction(tf.keras.Model):
             "classifier": tf.keras.saving.serialize_keras_object(self.classifier),
             "feature_layer": self.feature_layer,
             "erase_threshold": self.erase_threshold,
+            "attention_norm": self.attention_norm,
+            "align_corners": self.align_corners,
             "name": self.name,
         }
 

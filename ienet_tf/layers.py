@@ -96,6 +96,12 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         pad_values: value of the padded binary input under `"same"`. `1.0` (default) is
             LCE's fast "same-one" path; `0.0` reproduces the release exactly (a third
             value, which LCE corrects at a cost).
+        symmetric_padding: under `"same"`, pad `(k_eff - 1) // 2` on every side (PyTorch's
+            `padding=k // 2`) instead of TensorFlow's split, which at stride 2 puts the
+            extra row and column at the end (`(0, 1)`) where PyTorch reads a padded row
+            and column at the start. Identical at stride 1; at stride 2 every output sits
+            on a grid shifted by one pixel. The release's convolution is
+            `symmetric_padding=True, pad_values=0.0`.
         kernel_quantizer: `"iee_sign"` (default), `"ste_sign"`, `"magnitude_aware_sign"`
             or a binary larq quantizer.
         activation_estimator: `"iee"` (default, `IEEActivationSign`), `"approx_sign"`,
@@ -112,6 +118,11 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         alpha_regularizer, thresholds_regularizer, lambdas_regularizer: regularizers of the
             extra weights (the kernel's is `kernel_regularizer`).
         use_bias: add a bias after the sum (off by default: BatchNorm follows).
+        bias_in_branches: with `use_bias`, add the bias to every branch's convolution
+            before its scale, `sum_k lambda_k alpha (BConv_k + b)`, as the release's CIFAR
+            ResNet-18 and VGG-Small do (a conv bias, then alpha).
+        alpha_initializer: initializer of `alpha`; `None` (default) is the mean |W| per
+            output channel of the initial kernel.
         Other arguments are those of `lq.layers.QuantConv2D`.
     """
 
@@ -123,10 +134,12 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         strides=(1, 1),
         padding: str = "same",
         pad_values: float = 1.0,
+        symmetric_padding: bool = False,
         data_format: str | None = None,
         dilation_rate=(1, 1),
         activation=None,
         use_bias: bool = False,
+        bias_in_branches: bool = False,
         kernel_quantizer="iee_sign",
         activation_estimator="iee",
         learnable_thresholds: bool = True,
@@ -134,6 +147,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         lambda_mode: str = "channel",
         batch_branches: bool = False,
         lambdas_initializer=None,
+        alpha_initializer=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
@@ -166,6 +180,11 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
             raise ValueError(f"`padding` must be 'same' or 'valid', got {padding!r}.")
         self.lambda_mode = lambda_mode
+        self.symmetric_padding = bool(symmetric_padding)
+        self.bias_in_branches = bool(bias_in_branches)
+        self.alpha_initializer = (
+            None if alpha_initializer is None else tf.keras.initializers.get(alpha_initializer)
+        )
         self.thresholds_initializer = tf.keras.initializers.get(thresholds_initializer)
         self.lambdas_initializer = tf.keras.initializers.get(
             lambdas_initializer or tf.keras.initializers.RandomUniform(0.0, 1e-3)
@@ -204,10 +223,9 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         self.alpha = self.add_weight(
             name="alpha",
             shape=(self.filters,),
-            # alpha starts at mean|W| per output channel of the initial kernel.
-            initializer=lambda shape, dtype=None: tf.reduce_mean(
-                tf.abs(latent_kernel), axis=[0, 1, 2]
-            ),
+            # By default alpha starts at mean|W| per output channel of the initial kernel.
+            initializer=self.alpha_initializer
+            or (lambda shape, dtype=None: tf.reduce_mean(tf.abs(latent_kernel), axis=[0, 1, 2])),
             regularizer=self.alpha_regularizer,
             trainable=True,
         )
@@ -235,16 +253,21 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         alpha = tf.convert_to_tensor(self.alpha)
         return [alpha] + [alpha * self.lambdas[i] for i in range(self.k - 1)]
 
+    def _symmetric_padding(self) -> list[list[int]]:
+        pads = [
+            ((size - 1) * rate) // 2
+            for size, rate in zip(self.kernel_size, self.dilation_rate, strict=True)
+        ]
+        return [[0, 0], *([pad, pad] for pad in pads), [0, 0]]
+
     def _binary_conv(self, binary_inputs: tf.Tensor, binary_kernel: tf.Tensor):
-        if self._is_native_padding:
+        symmetric = self.symmetric_padding and self.padding == "same"
+        if self._is_native_padding and not symmetric:
             return self.convolution_op(binary_inputs, binary_kernel)
         # Same as larq's QuantConv2D: pad the binarized input with `pad_values`, then a
         # "valid" convolution (LCE fuses this into its same-one padding).
-        padded = tf.pad(
-            binary_inputs,
-            self._get_padding_same(binary_inputs),
-            constant_values=self.pad_values,
-        )
+        padding = self._symmetric_padding() if symmetric else self._get_padding_same(binary_inputs)
+        padded = tf.pad(binary_inputs, padding, constant_values=self.pad_values)
         with lq_utils.patch_object(self, "padding", "valid"):
             return self.convolution_op(padded, binary_kernel)
 
@@ -296,8 +319,10 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         with lq.context.quantized_scope(True):
             # Binarize the shared kernel once for all branches.
             binary_kernel = tf.convert_to_tensor(self.kernel)
+        in_branches = self.use_bias and self.bias_in_branches
         branches = [
-            conv * scale
+            # (conv + b) * s written as conv * s + b * s: the form LCE fuses into LceBconv2d
+            conv * scale + self.bias * scale if in_branches else conv * scale
             for conv, scale in zip(
                 self._branch_convolutions(inputs, binary_kernel, training),
                 self.branch_scales(),
@@ -305,7 +330,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             )
         ]
         outputs = branches[0] if len(branches) == 1 else tf.add_n(branches)
-        if self.use_bias:
+        if self.use_bias and not in_branches:
             outputs = tf.nn.bias_add(outputs, self.bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
@@ -319,6 +344,11 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         return {
             **config,
             "k": self.k,
+            "symmetric_padding": self.symmetric_padding,
+            "bias_in_branches": self.bias_in_branches,
+            "alpha_initializer": None
+            if self.alpha_initializer is None
+            else tf.keras.initializers.serialize(self.alpha_initializer),
             "learnable_thresholds": self.learnable_thresholds,
             "thresholds_initializer": tf.keras.initializers.serialize(self.thresholds_initializer),
             "lambda_mode": self.lambda_mode,

@@ -155,6 +155,11 @@ class Run:
         state = self.state()
         return list(state["history"]) if state else []
 
+    def latest(self) -> str:
+        """The model a command reads by default: `final` once the run is complete, else
+        `last` (the latest committed epoch, or imported weights)."""
+        return "final" if self.is_complete() else "last"
+
     def artefacts(self) -> dict[str, str]:
         """Committed artefact -> SHA-256 (relative paths), from metrics.json and state.json."""
         found = {}
@@ -288,10 +293,13 @@ class Run:
         writer.writerows(rows)
         write_atomically(self.history_path, text.getvalue())
 
-    def new_resume_dir(self, epoch: int) -> tuple[Path, Path]:
-        """(temporary, final) directories for the resume checkpoint of `epoch`."""
-        name = f"epoch-{epoch:04d}"
-        return self.resume_dir / f".{name}.tmp", self.resume_dir / name
+    def new_resume_dir(self, epoch: int | str) -> tuple[Path, Path]:
+        """(temporary, final) directories for the resume checkpoint after `epoch` (or of
+        a named state such as "imported"); a leftover temporary one is removed."""
+        name = epoch if isinstance(epoch, str) else f"epoch-{epoch:04d}"
+        tmp = self.resume_dir / f".{name}.tmp"
+        _remove(tmp)
+        return tmp, self.resume_dir / name
 
 
 def _remove(path: Path) -> None:

@@ -119,3 +119,56 @@ def test_docs_say_not_run_yet_without_result_files(tmp_path):
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert len(sections) == 7
     assert text.count("_Not run yet_") == 7
+
+
+CAMPAIGN_ROW_KEYS = {
+    "variant",
+    "k",
+    "compat",
+    "seed",
+    "complete",
+    "epochs",
+    "train_examples",
+    "test_top1",
+    "test_top1_best_val",
+    "val_top1_best",
+    "train_time_s",
+}
+
+
+@pytest.mark.slow
+def test_campaign_smoke_schema_resume_and_docs(tmp_path):
+    """The campaign harness on digits: one small JSON per finished run with provenance,
+    campaign.json generated from them, a rerun trains nothing, the docs render."""
+    results = tmp_path / "results"
+    args = [
+        "--smoke",
+        "--work-dir",
+        str(tmp_path / "runs"),
+        "--results-dir",
+        str(results / "campaign"),
+        "--output",
+        str(results / "campaign.json"),
+    ]
+    _run("campaign.py", *args)
+    campaign = json.loads((results / "campaign.json").read_text())
+    _check_provenance(campaign)
+    assert {"epochs", "batch_size", "validation_examples", "id"} <= set(campaign["budget"])
+    assert campaign["complete_runs"] == campaign["total_runs"] == 2
+    for row in campaign["runs"]:
+        assert CAMPAIGN_ROW_KEYS <= set(row) and row["complete"]
+        assert 0.0 <= row["test_top1"] <= 1.0 and row["epochs"] == 1
+        run_file = json.loads((results / "campaign" / f"{row['run']}.json").read_text())
+        _check_provenance(run_file)
+        assert run_file["history"] and run_file["train_examples"] == 64
+    stamps = {p.name: p.stat().st_mtime_ns for p in (results / "campaign").iterdir()}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, str(BENCHMARKS / "campaign.py"), *args]
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("finished before") == 2
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (results / "campaign").iterdir()}
+    docs = tmp_path / "docs" / "results.md"
+    _run("make_docs.py", "--results-dir", str(results), "--output", str(docs))
+    text = docs.read_text()
+    assert "## Campaign" in text and "| ienet" in text and "ienet_k2 - bireal" in text
+    assert (tmp_path / "docs" / "figures" / "campaign_curves.png").stat().st_size > 0

@@ -139,3 +139,50 @@ def test_callback_config_round_trip():
     restored = callbacks.IEESchedule(**schedule.get_config())
     assert restored.get_config() == schedule.get_config()
     assert restored.q_at(6) == pytest.approx(ref.schedule_q(6, 12, -1.0, 2.0))
+
+
+class _RecordStepQ(tf.keras.callbacks.Callback):
+    """Records, before every training step (after IEESchedule), the quantizers' q."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen.append({float(q.q.numpy()) for q in callbacks.iee_quantizers(self.model)})
+
+
+def test_per_step_schedule_sets_q_before_every_step_and_resumes_at_the_step():
+    model = _tiny_model()
+    x, y = _data(16)  # 4 steps of 4 per epoch
+    record = _RecordStepQ()
+    schedule = callbacks.IEESchedule(epochs=3, steps_per_epoch=4)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[schedule, record])
+    assert all(len(qs) == 1 for qs in record.seen)  # every quantizer has the same q
+    got = [qs.pop() for qs in record.seen]
+    assert got == pytest.approx([ref.schedule_q(s, 12) for s in range(12)], rel=1e-6)
+    # The epoch logs carry the q of the epoch's last step.
+    assert history.history["iee_q"] == pytest.approx(
+        [ref.schedule_q(4 * e + 3, 12) for e in range(3)]
+    )
+    # Resuming at epoch 2 starts at step 8.
+    resumed = _RecordStepQ()
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        initial_epoch=2,
+        verbose=0,
+        callbacks=[callbacks.IEESchedule(epochs=3, steps_per_epoch=4), resumed],
+    )
+    assert [qs.pop() for qs in resumed.seen] == pytest.approx(
+        [ref.schedule_q(s, 12) for s in range(8, 12)], rel=1e-6
+    )
+    assert schedule.get_config()["steps_per_epoch"] == 4
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, True])
+def test_per_step_schedule_rejects_bad_steps(steps):
+    with pytest.raises(ValueError, match="`steps_per_epoch` must be a positive integer or None"):
+        callbacks.IEESchedule(epochs=3, steps_per_epoch=steps)

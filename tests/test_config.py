@@ -68,7 +68,7 @@ def test_recipes_match_the_paper():
     assert cifar.train.warmup_epochs == 0 and cifar.model.k == 2
     imagenet = config_lib.load(Path("configs/imagenet_resnet18_ienet.yaml"))
     assert (imagenet.train.batch_size, imagenet.train.warmup_epochs) == (512, 5)
-    assert imagenet.train.weight_decay_on == "kernels_and_alpha"
+    assert imagenet.train.weight_decay_on == "conv_and_fc"
     assert (imagenet.iee.t_min, imagenet.iee.t_max) == (-2.0, 1.0)
 
 

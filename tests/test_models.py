@@ -47,7 +47,9 @@ def resnet18_cifar_params(variant, k, classes=10, c=3):
             total += conv(3, width, width) + binary_extras(variant, width, width, k, True)
             total += bn(width)
             if stage > 0 and block == 0:
-                total += conv(1, c_in, width) + binary_extras(variant, c_in, width, k, True)
+                # the release's shortcut: ONE branch, no thresholds, no lambdas; alpha only
+                total += conv(1, c_in, width) + binary_extras(variant, c_in, width, 1, True)
+                total -= c_in if variant in ("rsign", "iebc", "ienet") else 0
                 total += bn(width)
             c_in = width
     return total + bn(512) + dense(512, classes)
@@ -140,7 +142,8 @@ def test_parameter_count_shape_and_binary_convs(name, variant, k):
     assert model.output_shape == (None, classes)
     binary = [layer for layer in model.layers if isinstance(layer, layers.IEBinaryConv2D)]
     assert len(binary) == (0 if variant == "fp" else binary_convs)
-    assert all(layer.k == k for layer in binary)
+    # every binary conv has K branches, but the single-branch shortcuts of ResNet-18 CIFAR
+    assert all(layer.k == (1 if layer.name.endswith("_down_conv") else k) for layer in binary)
     # First and last layers stay full precision.
     assert type(model.layers[1]) is tf.keras.layers.Conv2D
     assert type(model.layers[-1]) is tf.keras.layers.Dense

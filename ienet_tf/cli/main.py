@@ -6,27 +6,26 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from ienet_tf.cli import report
+from ienet_tf.cli.args import path_arg, positive_arg
+from ienet_tf.errors import IENetError
+from ienet_tf.io import one_line
 
 __all__ = ["UserError", "main"]
 
 RUN_FILES = ("final", "best", "last")
+WHICH_HELP = (
+    "the run's model: final (model.keras), best (best by the monitored accuracy) or last "
+    "(the latest epoch); default: final once the run is complete, else last"
+)
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, no traceback, exit code 2."""
-
-
-def _user_errors():
-    """The exception types that are the user's to fix (imported lazily: TF is slow)."""
-    from ienet_tf.data import DataError
-    from ienet_tf.export import ExportError
-    from ienet_tf.train import TrainingError
-
-    return (ValueError, DataError, ExportError, TrainingError, OSError)
+class UserError(IENetError):
+    """A problem with the command line's input: one line, no traceback, exit code 2."""
 
 
 def _load_config(args: argparse.Namespace):
@@ -36,10 +35,16 @@ def _load_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from ienet_tf.runs import Run
     from ienet_tf.train import train
 
     config = _load_config(args)
     output_dir = args.output_dir or Path("runs") / Path(args.config).stem
+    run = Run(output_dir)
+    if run.exists() and run.is_complete() and run.config() == config:
+        print(f"{output_dir}: already complete (nothing to train); its metrics.json:")
+        print(json.dumps(run.metrics(), indent=2))
+        return 0
     metrics = train(config, output_dir, verbose=args.verbose)
     print(json.dumps({"output_dir": str(output_dir), **metrics}, indent=2))
     return 0
@@ -57,11 +62,19 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _which(args: argparse.Namespace) -> str:
+    """`--which`, or the run's latest model (final once complete, else last)."""
+    from ienet_tf.runs import Run
+
+    return args.which or Run(args.checkpoint).latest()
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ienet_tf.train import evaluate
 
-    results = evaluate(args.checkpoint, args.which)
-    line = f"{results['model']} ({args.which}): top-1 {results['top1']:.2%}"
+    which = _which(args)
+    results = evaluate(args.checkpoint, which)
+    line = f"{results['model']} ({which}): top-1 {results['top1']:.2%}"
     if "top5" in results:
         line += f", top-5 {results['top5']:.2%}"
     print(line)
@@ -113,12 +126,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ienet_tf.export import DEFAULT_TOLERANCE, to_tflite
     from ienet_tf.train import load_datasets, load_run
 
-    config, model = load_run(args.checkpoint, args.which)
+    which = _which(args)
+    config, model = load_run(args.checkpoint, which)
     images, _ = next(iter(load_datasets(config, ("test",))["test"]))
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     source = {
         "checkpoint": str(args.checkpoint),
-        "which": args.which,
+        "which": which,
         "parity_inputs": f"first {min(64, len(images))} {config.data.name} test images",
         "config": config_lib.to_dict(config),
     }
@@ -131,6 +145,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"parity on {result.parity.num_inputs} test images: "
         f"{result.parity.within_tolerance:.0%} within {result.parity.tolerance:g}, max |diff| "
         f"{result.parity.max_abs_diff:.2e}, top-1 agreement {result.parity.top1_agreement:.2%}"
+    )
+    return 0
+
+
+def _cmd_import_torch(args: argparse.Namespace) -> int:
+    from ienet_tf.interop import release
+    from ienet_tf.runs import sha256
+    from ienet_tf.train import build_model, start_from_weights
+
+    config = _load_config(args)
+    if config.model.compat != "release":
+        raise UserError(
+            f"{args.config}: model.compat is {config.model.compat!r}; a release checkpoint "
+            "needs the release's network: --set model.compat=release"
+        )
+    state_dict = release.read_checkpoint(args.checkpoint)
+    model = build_model(config)
+    report = release.load_state_dict(model, state_dict)
+    source = {"checkpoint": str(args.checkpoint), "sha256": sha256(args.checkpoint)}
+    run = start_from_weights(config, model, args.output_dir, source)
+    print(
+        f"{run.path}: {report.weights_set} weights of {model.name} set from "
+        f"{report.keys_consumed} release keys ({len(report.keys_ignored)} ignored: "
+        "num_batches_tracked and the release's unused bn3); evaluate or export it, or "
+        f"continue training with ienet train --config {args.config} --output-dir {run.path}"
     )
     return 0
 
@@ -223,25 +262,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(cast):
-    """An argparse type: `cast(text)`, which must be > 0."""
-    kind = {int: "integer", float: "number"}[cast]
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            value = None
-        if value is None or not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind}, got {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ienet", description="Information-enhanced binary neural networks (IE-Net)."
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of user errors too"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -257,19 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a config (resumes an interrupted run)")
     with_config(train)
-    train.add_argument("--output-dir", type=Path, help="default: runs/<config name>")
+    train.add_argument("--output-dir", type=path_arg, help="default: runs/<config name>")
     train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     train.set_defaults(handler=_cmd_train)
 
     tune = commands.add_parser("tune", help="keras-tuner search over K and T_min/T_max")
     with_config(tune)
-    tune.add_argument("--output-dir", type=Path, help="default: runs/<config name>")
+    tune.add_argument("--output-dir", type=path_arg, help="default: runs/<config name>")
     tune.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     tune.set_defaults(handler=_cmd_tune)
 
     evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a run directory")
-    evaluate.add_argument("--which", choices=RUN_FILES, default="final")
+    evaluate.add_argument("--checkpoint", type=path_arg, required=True, help="a run directory")
+    evaluate.add_argument("--which", choices=RUN_FILES, help=WHICH_HELP)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     cost = commands.add_parser("cost", help="parameters, memory, MACs, binary ops, FLOPs")
@@ -278,20 +304,32 @@ def build_parser() -> argparse.ArgumentParser:
     cost.set_defaults(handler=_cmd_cost)
 
     export = commands.add_parser("export", help="LCE .tflite, verified (ops and parity)")
-    export.add_argument("--checkpoint", type=Path, required=True, help="a run directory")
-    export.add_argument("--output", type=Path, required=True, help="the .tflite to write")
-    export.add_argument("--which", choices=RUN_FILES, default="final")
+    export.add_argument("--checkpoint", type=path_arg, required=True, help="a run directory")
+    export.add_argument("--output", type=path_arg, required=True, help="the .tflite to write")
+    export.add_argument("--which", choices=RUN_FILES, help=WHICH_HELP)
     export.add_argument(
-        "--tolerance", type=_positive(float), help="max |LCE - Keras| on the logits (1e-3)"
+        "--tolerance", type=positive_arg(float), help="max |LCE - Keras| on the logits (1e-3)"
     )
     export.set_defaults(handler=_cmd_export)
 
     report.add_parser(commands)
 
+    import_torch = commands.add_parser(
+        "import-torch", help="start a run from the IE-Net authors' PyTorch checkpoint"
+    )
+    import_torch.add_argument(
+        "--checkpoint", type=path_arg, required=True, help=".pth / .pth.tar / .th (torch) or .npz"
+    )
+    with_config(import_torch)
+    import_torch.add_argument(
+        "--output-dir", type=path_arg, required=True, help="the new run directory to write"
+    )
+    import_torch.set_defaults(handler=_cmd_import_torch)
+
     bench = commands.add_parser("bench", help="LCE interpreter latency of a .tflite")
-    bench.add_argument("model", type=Path, help="a .tflite written by `ienet export`")
-    bench.add_argument("--threads", type=_positive(int), default=1)
-    bench.add_argument("--runs", type=_positive(int), default=50)
+    bench.add_argument("model", type=path_arg, help="a .tflite written by `ienet export`")
+    bench.add_argument("--threads", type=positive_arg(int), default=1)
+    bench.add_argument("--runs", type=positive_arg(int), default=50)
     bench.add_argument("--warmup", type=int, default=5)
     bench.add_argument(
         "--reference-bconv", action="store_true", help="LCE's reference LceBconv2d kernel"
@@ -305,15 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `ienet` command. An `IENetError` (the user's to fix) is one line on stderr
+    and exit code 2; any other exception is a bug and keeps its traceback (`--debug` shows
+    the traceback of user errors too)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        try:
-            return args.handler(args)
-        except _user_errors() as error:
-            raise UserError(str(error)) from error
-    except UserError as error:
-        print(f"ienet {args.command}: error: {error}", file=sys.stderr)
+        return args.handler(args)
+    except IENetError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"ienet {args.command}: error: {one_line(error, 2000)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ienet {args.command}: interrupted", file=sys.stderr)

@@ -7,7 +7,8 @@ Wired into `ienet_tf.cli.main` with `add_parser(commands)`; user errors are `Val
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from ienet_tf.cli.args import path_arg
 
 __all__ = ["add_parser"]
 
@@ -24,11 +25,11 @@ def add_parser(commands) -> None:
     report = commands.add_parser(
         "report", help="figures + report.md: weights, IEE surrogate, thresholds, entropy"
     )
-    report.add_argument("--checkpoint", type=Path, required=True, help="a run directory")
-    report.add_argument("--output-dir", type=Path, help="default: <checkpoint>/report")
+    report.add_argument("--checkpoint", type=path_arg, required=True, help="a run directory")
+    report.add_argument("--output-dir", type=path_arg, help="default: <checkpoint>/report")
     report.add_argument(
         "--k-sweep",
-        type=Path,
+        type=path_arg,
         metavar="DIR_OR_CSV",
         help="also plot error vs K from a directory of runs or the tuner's trials.csv",
     )

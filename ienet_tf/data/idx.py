@@ -40,7 +40,8 @@ FASHION_MNIST_FILES = {
 }
 FASHION_MNIST_FIX = (
     "install the Debian package (`sudo apt-get install dataset-fashion-mnist`, files in "
-    f"{FASHION_MNIST_DIR}/) or pass data_dir=... pointing to a directory with "
+    f"{FASHION_MNIST_DIR}/) or point data.data_dir (`--set data.data_dir=DIR`; data_dir= in "
+    "Python) to a directory with "
     "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
     "t10k-labels-idx1-ubyte (each plain or .gz)"
 )

@@ -31,14 +31,15 @@ __all__ = [
 DIGITS_MAX_VALUE = 16.0
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 _CIFAR10_HOW = (
-    "let tensorflow-datasets download it (`download=True`; config key `data.download: true`), "
-    "or prepare it once with network access: `tfds build cifar10 --data_dir DIR`, then pass "
-    "data_dir=DIR"
+    "let tensorflow-datasets download it (`--set data.download=true`; download=True in "
+    "Python), or prepare it once with network access: `tfds build cifar10 --data_dir DIR`, "
+    "then `--set data.data_dir=DIR` (data_dir=DIR in Python)"
 )
 _IMAGENET_HOW = (
     "download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from "
     "https://image-net.org/download-images (registration needed), put both in one directory "
-    "and pass manual_dir=that directory: tfds then prepares them into data_dir once, offline"
+    "and point data.manual_dir at it (`--set data.manual_dir=DIR`; manual_dir= in Python): "
+    "tfds then prepares them into data.data_dir once, offline"
 )
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ienet_tf.errors import UsageError
+
 __all__ = ["X86_CAVEAT", "BenchResult", "benchmark"]
 
 X86_CAVEAT = (
@@ -59,7 +61,7 @@ def benchmark(
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     if threads < 1 or runs < 1 or warmup < 0:
-        raise ValueError(
+        raise UsageError(
             f"need threads >= 1, runs >= 1, warmup >= 0; got {threads}, {runs}, {warmup}."
         )
     interpreter = Interpreter(flatbuffer, num_threads=threads, use_reference_bconv=reference_bconv)

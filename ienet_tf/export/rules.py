@@ -7,7 +7,13 @@ LCE turns a larq convolution into `LceBconv2d` only when (see the converter's pa
 2. `binary-kernel`: the quantized kernel is +-alpha per OUTPUT channel (alpha non-zero);
    per-input-channel scales or ternary values become a float `CONV_2D`;
 3. `binary-pair`: a binarized input meets a binarized kernel (either alone stays float);
-4. `no-quant-dense`: `QuantDense` is not accelerated: use a 1x1 `QuantConv2D`.
+4. `no-quant-dense`: `QuantDense` is not accelerated: use a 1x1 `QuantConv2D`;
+5. `symmetric-stride-padding`: PyTorch-style symmetric zero padding before a strided
+   convolution (`compat="release"` models: IE-BC `symmetric_padding=True` at stride 2, or
+   a `ZeroPadding2D` before a strided 'valid' conv). The binary form has no LCE kernel (it
+   is dequantized to a float `CONV_2D`), and LCE 0.16's padding fusion folds a symmetric
+   pad into TensorFlow's asymmetric "same", which computes a different function: measured
+   output errors of 2-400 on 3x3/2 and 7x7/2 convs. Export a `compat="lce"` model.
 
 Scales, biases and BatchNorm after the convolution are fine: they fuse into `LceBconv2d`.
 """
@@ -19,6 +25,8 @@ import dataclasses
 import larq as lq
 import numpy as np
 import tensorflow as tf
+
+from ienet_tf.compat import inbound_layers
 
 __all__ = ["Violation", "binary_layers", "check_model", "is_binary_conv"]
 
@@ -81,10 +89,38 @@ def _check_kernel(layer) -> str | None:
     return None
 
 
+_STRIDED_CONVS = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D)
+
+
+def _symmetric_stride_padding(model: tf.keras.Model) -> list[Violation]:
+    found = []
+    for layer in model.submodules:
+        if not isinstance(layer, _STRIDED_CONVS) or max(layer.strides) < 2:
+            continue
+        if getattr(layer, "symmetric_padding", False) and layer.padding == "same":
+            found.append((layer.name, f"it pads symmetrically at stride {max(layer.strides)}"))
+            continue
+        sources = inbound_layers(layer)
+        if layer.padding == "valid" and any(
+            isinstance(source, tf.keras.layers.ZeroPadding2D) for source in sources
+        ):
+            found.append((layer.name, f"it follows a ZeroPadding2D at stride {max(layer.strides)}"))
+    return [
+        Violation(
+            name,
+            "symmetric-stride-padding",
+            f"{reason}; LCE 0.16 cannot convert PyTorch-style padding at stride 2 (no binary "
+            "kernel, and its padding fusion computes a different function); export the "
+            "compat='lce' form of the model",
+        )
+        for name, reason in found
+    ]
+
+
 def check_model(model: tf.keras.Model) -> list[Violation]:
-    """Every binary layer of `model` that the LCE converter would not turn into
-    `LceBconv2d`, with the rule it breaks. Empty when the model converts cleanly."""
-    violations = []
+    """Every layer of `model` that the LCE converter would not turn into `LceBconv2d` or
+    would convert wrongly, with the rule it breaks. Empty when the model converts cleanly."""
+    violations = _symmetric_stride_padding(model)
     for layer in binary_layers(model):
         if isinstance(layer, lq.layers.QuantDense):
             violations.append(

@@ -2,9 +2,17 @@
 
 from ienet_tf.models.blocks import PadChannels, hard_tanh
 from ienet_tf.models.registry import ModelSpec, available, build, spec
-from ienet_tf.models.variants import MODIFIERS, VARIANTS, Variant, get_variant, parse_variant
+from ienet_tf.models.variants import (
+    COMPATS,
+    MODIFIERS,
+    VARIANTS,
+    Variant,
+    get_variant,
+    parse_variant,
+)
 
 __all__ = [
+    "COMPATS",
     "MODIFIERS",
     "VARIANTS",
     "ModelSpec",

@@ -7,12 +7,15 @@ import dataclasses
 import tensorflow as tf
 from larq import utils as lq_utils
 
+from ienet_tf.compat import TorchBatchNormalization
 from ienet_tf.models.variants import Variant
 
 __all__ = [
+    "PROJECTION_SUFFIX",
     "PadChannels",
-    "Trunk",
     "SliceChannels",
+    "SpatialPad",
+    "Trunk",
     "batch_norm",
     "binary_unit",
     "bireal_stages",
@@ -20,6 +23,11 @@ __all__ = [
     "identity",
     "pooled_head",
 ]
+
+
+#: The name suffix of the real-valued 1x1 downsampling projections (`imagenet.projection`):
+#: the ImageNet recipe's weight decay leaves them out, as the release does.
+PROJECTION_SUFFIX = "_down_conv"
 
 
 @lq_utils.register_keras_custom_object
@@ -71,18 +79,44 @@ class SliceChannels(_ToChannels):
         return inputs[..., : self.channels]
 
 
+@lq_utils.register_keras_custom_object
+class SpatialPad(tf.keras.layers.Layer):
+    """Pads height and width by `padding` on every side with the constant `value`: the
+    release's max-pool padding (PyTorch pads with -inf; after a hardtanh, -1 is the same)."""
+
+    def __init__(self, padding: int, value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+        self.value = float(value)
+
+    def call(self, inputs):
+        p = self.padding
+        return tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            shape[axis] = None if shape[axis] is None else shape[axis] + 2 * self.padding
+        return tf.TensorShape(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
+
+
 def identity(x: tf.Tensor) -> tf.Tensor:
     """The identity shortcut."""
     return x
 
 
 def batch_norm(gamma: float = 1.0, name: str | None = None):
-    """BatchNorm with PyTorch's momentum/epsilon (0.9 / 1e-5) and a chosen gamma init.
+    """BatchNorm as PyTorch's (momentum 0.1 = Keras 0.9, epsilon 1e-5, the unbiased
+    batch variance in the running variance: `TorchBatchNormalization`) with a chosen gamma
+    init.
 
     Synchronized across replicas, so a `tf.distribute` run normalises with the statistics
     of the whole global batch, as single-device training does (a no-op on one device).
     """
-    return tf.keras.layers.BatchNormalization(
+    return TorchBatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
         synchronized=True,
@@ -144,9 +178,9 @@ class Trunk:
     shallow: tuple[tf.Tensor, ...]
 
 
-def pooled_head(x: tf.Tensor, num_classes: int, bn: bool = True) -> tf.Tensor:
+def pooled_head(x: tf.Tensor, num_classes: int, variant: Variant, bn: bool = True) -> tf.Tensor:
     """Global average pooling -> (BatchNorm) -> float dense logits."""
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if bn:
         x = batch_norm(name="head_bn")(x)
-    return tf.keras.layers.Dense(num_classes, name="logits")(x)
+    return variant.dense(num_classes, name="logits")(x)

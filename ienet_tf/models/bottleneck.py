@@ -41,13 +41,13 @@ def _bottleneck(x: tf.Tensor, variant: Variant, width: int, strides: int, name: 
             y = tf.keras.layers.Activation(hard_tanh, name=f"{name}_act{i + 1}")(y)
     shortcut = x
     if strides != 1 or x.shape[-1] != out_filters:
-        shortcut = imagenet.projection(x, out_filters, name, strides=strides, bn_gamma=1.0)
+        shortcut = imagenet.projection(x, variant, out_filters, name, strides=strides, bn_gamma=1.0)
     y = tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return tf.keras.layers.Activation(hard_tanh, name=f"{name}_out")(y)
 
 
-def _stages(x: tf.Tensor, variant: Variant) -> Trunk:
-    stem_out, stage_outputs = x, []
+def _stages(x: tf.Tensor, variant: Variant, stem_out: tf.Tensor) -> Trunk:
+    stage_outputs = []
     for stage, (width, blocks) in enumerate(zip(WIDTHS, BLOCKS, strict=True)):
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
@@ -58,9 +58,11 @@ def _stages(x: tf.Tensor, variant: Variant) -> Trunk:
 
 def resnet26(inputs: tf.Tensor, variant: Variant) -> Trunk:
     """Binarized bottleneck ResNet-26 for ImageNet-sized inputs."""
-    return _stages(imagenet.stem(inputs, bn_gamma=1.0), variant)
+    x, unpooled = imagenet.stem(inputs, variant, bn_gamma=1.0)
+    return _stages(x, variant, unpooled)
 
 
 def resnet26_cifar(inputs: tf.Tensor, variant: Variant) -> Trunk:
     """Binarized bottleneck ResNet-26 for CIFAR-sized inputs (3x3 stem, no max-pool)."""
-    return _stages(cifar.stem(inputs, 64, activation=True), variant)
+    x = cifar.stem(inputs, variant, 64, activation=True)
+    return _stages(x, variant, x)

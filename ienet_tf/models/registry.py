@@ -26,33 +26,76 @@ __all__ = ["ModelSpec", "available", "build", "spec"]
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+    """One registered network: its factory, defaults and the release's conventions."""
+
     name: str
-    family: str  # "cifar", "imagenet" or "tiny"
+    family: str  # "cifar", "imagenet" or "tiny": the release's init and recovery activation
     factory: Callable[..., Trunk]
     num_classes: int
     input_shape: tuple[int, int, int]
     min_size: int  # smallest spatial input size the downsampling allows
     lambda_mode: str = "channel"  # the release's lambda shape for this network
-    head: Callable[[tf.Tensor, int], tf.Tensor] = pooled_head
+    head: Callable[..., tf.Tensor] = pooled_head
+    # The IR²Net release's recovery head: the Ghost ratio of its CIFAR networks (4, 20, 32),
+    # the full head (1) of its best ImageNet model (IR2Net-A); 4 where it has none.
+    recovery_ratio: int = 4
+
+    @property
+    def release_init(self) -> str:
+        """How the release initialises this family's kernels (`compat="release"`)."""
+        return "kaiming_normal" if self.family == "imagenet" else "torch_default"
+
+    @property
+    def recovery_activation(self) -> str:
+        """The activation of the release's Ghost recovery head for this family."""
+        return "prelu" if self.family == "imagenet" else "hardtanh"
 
 
-def _pool_dense(x: tf.Tensor, num_classes: int) -> tf.Tensor:
-    return pooled_head(x, num_classes, bn=False)
+def _pool_dense(x: tf.Tensor, num_classes: int, variant) -> tf.Tensor:
+    return pooled_head(x, num_classes, variant, bn=False)
 
 
+_CIFAR = {"family": "cifar", "num_classes": 10, "input_shape": (32, 32, 3)}
+_IMAGENET = {
+    "family": "imagenet",
+    "num_classes": 1000,
+    "input_shape": (224, 224, 3),
+    "min_size": 32,
+}
 _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("resnet20", "cifar", cifar.resnet20, 10, (32, 32, 3), 4),
-        ModelSpec("resnet18_cifar", "cifar", cifar.resnet18_cifar, 10, (32, 32, 3), 8, "scalar"),
+        ModelSpec(name="resnet20", factory=cifar.resnet20, min_size=4, **_CIFAR),
         ModelSpec(
-            "vgg_small", "cifar", cifar.vgg_small, 10, (32, 32, 3), 8, "scalar", cifar.flatten_head
+            name="resnet18_cifar",
+            factory=cifar.resnet18_cifar,
+            min_size=8,
+            lambda_mode="scalar",
+            recovery_ratio=20,
+            **_CIFAR,
         ),
-        ModelSpec("resnet26_cifar", "cifar", bottleneck.resnet26_cifar, 10, (32, 32, 3), 8),
-        ModelSpec("resnet18", "imagenet", imagenet.resnet18, 1000, (224, 224, 3), 32),
-        ModelSpec("resnet34", "imagenet", imagenet.resnet34, 1000, (224, 224, 3), 32),
-        ModelSpec("resnet26", "imagenet", bottleneck.resnet26, 1000, (224, 224, 3), 32),
-        ModelSpec("convnet", "tiny", tiny.convnet, 10, (8, 8, 1), 2, head=_pool_dense),
+        ModelSpec(
+            name="vgg_small",
+            factory=cifar.vgg_small,
+            min_size=8,
+            lambda_mode="scalar",
+            head=cifar.flatten_head,
+            recovery_ratio=32,
+            **_CIFAR,
+        ),
+        ModelSpec(name="resnet26_cifar", factory=bottleneck.resnet26_cifar, min_size=8, **_CIFAR),
+        ModelSpec(name="resnet18", factory=imagenet.resnet18, recovery_ratio=1, **_IMAGENET),
+        ModelSpec(name="resnet34", factory=imagenet.resnet34, recovery_ratio=1, **_IMAGENET),
+        ModelSpec(name="resnet26", factory=bottleneck.resnet26, **_IMAGENET),
+        ModelSpec(
+            name="convnet",
+            family="tiny",
+            factory=tiny.convnet,
+            num_classes=10,
+            input_shape=(8, 8, 1),
+            min_size=2,
+            head=_pool_dense,
+        ),
     )
 }
 
@@ -89,18 +132,27 @@ def build(
     num_classes: int | None = None,
     input_shape: tuple[int, int, int] | None = None,
     *,
-    recovery_ratio: int = 1,
+    recovery_ratio: int | None = None,
     erase_threshold: float = ir2net.DEFAULT_ERASE_THRESHOLD,
+    attention_norm: str = "column",
+    compat: str = "lce",
 ) -> tf.keras.Model:
     """Build model `name` as ablation `variant` (see `ienet_tf.models.variants`).
 
     `k` is the number of IE-BC branches (default 2 for `iebc`/`ienet`, 1 otherwise);
     `num_classes` and `input_shape` default to the family's data set (CIFAR-10 or ImageNet).
     With `+ir2net`: `recovery_ratio` picks the information recovery head (1 = full, r >= 2
-    = Ghost-style with ratio r) and `erase_threshold` the restriction's tau.
+    = Ghost-style with ratio r; default: the release's for this network, `spec(name)`),
+    `erase_threshold` the restriction's tau and `attention_norm` its attention map's
+    normalisation (`ienet_tf.ir2net`).
+    `compat="release"` builds the network exactly as the authors' PyTorch release does
+    (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
+    the deployment form (same-one padding, LCE's fast path).
     """
     model = spec(name)
-    conv_variant = get_variant(variant, k, lambda_mode=model.lambda_mode)
+    conv_variant = get_variant(
+        variant, k, model.lambda_mode, compat=compat, release_init=model.release_init
+    )
     num_classes = model.num_classes if num_classes is None else num_classes
     if not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
@@ -109,14 +161,23 @@ def build(
     trunk = model.factory(inputs, conv_variant)
     features = trunk.features
     if conv_variant.ir2net:
-        features = information_recovery(features, list(trunk.shallow), recovery_ratio)
-    outputs = model.head(features, int(num_classes))
+        features = information_recovery(
+            features,
+            list(trunk.shallow),
+            model.recovery_ratio if recovery_ratio is None else recovery_ratio,
+            model.recovery_activation,
+        )
+    outputs = model.head(features, int(num_classes), conv_variant)
     suffix = variant.replace("+", "_")
     if conv_variant.multi_branch:
         base, *modifiers = variant.split("+")
         suffix = "_".join([base, f"k{conv_variant.k}", *modifiers])
+    if conv_variant.release:
+        suffix += "_release"
     classifier = tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")
     if not conv_variant.ir2net:
         return classifier
     feature_layer = trunk.features.node.layer.name
-    return ir2net.InformationRestriction(classifier, feature_layer, erase_threshold)
+    return ir2net.InformationRestriction(
+        classifier, feature_layer, erase_threshold, attention_norm=attention_norm
+    )

@@ -13,7 +13,7 @@ __all__ = ["convnet"]
 def convnet(inputs: tf.Tensor, variant: Variant) -> Trunk:
     """Float stem conv(32) -> BN, three binary 3x3 convs (64, 64/2, 128) each -> BN;
     the head is global average pooling -> float dense."""
-    x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = variant.float_conv(32, 3, name="stem_conv")(inputs)
     x = stem_out = batch_norm(name="stem_bn")(x)
     outputs = []
     for i, (filters, strides) in enumerate(((64, 1), (64, 2), (128, 1))):

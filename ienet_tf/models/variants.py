@@ -18,6 +18,15 @@ Modifiers join a base variant with `+` (`"ienet+el"`, `"bireal+el+ir2net"`):
 - `el`: every binary conv gets an Elastic-Link (`ienet_tf.elastic_link.ElasticLink`);
 - `ir2net`: the model gets IR²Net's information recovery head and is wrapped for
   information restriction in training (`ienet_tf.ir2net`).
+
+`compat` picks how the layers are padded and initialised (`COMPATS`):
+
+- `"lce"` (default), for deployment: binary inputs are padded with +1 (LCE's fast
+  "same-one" path), TensorFlow's "same" split at stride 2, Glorot-uniform kernels.
+- `"release"`: the authors' PyTorch release exactly: binary inputs padded with 0,
+  PyTorch's symmetric padding at stride 2 (also for the float 7x7/2 stem and 3x3/2
+  max-pool), PyTorch's default initialisation (CIFAR) or Kaiming-normal kernels with alpha
+  from the default init (ImageNet), and a conv bias where the release has one.
 """
 
 from __future__ import annotations
@@ -26,13 +35,27 @@ import dataclasses
 
 import tensorflow as tf
 
+from ienet_tf import initializers
 from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
 from ienet_tf.layers import IEBinaryConv2D
 
 MODIFIERS = ("el", "ir2net")
+#: How layers are padded and initialised: for LCE deployment, or as the authors' release.
+COMPATS = ("lce", "release")
+#: The release's kernel initialisation per network family: PyTorch's default (CIFAR), or
+#: Kaiming-normal kernels with alpha from the default init (ImageNet).
+RELEASE_INITS = ("torch_default", "kaiming_normal")
 
-__all__ = ["MODIFIERS", "VARIANTS", "Variant", "get_variant", "parse_variant"]
+__all__ = [
+    "COMPATS",
+    "MODIFIERS",
+    "RELEASE_INITS",
+    "VARIANTS",
+    "Variant",
+    "get_variant",
+    "parse_variant",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +73,58 @@ class Variant:
     lambda_mode: str = "channel"
     elastic_link: bool = False
     ir2net: bool = False
+    compat: str = "lce"
+    release_init: str = "torch_default"
 
-    def conv(self, filters: int, kernel_size: int, strides: int = 1, name: str = "conv"):
+    @property
+    def release(self) -> bool:
+        """Whether layers are padded and initialised as in the authors' release."""
+        return self.compat == "release"
+
+    def conv(
+        self,
+        filters: int,
+        kernel_size: int,
+        strides: int = 1,
+        name: str = "conv",
+        *,
+        single_branch: bool = False,
+        use_bias: bool = False,
+    ):
         """The variant's convolution (binary IE-BC, or float for `fp`), 'same' padding:
-        a callable `x -> y`; with `el`, `y = conv(x) + ElasticLink(x)`."""
-        conv = self._conv_layer(filters, kernel_size, strides, name)
+        a callable `x -> y`; with `el`, `y = conv(x) + ElasticLink(x)`.
+
+        `single_branch`: one branch without thresholds (K = 1), the release's binary
+        shortcut convolutions. `use_bias`: a conv bias before the scales (the release's
+        CIFAR ResNet-18 and VGG-Small).
+        """
+
+        def conv(x: tf.Tensor) -> tf.Tensor:
+            if not self.binary:
+                return self.float_conv(filters, kernel_size, strides, name, use_bias)(x)
+            k = 1 if single_branch else self.k
+            fan_in = kernel_size * kernel_size * int(x.shape[-1])
+            layer = IEBinaryConv2D(
+                filters,
+                kernel_size,
+                k=k,
+                strides=strides,
+                pad_values=0.0 if self.release else 1.0,
+                symmetric_padding=self.release,
+                use_bias=use_bias,
+                bias_in_branches=use_bias,
+                kernel_quantizer=self.kernel_quantizer,
+                activation_estimator=self.activation_estimator,
+                learnable_thresholds=self.learnable_thresholds and not single_branch,
+                lambda_mode=self.lambda_mode,
+                kernel_constraint=self.kernel_constraint,
+                kernel_initializer=self.kernel_initializer(),
+                bias_initializer=self.bias_initializer(fan_in),
+                alpha_initializer=self.alpha_initializer(fan_in),
+                name=name,
+            )
+            return layer(x)
+
         if not self.elastic_link:
             return conv
 
@@ -64,23 +134,61 @@ class Variant:
 
         return conv_with_link
 
-    def _conv_layer(self, filters: int, kernel_size: int, strides: int, name: str):
-        if not self.binary:
+    def float_conv(
+        self, filters: int, kernel_size: int, strides: int = 1, name: str = "conv", use_bias=False
+    ):
+        """A full-precision conv with 'same' padding (PyTorch's symmetric padding under
+        `compat="release"`): a callable `x -> y`."""
+
+        def conv(x: tf.Tensor) -> tf.Tensor:
+            padding = "same"
+            if self.release and strides > 1 and kernel_size > 1:
+                x = tf.keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")(x)
+                padding = "valid"
+            fan_in = kernel_size * kernel_size * int(x.shape[-1])
             return tf.keras.layers.Conv2D(
-                filters, kernel_size, strides, padding="same", use_bias=False, name=name
-            )
-        return IEBinaryConv2D(
-            filters,
-            kernel_size,
-            k=self.k,
-            strides=strides,
-            kernel_quantizer=self.kernel_quantizer,
-            activation_estimator=self.activation_estimator,
-            learnable_thresholds=self.learnable_thresholds,
-            lambda_mode=self.lambda_mode,
-            kernel_constraint=self.kernel_constraint,
-            name=name,
-        )
+                filters,
+                kernel_size,
+                strides,
+                padding=padding,
+                use_bias=use_bias,
+                kernel_initializer=self.kernel_initializer(),
+                bias_initializer=self.bias_initializer(fan_in),
+                name=name,
+            )(x)
+
+        return conv
+
+    def dense(self, units: int, name: str = "logits"):
+        """The full-precision classifier (PyTorch's `Linear` init under release)."""
+
+        def dense(x: tf.Tensor) -> tf.Tensor:
+            kernel, bias = "glorot_uniform", "zeros"
+            if self.release:
+                kernel = initializers.torch_default()
+                bias = initializers.torch_default_bias(int(x.shape[-1]))
+            return tf.keras.layers.Dense(
+                units, kernel_initializer=kernel, bias_initializer=bias, name=name
+            )(x)
+
+        return dense
+
+    def kernel_initializer(self):
+        if not self.release:
+            return "glorot_uniform"
+        if self.release_init == "kaiming_normal":
+            return initializers.kaiming_normal()
+        return initializers.torch_default()
+
+    def bias_initializer(self, fan_in: int):
+        return initializers.torch_default_bias(fan_in) if self.release else "zeros"
+
+    def alpha_initializer(self, fan_in: int):
+        # ImageNet release: alpha is the mean |w| of the default init, taken before the
+        # kernel is redrawn (None: of the layer's own initial kernel).
+        if self.release and self.release_init == "kaiming_normal":
+            return initializers.MeanAbsTorchDefault(fan_in)
+        return None
 
 
 VARIANTS: dict[str, Variant] = {
@@ -124,9 +232,17 @@ def parse_variant(name: str) -> tuple[str, frozenset[str]]:
     return base, frozenset(modifiers)
 
 
-def get_variant(name: str, k: int | None = None, lambda_mode: str = "channel") -> Variant:
+def get_variant(
+    name: str,
+    k: int | None = None,
+    lambda_mode: str = "channel",
+    compat: str = "lce",
+    release_init: str = "torch_default",
+) -> Variant:
     """The variant `name` (a base variant, optionally `+el` / `+ir2net`) with its K
-    (default 2 for `iebc`/`ienet`, 1 otherwise)."""
+    (default 2 for `iebc`/`ienet`, 1 otherwise) and `compat` (see `COMPATS`)."""
+    if compat not in COMPATS:
+        raise ValueError(f"Unknown `compat` {compat!r}; allowed: {list(COMPATS)}.")
     base, modifiers = parse_variant(name)
     variant = VARIANTS[base]
     if k is None:
@@ -145,4 +261,6 @@ def get_variant(name: str, k: int | None = None, lambda_mode: str = "channel") -
         lambda_mode=lambda_mode,
         elastic_link="el" in modifiers,
         ir2net="ir2net" in modifiers,
+        compat=compat,
+        release_init=release_init,
     )

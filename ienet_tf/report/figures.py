@@ -32,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ienet_tf import quantizers
+from ienet_tf.errors import UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.report import stats
 from ienet_tf.schedule import iee_q, iee_r
@@ -39,11 +40,13 @@ from ienet_tf.schedule import iee_q, iee_r
 __all__ = [
     "KPoint",
     "LayerStats",
+    "accuracy_curves",
     "entropy_table",
     "iee_surrogate",
     "k_sweep",
     "k_sweep_points",
     "layer_input",
+    "plot_k_sweep",
     "surrogate",
     "threshold_activations",
     "weight_distributions",
@@ -401,11 +404,11 @@ def _accuracy_column(path: Path, columns: Sequence[str]) -> str:
         objective = (tune or {}).get("objective", "val_accuracy")
         if objective == "val_accuracy":
             return "objective"
-        raise ValueError(
+        raise UsageError(
             f"{path}: the search's objective is {objective!r} ({search_config}), not an "
             "accuracy: it gives no error vs K."
         )
-    raise ValueError(
+    raise UsageError(
         f"{path} has no 'val_accuracy' (or tuner 'objective') column; a K sweep CSV needs "
         f"'k' and 'val_accuracy' (got columns {list(columns)})."
     )
@@ -418,7 +421,7 @@ def _points_from_csv(path: Path) -> tuple[dict[int, list[float]], list[str]]:
         reader = csv.DictReader(table)
         columns = list(reader.fieldnames or ())
         if "k" not in columns:
-            raise ValueError(
+            raise UsageError(
                 f"{path} has no 'k' column; a K sweep CSV needs 'k' and 'val_accuracy' "
                 f"(got columns {columns})."
             )
@@ -456,10 +459,10 @@ def k_sweep_points(source: str | Path) -> list[KPoint]:
         accuracies, skipped = _points_from_csv(source)
         wanted = "completed rows with a numeric k and accuracy"
     else:
-        raise ValueError(f"K sweep source {source} does not exist (a directory of runs or a CSV).")
+        raise UsageError(f"K sweep source {source} does not exist (a directory of runs or a CSV).")
     if not accuracies:
         detail = f"; skipped: {'; '.join(skipped[:3])}" if skipped else ""
-        raise ValueError(f"nothing usable for a K sweep in {source}: no {wanted}{detail}.")
+        raise UsageError(f"nothing usable for a K sweep in {source}: no {wanted}{detail}.")
     points = []
     for k in sorted(accuracies):
         errors = 1.0 - np.asarray(accuracies[k], np.float64)
@@ -473,6 +476,12 @@ def k_sweep(source: str | Path, path: str | Path) -> list[KPoint]:
     """Test error (%) against K from `source` (see `k_sweep_points`), with min/max bars
     where several runs share a K. Returns the points."""
     points = k_sweep_points(source)
+    plot_k_sweep(points, path)
+    return points
+
+
+def plot_k_sweep(points: Sequence[KPoint], path: str | Path, title: str | None = None) -> Path:
+    """Error (%) against K: the mean of each K's runs, bars from min to max, n beside."""
     ks = np.array([p.k for p in points])
     error = np.array([p.error for p in points]) * 100
     spread = np.array([[p.error - p.error_min, p.error_max - p.error] for p in points]).T * 100
@@ -484,6 +493,30 @@ def k_sweep(source: str | Path, path: str | Path) -> list[KPoint]:
             f"n={p.runs}", (p.k, e), textcoords="offset points", xytext=(4, 4), fontsize=7
         )
     axis.set(xlabel="K (thresholds per IE-BC layer)", ylabel="error (%)", xticks=ks)
-    axis.set_title("Error vs K (mean; bars min-max)", fontsize=10)
-    _save(figure, path)
-    return points
+    axis.set_title(title or "Error vs K (mean; bars min-max)", fontsize=10)
+    return _save(figure, path)
+
+
+def accuracy_curves(
+    curves: Mapping[str, Sequence[Sequence[float]]], path: str | Path, ylabel: str = "accuracy (%)"
+) -> Path:
+    """One line per label: the mean over its runs of accuracy (%) against the epoch (1-based),
+    shaded between the runs' min and max. `curves[label]` is a list of runs, each a list
+    of per-epoch accuracies in [0, 1] (runs of different lengths: the common epochs)."""
+    figure = _new_figure(6.0, 4.0)
+    axis = figure.subplots()
+    for label, runs in curves.items():
+        length = min(len(run) for run in runs)
+        if not length:
+            continue
+        values = np.array([run[:length] for run in runs], np.float64) * 100
+        epochs = np.arange(1, length + 1)
+        axis.plot(
+            epochs, values.mean(axis=0), marker="o", markersize=3, label=f"{label} (n={len(runs)})"
+        )
+        if len(runs) > 1:
+            axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), alpha=0.15)
+    axis.set(xlabel="epoch", ylabel=ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return _save(figure, path)

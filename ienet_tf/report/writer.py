@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from ienet_tf import callbacks
 from ienet_tf.data import DataError
+from ienet_tf.errors import UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.ir2net import inference_model
 from ienet_tf.report import figures, stats
@@ -206,7 +207,7 @@ def write_report(
     config, model = load_run(run, which)
     model = inference_model(model)  # the classifier of an IR²Net training wrapper
     if not stats.binary_layers(model):
-        raise ValueError(
+        raise UsageError(
             f"the model of {run} ({config.model.name}, variant {config.model.variant!r}) has "
             "no binary layers: there is nothing to report."
         )
@@ -214,7 +215,7 @@ def write_report(
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     output_dir = Path(output_dir) if output_dir is not None else run / "report"
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output-dir {output_dir} exists and is not a directory.")
+        raise UsageError(f"--output-dir {output_dir} exists and is not a directory.")
     image_note = ""
     if image is None:
         try:

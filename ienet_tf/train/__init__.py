@@ -2,6 +2,7 @@
 
 from ienet_tf.train.recipes import (
     add_weight_decay,
+    decayed_variables,
     learning_rate_at,
     make_optimizer,
     make_strategy,
@@ -15,6 +16,7 @@ from ienet_tf.train.trainer import (
     iee_schedule,
     load_datasets,
     load_run,
+    start_from_weights,
     steps_per_epoch,
     train,
     train_examples,
@@ -25,6 +27,7 @@ __all__ = [
     "add_weight_decay",
     "build_model",
     "compile_model",
+    "decayed_variables",
     "data_options",
     "evaluate",
     "iee_schedule",
@@ -33,6 +36,7 @@ __all__ = [
     "load_run",
     "make_optimizer",
     "make_strategy",
+    "start_from_weights",
     "steps_per_epoch",
     "train",
     "train_examples",

@@ -6,47 +6,93 @@ import math
 
 import tensorflow as tf
 
+from ienet_tf.compat import TorchSGD
 from ienet_tf.config import TrainConfig
+from ienet_tf.models.blocks import PROJECTION_SUFFIX
 
-__all__ = ["add_weight_decay", "learning_rate_at", "make_optimizer", "make_strategy"]
+__all__ = [
+    "add_weight_decay",
+    "decayed_variables",
+    "learning_rate_at",
+    "make_optimizer",
+    "make_strategy",
+]
 
 
 def learning_rate_at(epoch: int, train: TrainConfig) -> float:
-    """Per-epoch learning rate: linear warm-up over `warmup_epochs` (epoch e gets
-    lr * (e + 1) / warmup), then cosine annealing to 0 over the remaining epochs, as
-    PyTorch's CosineAnnealingLR stepped once per epoch."""
+    """Per-epoch learning rate, as the IE-Net release steps PyTorch's schedulers.
+
+    Without warm-up (CIFAR): cosine annealing to 0 over the epochs,
+    `lr_e = lr / 2 * (1 + cos(pi * e / E))`, PyTorch's `CosineAnnealingLR` stepped once per
+    epoch. With `W` warm-up epochs (ImageNet, W = 5): `lr * (e + 1) / W` for `e < W`, then
+    the cosine over the last `E - W + 1` epochs counted from the last warm-up epoch,
+    `lr / 2 * (1 + cos(pi * (e - W + 1) / (E - W + 1)))`, which is the release's
+    `CosineAnnealingLR(T_max=E - 4)` stepped from epoch 4 on.
+    """
     base, warmup = train.learning_rate, train.warmup_epochs
     if epoch < warmup:
         return base * (epoch + 1) / warmup
     if train.lr_schedule == "constant":
         return base
-    progress = (epoch - warmup) / (train.epochs - warmup)
+    start = max(warmup - 1, 0)
+    progress = (epoch - start) / (train.epochs - start)
     return 0.5 * base * (1.0 + math.cos(math.pi * progress))
 
 
 def make_optimizer(train: TrainConfig) -> tf.keras.optimizers.Optimizer:
-    """SGD with momentum (the papers) or Adam; the learning rate is set per epoch by a
+    """SGD with momentum in PyTorch's form (`"sgd"`, the release's; `compat.TorchSGD`),
+    Keras' SGD (`"keras_sgd"`) or Adam; the learning rate is set per epoch by a
     `LearningRateScheduler`, weight decay is a loss term (see `add_weight_decay`)."""
     if train.optimizer == "adam":
         return tf.keras.optimizers.Adam(train.learning_rate)
-    return tf.keras.optimizers.SGD(train.learning_rate, momentum=train.momentum)
+    if train.optimizer == "keras_sgd":
+        return tf.keras.optimizers.SGD(train.learning_rate, momentum=train.momentum)
+    return TorchSGD(train.learning_rate, momentum=train.momentum)
 
 
-def _decayed(variable: tf.Variable, scope: str) -> bool:
+_CONV_AND_FC_WEIGHTS = ("kernel", "depthwise_kernel", "alpha", "bias")
+
+
+def _weight_name(variable: tf.Variable) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def _conv_and_fc(model: tf.keras.Model) -> set[str]:
+    """Names of the variables the ImageNet release decays: every convolution's kernel,
+    alpha and bias except the real-valued 1x1 downsampling projections, and the
+    classifier's kernel and bias (the release decays parameters whose name contains 'conv'
+    or 'fc'); not BatchNorm, thresholds, lambdas or Elastic-Link gammas."""
+    names = set()
+    for layer in model.submodules:
+        if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
+            if layer.name.endswith(PROJECTION_SUFFIX):
+                continue
+            for weight in layer.trainable_weights:
+                if _weight_name(weight) in _CONV_AND_FC_WEIGHTS:
+                    names.add(weight.name)
+    return names
+
+
+def decayed_variables(model: tf.keras.Model, scope: str) -> list[tf.Variable]:
+    """The trainable variables weight decay applies to under `scope` (see
+    `config.WEIGHT_DECAY_SCOPES`)."""
     if scope == "all":
-        return variable.trainable
-    name = variable.name.split("/")[-1].split(":")[0]
-    return variable.trainable and name in ("kernel", "alpha")
+        return list(model.trainable_variables)
+    if scope == "conv_and_fc":
+        names = _conv_and_fc(model)
+        return [v for v in model.trainable_variables if v.name in names]
+    return [v for v in model.trainable_variables if _weight_name(v) in ("kernel", "alpha")]
 
 
 def add_weight_decay(model: tf.keras.Model, weight_decay: float, scope: str) -> int:
     """Add PyTorch-style (coupled) weight decay: `0.5 * wd * sum ||v||^2` over the chosen
     variables, so `wd * v` joins the gradient before momentum. `scope="all"` decays every
-    trainable parameter (CIFAR recipe); `"kernels_and_alpha"` only conv/dense kernels and
-    the IE-BC scaling factors (ImageNet recipe). Returns the number of decayed variables."""
+    trainable parameter (CIFAR recipe); `"conv_and_fc"` the convolutions and classifier
+    as the ImageNet release does (see `decayed_variables`); `"kernels_and_alpha"` every
+    conv/dense kernel and alpha. Returns the number of decayed variables."""
     if weight_decay <= 0:
         return 0
-    decayed = [v for v in model.trainable_variables if _decayed(v, scope)]
+    decayed = decayed_variables(model, scope)
 
     def l2_term():
         return 0.5 * weight_decay * tf.add_n([tf.reduce_sum(tf.square(v)) for v in decayed])

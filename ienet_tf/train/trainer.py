@@ -37,6 +37,7 @@ __all__ = [
     "iee_schedule",
     "load_datasets",
     "load_run",
+    "start_from_weights",
     "steps_per_epoch",
     "train",
     "train_examples",
@@ -66,6 +67,8 @@ def build_model(config: config_lib.Config) -> tf.keras.Model:
         input_shape=_input_shape(config),
         recovery_ratio=config.model.recovery_ratio,
         erase_threshold=config.model.erase_threshold,
+        attention_norm=config.model.attention_norm,
+        compat=config.model.compat,
     )
 
 
@@ -348,6 +351,40 @@ def _finish(run: Run, config, model, datasets, commit: _EpochCommit, monitor_spl
         "wall_time_s": state.get("wall_time_s", 0.0) + time.perf_counter() - start,
     }
     return run.commit(metrics, pending, final=True)
+
+
+def start_from_weights(
+    config: config_lib.Config, model: tf.keras.Model, output_dir: str | Path, source: dict
+) -> Run:
+    """Write a new run directory whose epoch 0 starts from `model`'s weights (imported
+    ones): `ienet evaluate` / `ienet export` read them as the run's `last` model and
+    `ienet train` with the same config trains on from them. `source` is recorded in the
+    run's state. The directory must not hold a run yet."""
+    run = Run(output_dir)
+    if run.exists():
+        raise RunError(
+            f"{run.path} already holds a run; import into a new --output-dir (nothing was written)."
+        )
+    compile_model(model, config)  # a fresh optimizer state: the trainer resumes both
+    model.optimizer.build(model.trainable_variables)
+    with run.lock():
+        run.recover()
+        tmp, final = run.new_resume_dir("imported")
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(str(tmp / "checkpoint"))
+        tmp.rename(final)
+        pending = {"last": run.write_pending("last", model.save)}
+        run.write_config(config)
+        state = {
+            "version": STATE_VERSION,
+            "epochs_done": 0,
+            "history": [],
+            "best": None,
+            "resume": final.name,
+            "wall_time_s": 0.0,
+            "imported_from": source,
+        }
+        run.commit(state, pending)
+    return run
 
 
 def load_run(checkpoint_dir: str | Path, which: str = "final"):

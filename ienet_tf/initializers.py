@@ -1,0 +1,65 @@
+r"""Initializers that reproduce PyTorch's, for the `compat="release"` networks.
+
+The IE-Net release keeps PyTorch's default initialisation in its CIFAR networks and
+redraws the ImageNet conv kernels with Kaiming-normal:
+
+| PyTorch                                   | here                                   |
+|-------------------------------------------|----------------------------------------|
+| `Conv2d`/`Linear` weight default           | `torch_default()`: U(±1/√fan_in)       |
+| `Conv2d`/`Linear` bias default             | `torch_default_bias(fan_in)`           |
+| `kaiming_normal_(w)` (fan_in, ReLU gain)   | `kaiming_normal()`: N(0, 2/fan_in)     |
+| `alpha = mean|w|` of the default init      | `MeanAbsTorchDefault(fan_in)`          |
+
+`fan_in` of a conv kernel (kh, kw, C_in, C_out) is kh·kw·C_in, of a dense kernel its
+input size, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+from larq import utils as lq_utils
+
+__all__ = ["MeanAbsTorchDefault", "kaiming_normal", "torch_default", "torch_default_bias"]
+
+
+def torch_default() -> tf.keras.initializers.Initializer:
+    """PyTorch's default `Conv2d`/`Linear` weight init, `kaiming_uniform_(a=√5)`:
+    U(-b, b) with b = gain·√(3/fan_in), gain = √(2/(1+5)), so b = 1/√fan_in."""
+    return tf.keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_default_bias(fan_in: int) -> tf.keras.initializers.Initializer:
+    """PyTorch's default `Conv2d`/`Linear` bias init: U(±1/√fan_in) of the layer's
+    kernel fan-in (a bias alone does not know it)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return tf.keras.initializers.RandomUniform(-bound, bound)
+
+
+def kaiming_normal() -> tf.keras.initializers.Initializer:
+    """`torch.nn.init.kaiming_normal_` with its defaults (fan_in, ReLU gain √2):
+    N(0, 2/fan_in), not truncated (Keras' `he_normal` truncates)."""
+    return tf.keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+
+
+@lq_utils.register_keras_custom_object
+class MeanAbsTorchDefault(tf.keras.initializers.Initializer):
+    """Per-output-channel mean |w| of a kernel drawn from `torch_default()`: the IE-Net
+    release's alpha on ImageNet, computed from the default init before the kernel is
+    redrawn. `fan_in` is the kernel's (kh·kw·C_in); the result has the requested shape
+    (C_out,)."""
+
+    def __init__(self, fan_in: int, seed: int | None = None):
+        self.fan_in = int(fan_in)
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        bound = 1.0 / math.sqrt(self.fan_in)
+        draws = tf.random.uniform(
+            [self.fan_in, *shape], -bound, bound, dtype or tf.float32, seed=self.seed
+        )
+        return tf.reduce_mean(tf.abs(draws), axis=0)
+
+    def get_config(self):
+        return {"fan_in": self.fan_in, "seed": self.seed}

@@ -1,0 +1,228 @@
+"""The run directory as a transaction (`ienet_tf.runs`): validation before writing, the
+lock, atomic epoch commits that survive a crash at any point, the validation split."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ienet_tf import config as config_lib
+from ienet_tf.errors import ConfigError, DataError, RunError, RunLockedError
+from ienet_tf.runs import MODEL_FILES, Run, sha256
+from ienet_tf.train import evaluate, train
+
+DEMO = Path("configs/digits_convnet_ienet.yaml")
+BASE = ["data.subset=96", "data.test_subset=64", "train.batch_size=32"]
+
+
+def _config(*overrides):
+    return config_lib.load(DEMO, [*BASE, *overrides])
+
+
+def _assert_consistent(run_dir: Path, epochs: int) -> dict:
+    """A finished run: each epoch once in the history, every artefact as committed, no
+    pending or temporary file left."""
+    run = Run(run_dir)
+    metrics = run.metrics()
+    assert metrics["completed"]
+    assert [row["epoch"] for row in run.history()] == list(range(epochs))
+    assert len((run_dir / "history.csv").read_text().splitlines()) == epochs + 1
+    for name, digest in run.artefacts().items():
+        assert sha256(run_dir / name) == digest, name
+    assert set(run.checkpoints()) == set(MODEL_FILES)
+    leftovers = [p for p in run_dir.rglob("*") if ".pending" in p.name or ".tmp" in p.name]
+    assert not leftovers, leftovers
+    assert sorted(p.name for p in run.resume_dir.iterdir()) == [f"epoch-{epochs - 1:04d}"]
+    total = sum(row["time_s"] for row in run.history())
+    assert metrics["wall_time_s"] >= total
+    return metrics
+
+
+def test_validation_split_selects_best_and_reports_both_test_numbers(tmp_path):
+    config = _config("data.validation_examples=48", "train.epochs=3", "iee.per_step=true")
+    metrics = train(config, tmp_path, verbose=0)
+    _assert_consistent(tmp_path, 3)
+    history = Run(tmp_path).history()
+    best = max(range(3), key=lambda e: (history[e]["val_accuracy"], -e))
+    assert metrics["monitor"] == "validation" and metrics["best_epoch"] == best
+    assert metrics["val_accuracy_best"] == pytest.approx(history[best]["val_accuracy"])
+    assert metrics["test_accuracy_best_val"] == pytest.approx(evaluate(tmp_path, "best")["top1"])
+    assert metrics["test_accuracy"] == pytest.approx(evaluate(tmp_path, "final")["top1"])
+    assert (metrics["train_examples"], metrics["validation_examples"]) == (96, 48)
+    # Per-step schedule, 3 steps per epoch (96 / 32): the epoch logs the q of its last step.
+    steps = [3 * e + 2 for e in range(3)]
+    expected = [10 ** (-2 + 3 * s / 9) for s in steps]
+    assert [row["iee_q"] for row in history] == pytest.approx(expected, rel=1e-5)
+
+
+def test_without_a_validation_split_the_test_split_is_monitored(tmp_path):
+    metrics = train(_config("train.epochs=2"), tmp_path, verbose=0)
+    history = Run(tmp_path).history()
+    assert metrics["monitor"] == "test"
+    assert metrics["best_test_accuracy"] == max(row["val_accuracy"] for row in history)
+    assert metrics["test_accuracy"] == pytest.approx(history[-1]["val_accuracy"])
+
+
+def test_a_validation_split_larger_than_the_training_split_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"data.validation_examples: 1700 held-out examples \+"):
+        _config("data.validation_examples=1700")
+
+
+def test_nothing_is_written_before_the_data_is_found(tmp_path):
+    run = tmp_path / "run"
+    config = config_lib.load(
+        "configs/fashion_mnist_resnet20_ienet.yaml", [f"data.data_dir={tmp_path / 'none'}"]
+    )
+    with pytest.raises(DataError, match=r"No Fashion-MNIST IDX files .*--set data\.data_dir=DIR"):
+        train(config, run, verbose=0)
+    assert not run.exists()
+
+
+def test_a_directory_in_use_is_refused_naming_the_holder_and_a_stale_lock_is_taken(tmp_path):
+    config = _config("train.epochs=1")
+    with Run(tmp_path).lock():
+        with pytest.raises(
+            RunLockedError, match=f"in use by another process \\(PID {os.getpid()}\\)"
+        ):
+            train(config, tmp_path, verbose=0)
+    assert not (tmp_path / "config.yaml").exists()  # refused before writing anything
+    (tmp_path / ".lock").write_text("999999\n")  # a dead holder's lock file, not locked
+    assert train(config, tmp_path, verbose=0)["completed"]
+
+
+def test_a_directory_of_another_config_is_refused_once_it_has_trained(tmp_path):
+    train(_config("train.epochs=1"), tmp_path, verbose=0)
+    with pytest.raises(RunError, match=r"different config \(train.epochs: 1 -> 2\)"):
+        train(_config("train.epochs=2"), tmp_path, verbose=0)
+
+
+def test_a_changed_artefact_fails_verification(tmp_path):
+    train(_config("train.epochs=1"), tmp_path, verbose=0)
+    best = tmp_path / "checkpoints" / "best.keras"
+    best.write_bytes(best.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(RunError, match="does not match the SHA-256"):
+        Run(tmp_path).model("best")
+
+
+CRASHING = textwrap.dedent(
+    """
+    import os, sys
+    from ienet_tf import config as config_lib, runs
+    from ienet_tf.train import trainer
+
+    run_dir, mode, *overrides = sys.argv[1:]
+    calls = {"pending": 0, "replace": 0, "state": 0}
+
+    def die():
+        os._exit(137)  # like kill -9: no cleanup, no atexit
+
+    write_pending, replace = runs.Run.write_pending, os.replace
+    write_atomically = runs.write_atomically
+
+    def pending(self, which, save):
+        calls["pending"] += 1
+        if mode == f"half-{which}" and calls["pending"] >= 3:
+            path = self.path / runs._PENDING[which]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"PK\\x03\\x04 half a zip")
+            die()
+        return write_pending(self, which, save)
+
+    def atomic(path, payload):
+        if path.name == "state.json":
+            calls["state"] += 1
+            if mode == "before-commit" and calls["state"] == 2:
+                die()
+        return write_atomically(path, payload)
+
+    def rename(src, dst):
+        if mode == "after-commit" and calls["state"] == 2 and ".pending" in str(src):
+            die()
+        return replace(src, dst)
+
+    runs.Run.write_pending = pending
+    runs.write_atomically = atomic
+    runs.os.replace = rename
+    if mode == "worse-after-resume":
+        from ienet_tf.train.trainer import _EpochCommit
+
+        begin, end = _EpochCommit.on_epoch_begin, _EpochCommit.on_epoch_end
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                die()
+            begin(self, epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_accuracy"] = 0.9  # epoch 0 scores best
+            end(self, epoch, logs)
+
+        _EpochCommit.on_epoch_begin = on_epoch_begin
+        _EpochCommit.on_epoch_end = on_epoch_end
+    trainer.train(config_lib.load("configs/digits_convnet_ienet.yaml", overrides), run_dir, 0)
+    """
+)
+
+
+def _crash(run_dir: Path, mode: str, overrides: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING, str(run_dir), mode, *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert done.returncode == 137, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode, committed",
+    [
+        ("half-last", 1),  # killed while writing epoch 1's last.keras
+        ("before-commit", 1),  # epoch 1's files written, state.json not yet renamed
+        ("after-commit", 2),  # epoch 1 committed, its files not yet renamed into place
+        ("half-final", 3),  # killed while writing the final model.keras
+    ],
+)
+def test_a_crash_at_any_point_leaves_a_directory_the_rerun_finishes(tmp_path, mode, committed):
+    overrides = [*BASE, "train.epochs=3"]
+    _crash(tmp_path, mode, overrides)
+    state = Run(tmp_path).state()
+    assert state["epochs_done"] == committed
+    assert not Run(tmp_path).is_complete()
+    # Readers see the committed state even before a rerun cleans up.
+    if committed:
+        Run(tmp_path).verified_model_path("last")
+    metrics = train(config_lib.load(DEMO, overrides), tmp_path, verbose=0)
+    _assert_consistent(tmp_path, 3)
+    assert metrics["invocations"] == 2
+    assert metrics["epochs_this_invocation"] == 3 - committed
+
+
+@pytest.mark.slow
+def test_best_stays_best_across_a_resume_followed_by_a_worse_epoch(tmp_path, monkeypatch):
+    """Killed after epoch 0 (val 0.9, the best); epochs 1-2 score worse after the resume:
+    best.keras is still epoch 0's file and the best score is persisted, not reset."""
+    overrides = [*BASE, "train.epochs=3"]
+    _crash(tmp_path, "worse-after-resume", overrides)
+    first = Run(tmp_path).state()
+    assert first["epochs_done"] == 1
+    best_digest = first["artefacts"]["checkpoints/best.keras"]
+    from ienet_tf.train.trainer import _EpochCommit
+
+    end = _EpochCommit.on_epoch_end
+
+    def scripted(self, epoch, logs=None):
+        logs["val_accuracy"] = 0.1 * (epoch + 1)  # 0.2, 0.3: both below epoch 0's score
+        end(self, epoch, logs)
+
+    assert first["best"] == {"monitor": "val_accuracy", "value": 0.9, "epoch": 0}
+    monkeypatch.setattr(_EpochCommit, "on_epoch_end", scripted)
+    metrics = train(config_lib.load(DEMO, overrides), tmp_path, verbose=0)
+    assert metrics["best_epoch"] == 0
+    assert Run(tmp_path).artefacts()["checkpoints/best.keras"] == best_digest
+    assert sha256(tmp_path / "checkpoints" / "best.keras") == best_digest
