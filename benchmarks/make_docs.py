@@ -49,6 +49,7 @@ COMMANDS = {
     "cost": "python benchmarks/cost_tables.py --only cost",
     "sizes": "python benchmarks/cost_tables.py --only sizes",
     "export": "python benchmarks/export_bench.py",
+    "padding": "python benchmarks/padding.py",
     "bench_run": "make bench",
 }
 
@@ -424,6 +425,49 @@ def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list
     return [*lines, *provenance_lines(result)]
 
 
+def padding_section(results_dir: Path) -> list[str]:
+    """Zero vs one padding of binarized inputs in LCE (the release pads with 0)."""
+    from tabulate import tabulate
+
+    path = results_dir / "padding.json"
+    result = load(path)
+    lines = ["## LCE cost of zero padding (the release's) vs one padding (LCE's fast path)", ""]
+    if result is None:
+        return [*lines, *not_run("padding", path)]
+    rows = [
+        [
+            pair["name"],
+            f"{pair['ms_default']['P1']:.2f} / {pair['ms_default']['P0']:.2f}",
+            f"{pair['ratio_default']:.3f}",
+            f"{pair['ms_indirect']['P1']:.2f} / {pair['ms_indirect']['P0']:.2f}",
+            f"{pair['ratio_indirect']:.3f}",
+            f"{max(pair['P0']['max_abs_diff'], pair['P1']['max_abs_diff']):.1e}",
+        ]
+        for pair in result["pairs"]
+    ]
+    header = [
+        "IE-BC layer",
+        "default ms (pad 1 / pad 0)",
+        "ratio",
+        "indirect BGEMM ms",
+        "ratio",
+        "max |LCE - Keras|",
+    ]
+    summary = result["summary"]
+    return [
+        *lines,
+        "One `IEBinaryConv2D` (K branches) between two BatchNorms, converted with LCE, each with "
+        "exactly K `LceBconv2d`; both paddings timed interleaved in one run (1 thread, median "
+        f"of {result['setup']['runs']}). {summary['x86_caveat']}",
+        "",
+        tabulate(rows, header, tablefmt="github"),
+        "",
+        summary["arm_note"],
+        "",
+        *provenance_lines(result),
+    ]
+
+
 def throughput_section(results_dir: Path) -> list[str]:
     lines = ["## Training throughput", ""]
     paths = sorted(results_dir.glob("throughput_*.json"), key=_throughput_order)
@@ -705,6 +749,7 @@ def render(results_dir: Path, output: Path, figures_dir: Path) -> str:
         campaign_section(results_dir, figures_dir, output),
         ablation_section(results_dir, figures_dir, output),
         throughput_section(results_dir),
+        padding_section(results_dir),
         cost_section(results_dir),
         sizes_section(results_dir),
         export_section(results_dir),

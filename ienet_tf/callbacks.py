@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import tensorflow as tf
 from larq import utils as lq_utils
 
+from ienet_tf import inspection
 from ienet_tf.checks import is_positive_int
-from ienet_tf.quantizers import IEEQuantizer
+from ienet_tf.inspection import iee_quantizers
+from ienet_tf.quantizers import IEESign
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
 
 __all__ = ["BinaryStatsLogger", "IEESchedule", "iee_quantizers"]
-
-
-def iee_quantizers(model: tf.Module) -> Iterator[IEEQuantizer]:
-    """Every IEE quantizer inside `model`: in its layers, nested layers and sub-models."""
-    if isinstance(model, IEEQuantizer):
-        yield model
-    for module in model.submodules:
-        if isinstance(module, IEEQuantizer):
-            yield module
 
 
 @lq_utils.register_keras_custom_object
@@ -126,9 +117,9 @@ class BinaryStatsLogger(tf.keras.callbacks.Callback):
     - `iee/q`, `iee/r`: the sharpness `q` of the model's IEE quantizers during the epoch
       (the weight quantizer's when there is one; `IEESchedule` gives all the same `q`) and
       `r = max(1/q, 1)`; absent when the model has no IEE quantizer;
-    - `binary_entropy/<layer>`: `report.stats.binary_weight_entropy` of each binary layer's
+    - `binary_entropy/<layer>`: `inspection.binary_weight_entropy` of each binary layer's
       binarized kernel, in bits;
-    - `flip_ratio/<layer>`: `report.stats.flip_ratio`, the fraction of that kernel's signs
+    - `flip_ratio/<layer>`: `inspection.flip_ratio`, the fraction of that kernel's signs
       that changed since the previous logged epoch (or since the start of `fit`).
 
     Cheap: numpy on the kernels only, no data passes.
@@ -152,9 +143,10 @@ class BinaryStatsLogger(tf.keras.callbacks.Callback):
         self._previous: dict[str, object] = {}
 
     def _binary_kernels(self) -> dict:
-        from ienet_tf.report import stats
-
-        return {layer.name: stats.binary_kernel(layer) for layer in stats.binary_layers(self.model)}
+        return {
+            layer.name: inspection.binary_kernel(layer)
+            for layer in inspection.binary_kernel_layers(self.model)
+        }
 
     def on_train_begin(self, logs=None):
         self._writer = tf.summary.create_file_writer(self.log_dir)
@@ -163,9 +155,6 @@ class BinaryStatsLogger(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        from ienet_tf.quantizers import IEESign
-        from ienet_tf.report import stats
-
         found = list(iee_quantizers(self.model))
         weight_quantizers = [q for q in found if isinstance(q, IEESign)]
         kernels = self._binary_kernels()
@@ -175,9 +164,10 @@ class BinaryStatsLogger(tf.keras.callbacks.Callback):
                 tf.summary.scalar("iee/q", float(quantizer.q.numpy()))
                 tf.summary.scalar("iee/r", float(quantizer.r.numpy()))
             for name, binary in kernels.items():
-                tf.summary.scalar(f"binary_entropy/{name}", stats.binary_weight_entropy(binary))
+                entropy = inspection.binary_weight_entropy(binary)
+                tf.summary.scalar(f"binary_entropy/{name}", entropy)
                 if name in self._previous:
-                    flips = stats.flip_ratio(self._previous[name], binary)
+                    flips = inspection.flip_ratio(self._previous[name], binary)
                     tf.summary.scalar(f"flip_ratio/{name}", flips)
         self._writer.flush()
         self._previous = kernels

@@ -7,10 +7,78 @@ either library fails there first, with a clear message, instead of deep inside a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 import tensorflow as tf
 from larq import utils as lq_utils
+from larq.quantizers import _BaseQuantizer
 
-__all__ = ["TorchBatchNormalization", "TorchSGD", "inbound_layers"]
+__all__ = [
+    "BaseQuantizer",
+    "TorchBatchNormalization",
+    "TorchSGD",
+    "inbound_layers",
+    "is_functional",
+    "larq_pads_natively",
+    "larq_same_padding",
+    "profiled_variable",
+    "record_inputs",
+    "valid_padding",
+]
+
+#: larq's base class of quantizers that are Keras layers with metrics (`larq.quantizers.
+#: _BaseQuantizer`): `precision`, `get_config` and larq's flip-ratio metric come with it.
+BaseQuantizer = _BaseQuantizer
+
+
+def larq_pads_natively(layer) -> bool:
+    """Whether a larq quantized conv pads with TensorFlow's own "same"/"valid" (zero
+    padding) rather than padding its binarized input with `pad_values` itself (larq keeps
+    this in the private `_is_native_padding`)."""
+    return bool(layer._is_native_padding)
+
+
+def larq_same_padding(layer, inputs: tf.Tensor) -> list[list[int]]:
+    """The `tf.pad` paddings of TensorFlow's "same" for a larq conv and these inputs
+    (larq's private `_get_padding_same`)."""
+    return layer._get_padding_same(inputs)
+
+
+@contextlib.contextmanager
+def valid_padding(layer) -> Iterator[None]:
+    """Run a larq conv's convolution with "valid" padding (after padding its input
+    ourselves), as larq does with its `utils.patch_object`."""
+    with lq_utils.patch_object(layer, "padding", "valid"):
+        yield
+
+
+def profiled_variable(weight_profile) -> tf.Variable:
+    """The variable behind one of larq's `WeightProfile`s (its private `_weight`)."""
+    return weight_profile._weight
+
+
+def is_functional(model) -> bool:
+    """A Keras functional model (a graph of layers; Keras' private `_is_graph_network`)."""
+    return bool(getattr(model, "_is_graph_network", False))
+
+
+def record_inputs(layer, run: Callable[[], object]) -> list:
+    """The inputs `layer` receives while `run()` runs: its `call` is wrapped for the
+    duration (an instance attribute shadowing the class method), then restored."""
+    recorded = []
+    original = layer.call
+
+    def recording_call(inputs, *args, **kwargs):
+        recorded.append(inputs)
+        return original(inputs, *args, **kwargs)
+
+    layer.call = recording_call
+    try:
+        run()
+    finally:
+        del layer.call
+    return recorded
 
 
 def inbound_layers(layer: tf.keras.layers.Layer) -> list[tf.keras.layers.Layer]:

@@ -8,13 +8,20 @@ iee: {t_min: -2.0, t_max: 1.0}
 ```
 
 Unknown keys, wrong types and impossible values are `ConfigError`s naming the key path
-(`train.epochs: expected a positive integer, got 0`).
+(`train.epochs: must be > 0, got 0.`) and where it came from: the file, or the `--set`
+override (`--set train.epochs=0: train.epochs: must be > 0, got 0.`). Files are read as
+UTF-8, at most `MAX_FILE_BYTES`; empty files, nesting deeper than `MAX_DEPTH` and documents
+that expand (through anchors and aliases) to more than `MAX_NODES` values are refused before
+any Python object is built. Number fields also take `1e-3`, which YAML 1.1 reads as a string.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -45,6 +52,17 @@ TUNERS = ("random", "bayesian", "hyperband")
 WEIGHT_DECAY_SCOPES = ("all", "conv_and_fc", "kernels_and_alpha")
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "keras_sgd", "adam")
+
+# The largest model.k (and tune.k). The paper explores K = 1-5; every branch is one more
+# binary convolution per layer (one LceBconv2d per branch in the LCE model), so compute,
+# parameters and the exported model grow linearly with K: K = 1000 is a typo, not a run.
+MAX_K = 16
+# What a config file may be: configs/ holds files of about 1 KB with ~60 values, 3 levels deep.
+MAX_FILE_BYTES = 1 << 20
+MAX_NODES = 10_000  # YAML nodes once anchors/aliases are expanded (a "billion laughs" guard)
+MAX_DEPTH = 20
+_MAX_INT_DIGITS = 100  # longer integer literals are refused before int() parses them
+_MAX_SHOWN = 200  # the most characters of a value that an error message echoes
 
 
 # An invalid config: the message names the key path and what is allowed.
@@ -137,6 +155,40 @@ class TuneFileConfig(Config):
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 120, 120, 60
+
+
+def _show(value: Any, limit: int = _MAX_SHOWN) -> str:
+    """`repr(value)`, bounded in time and length, on one line: error messages echo input,
+    and input can be a 1 MB string or a deeply shared structure."""
+    if isinstance(value, int) and value.bit_length() > 1000:  # repr() refuses > 4300 digits
+        text = f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    else:
+        text = _REPR.repr(value)
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int = _MAX_SHOWN) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    text = " ".join(text[: 4 * limit].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as the key path shows it: strings as they are, others as repr."""
+    return _cut(key, 80) if isinstance(key, str) else _show(key, 80)
+
+
+def _fail(path: str, message: str, related: tuple[str, ...] = ()) -> typing.NoReturn:
+    """Raise a ConfigError about the key `path`; `related` names the other keys the check
+    read (so that `load` can tell which `--set` override is to blame)."""
+    error = ConfigError(f"{path}: {message}")
+    error.key_paths = (path, *related)
+    raise error
+
+
 def _describe(tp) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
@@ -145,6 +197,10 @@ def _describe(tp) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
         tp, "null" if tp is type(None) else str(tp)
     )
+
+
+# A number as YAML 1.2 writes it (1e-3, 1.0e3, .5, 2), for float fields given a string.
+_FLOAT_TEXT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _coerce(value: Any, tp, path: str):
@@ -169,22 +225,31 @@ def _coerce(value: Any, tp, path: str):
     elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if math.isfinite(value):
             return float(value)
+    elif tp is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value):
+        # YAML 1.1 reads 1e-3 and 1.0e3 (no dot, or no exponent sign) as strings
+        if math.isfinite(float(value)):
+            return float(value)
     elif tp in (int, str, bool) and type(value) is tp:
         return value
-    raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}.")
+    _fail(path, f"expected {_describe(tp)}, got {_show(value)}.")
 
 
 def _build(cls, raw: Any, path: str):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path or 'config'}: expected a mapping, got {raw!r}.")
+        _fail(path or "config", f"expected a mapping, got {_show(raw)}.")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - fields)
+    unknown = sorted(set(raw) - fields, key=lambda key: (not isinstance(key, str), str(key)))
     if unknown:
-        where = f"{path}." if path else ""
-        raise ConfigError(f"{where}{unknown[0]}: unknown key; allowed: {sorted(fields)}.")
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(fields), n=1) if isinstance(key, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        _fail(
+            f"{path}.{_key_text(key)}" if path else _key_text(key),
+            f"unknown key; allowed: {sorted(fields)}{hint}",
+        )
     values = {}
     for name in fields & set(raw):
         key = f"{path}.{name}" if path else name
@@ -195,9 +260,9 @@ def _build(cls, raw: Any, path: str):
     return cls(**values)
 
 
-def _check(condition: bool, path: str, message: str) -> None:
+def _check(condition: bool, path: str, message: str, related: tuple[str, ...] = ()) -> None:
     if not condition:
-        raise ConfigError(f"{path}: {message}")
+        _fail(path, message, related)
 
 
 def validate(config: Config) -> Config:
@@ -208,23 +273,29 @@ def validate(config: Config) -> Config:
     _check(
         m.name in models.available(),
         "model.name",
-        f"unknown model {m.name!r}; available: {list(models.available())}.",
+        f"unknown model {_show(m.name)}; available: {list(models.available())}.",
     )
     base = m.variant.split("+")[0]
     _check(
         base in models.VARIANTS,
         "model.variant",
-        f"unknown variant {base!r}; allowed: {sorted(models.VARIANTS)}, optionally with "
+        f"unknown variant {_show(base)}; allowed: {sorted(models.VARIANTS)}, optionally with "
         f"modifiers {['+' + modifier for modifier in models.MODIFIERS]}.",
     )
     try:
         models.parse_variant(m.variant)
     except ValueError as error:
-        raise ConfigError(f"model.variant: {error}") from None
+        _fail("model.variant", _cut(str(error)))
     try:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
-        raise ConfigError(f"model.k: {error}") from None
+        _fail("model.k", _cut(str(error)), related=("model.variant",))
+    _check(
+        m.k is None or m.k <= MAX_K,
+        "model.k",
+        f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
+        f"convolution per layer), got {m.k}.",
+    )
     _check(
         m.recovery_ratio is None or m.recovery_ratio >= 1,
         "model.recovery_ratio",
@@ -236,19 +307,19 @@ def validate(config: Config) -> Config:
     _check(
         m.attention_norm in ir2net.ATTENTION_NORMS,
         "model.attention_norm",
-        f"{m.attention_norm!r} is not one of {list(ir2net.ATTENTION_NORMS)}.",
+        f"{_show(m.attention_norm)} is not one of {list(ir2net.ATTENTION_NORMS)}.",
     )
     _check(
         m.compat in models.COMPATS,
         "model.compat",
-        f"{m.compat!r} is not one of {list(models.COMPATS)}.",
+        f"{_show(m.compat)} is not one of {list(models.COMPATS)}.",
     )
     if m.input_shape is not None:
         _check(all(s > 0 for s in m.input_shape), "model.input_shape", "sizes must be > 0.")
     _check(
         d.name in data.available(),
         "data.name",
-        f"unknown data set {d.name!r}; available: {list(data.available())}.",
+        f"unknown data set {_show(d.name)}; available: {list(data.available())}.",
     )
     for key in ("subset", "test_subset", "validation_examples"):
         value = getattr(d, key)
@@ -263,6 +334,7 @@ def validate(config: Config) -> Config:
             + (f" + data.subset {d.subset}" if d.subset else "")
             + f" exceed the {train_size} examples of {d.name}'s training split; lower it"
             + (" or data.subset." if d.subset else "."),
+            related=("data.subset", "data.name"),
         )
     _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}.")
     _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}.")
@@ -273,6 +345,7 @@ def validate(config: Config) -> Config:
         0 <= t.warmup_epochs < t.epochs,
         "train.warmup_epochs",
         f"must be in [0, epochs), got {t.warmup_epochs}.",
+        related=("train.epochs",),
     )
     for key, value, allowed in (
         ("optimizer", t.optimizer, OPTIMIZERS),
@@ -280,11 +353,12 @@ def validate(config: Config) -> Config:
         ("lr_schedule", t.lr_schedule, LR_SCHEDULES),
         ("strategy", t.strategy, STRATEGIES),
     ):
-        _check(value in allowed, f"train.{key}", f"{value!r} is not one of {list(allowed)}.")
+        _check(value in allowed, f"train.{key}", f"{_show(value)} is not one of {list(allowed)}.")
     _check(
         config.iee.t_min < config.iee.t_max,
         "iee.t_min",
         f"must be smaller than iee.t_max, got {config.iee.t_min} >= {config.iee.t_max}.",
+        related=("iee.t_max",),
     )
     if isinstance(config, TuneFileConfig):
         _validate_tune(config)
@@ -295,7 +369,7 @@ def _validate_tune(config: TuneFileConfig) -> None:
     from ienet_tf import models
 
     tune = config.tune
-    _check(tune.tuner in TUNERS, "tune.tuner", f"{tune.tuner!r} is not one of {list(TUNERS)}.")
+    _check(tune.tuner in TUNERS, "tune.tuner", f"{_show(tune.tuner)} is not one of {list(TUNERS)}.")
     for key in ("max_trials", "executions_per_trial", "validation_examples"):
         value = getattr(tune, key)
         _check(value > 0, f"tune.{key}", f"must be > 0, got {value}.")
@@ -308,12 +382,14 @@ def _validate_tune(config: TuneFileConfig) -> None:
                 f"expected [low, high] with low <= high, got {list(bounds)}.",
             )
     _check(tune.k[0] >= 1, "tune.k", f"K must be >= 1, got {list(tune.k)}.")
+    _check(tune.k[1] <= MAX_K, "tune.k", f"K must be <= {MAX_K}, got {list(tune.k)}.")
     if tune.k[1] > 1:
         _check(
             models.get_variant(config.model.variant).multi_branch,
             "tune.k",
             f"K > 1 needs a multi-branch model.variant ('iebc' or 'ienet', optionally with "
-            f"modifiers), got {config.model.variant!r}.",
+            f"modifiers), got {_show(config.model.variant)}.",
+            related=("model.variant",),
         )
     _check(
         tune.t_width[0] > 0,
@@ -329,7 +405,7 @@ def _validate_tune(config: TuneFileConfig) -> None:
     _check(
         tune.objective in ("val_accuracy", "val_loss"),
         "tune.objective",
-        f"{tune.objective!r} is not one of ['val_accuracy', 'val_loss'].",
+        f"{_show(tune.objective)} is not one of ['val_accuracy', 'val_loss'].",
     )
 
 
@@ -337,47 +413,272 @@ def from_dict(raw: Any, schema: type[Config] = Config) -> Config:
     return validate(_build(schema, raw, ""))
 
 
+class _YAMLRefused(Exception):
+    """A YAML document refused before construction: too deep, too large, recursive."""
+
+
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses nesting deeper than `MAX_DEPTH` while composing (the
+    composer recurses once per level)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        self._nodes += 1  # every node and alias: at most the expanded size _check_nodes bounds
+        try:
+            if self._nodes > MAX_NODES:
+                raise _YAMLRefused(_too_many_values(aliased=False))
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise _YAMLRefused(
+                    f"line {line}: nested more than {MAX_DEPTH} levels deep (a config has 3)."
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _too_many_values(aliased: bool) -> str:
+    if aliased:
+        return (
+            f"the document expands to more than {MAX_NODES} values through its anchors and "
+            "aliases (a 'billion laughs' document?); a config has about 60: write them out."
+        )
+    return f"the document holds more than {MAX_NODES} values; a config has about 60."
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse, before any Python object is built, a composed document that expands to more
+    than `MAX_NODES` nodes (aliases share their anchor's node, so a "billion laughs" file
+    composes small and only explodes when it is constructed or walked), that refers to
+    itself, that repeats a key in a mapping or that holds an absurdly long integer."""
+    sizes: dict[int, int] = {}  # id(node) -> its expanded size
+    path: set[int] = set()  # the nodes being walked (a cycle meets one of them again)
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    aliased = False
+    while stack:
+        node, children_done = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if children_done:
+            path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_NODES:
+                raise _YAMLRefused(_too_many_values(aliased))
+            continue
+        if id(node) in sizes:
+            aliased = True
+            continue
+        if id(node) in path:
+            raise _YAMLRefused(
+                f"line {node.start_mark.line + 1}: an alias refers to its own anchor "
+                "(a recursive structure); a config cannot hold one."
+            )
+        if node.tag == _INT_TAG and len(node.value) > _MAX_INT_DIGITS:
+            raise _YAMLRefused(
+                f"line {node.start_mark.line + 1}: an integer of {len(node.value)} characters; "
+                "no config value needs that many."
+            )
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in seen:
+                        raise _YAMLRefused(
+                            f"line {line}: duplicate key {_show(key.value, 80)} (first on "
+                            f"line {seen[key.tag, key.value]}); give each key once."
+                        )
+                    seen[key.tag, key.value] = line
+        path.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(children))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A PyYAML error on one line: where, what, while doing what."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = error.problem or error.context or "invalid"
+        context = f" ({error.context})" if error.context and error.problem else ""
+        return _cut(f"{where}{what}{context}")
+    if isinstance(error, yaml.reader.ReaderError):
+        character = error.character
+        code = ord(character) if isinstance(character, str) else character
+        return _cut(
+            f"character {error.position}: unacceptable character #x{code:04x} ({error.reason})"
+        )
+    return _cut(str(error))
+
+
+_NOTHING = object()  # a YAML stream without a document (empty, or only comments)
+
+
+def _parse(text: str) -> Any:
+    """The one YAML document in `text` (`_NOTHING` when there is none), refused with
+    `_YAMLRefused` (or `yaml.YAMLError`) before any Python object is built when it is too
+    deep, too large once expanded, recursive or repeats a key."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return _NOTHING
+        _check_nodes(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _override_key(override: str) -> str:
+    return override.partition("=")[0].strip()
+
+
+def _set_text(override: str, limit: int = 100) -> str:
+    """`--set override` for an error message: quoted when a shell would need quotes."""
+    shown = override if re.fullmatch(r"[^\s'\"]+", override) else repr(override)
+    return f"--set {_cut(shown, limit)}"
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply `key.path=value` overrides (values parsed as YAML) to a raw config dict."""
     raw = dict(raw or {})
     for override in overrides:
         key, sep, text = override.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {override!r}: expected KEY.PATH=VALUE, e.g. train.epochs=5.")
+        parts = [part.strip() for part in key.split(".")]
+        if not sep or not all(parts):
+            raise ConfigError(
+                f"{_set_text(override)}: expected KEY.PATH=VALUE, e.g. train.epochs=5."
+            )
+        if len(text) > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{_set_text(override)}: the value is {len(text)} characters; "
+                f"at most {MAX_FILE_BYTES}."
+            )
         try:
-            value = yaml.safe_load(text)
+            value = _parse(text)
         except yaml.YAMLError as error:
-            raise ConfigError(f"--set {override!r}: value is not valid YAML ({error}).") from None
-        parts = key.split(".")
+            raise ConfigError(
+                f"{_set_text(override)}: value is not valid YAML: {_yaml_problem(error)}"
+            ) from None
+        except _YAMLRefused as error:
+            raise ConfigError(f"{_set_text(override)}: value refused: {error}") from None
+        value = None if value is _NOTHING else value
         node = raw
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
+            if child is not None and not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"{_set_text(override)}: {prefix} is {_show(child, 60)}, not a mapping, "
+                    f"so it has no key {_show(parts[depth + 1], 60)}."
+                )
+            node[part] = dict(child or {})
             node = node[part]
         node[parts[-1]] = value
     return raw
 
 
-def load(
-    path: str | Path, overrides: list[str] | None = None, schema: type[Config] = Config
-) -> Config:
-    """Read, override and validate a YAML config file (a `Config`, or a `TuneFileConfig`)."""
-    path = Path(path)
+def _read(path: Path) -> dict:
+    """The top-level mapping of the config file `path`: every way the file can fail to be
+    one is a one-line ConfigError naming the file."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        size = path.stat().st_size if path.is_file() else 0
+        raise ConfigError(
+            f"{path} is {f'{size} bytes' if size else f'over {MAX_FILE_BYTES} bytes'}: a config "
+            f"file is at most {MAX_FILE_BYTES} bytes (those in configs/ are about 1 KB); is it "
+            "the right file?"
+        )
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} "
+            f"(line {line}); save it as UTF-8."
+        ) from None
+    try:
+        raw = _parse(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level.")
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from None
+    except _YAMLRefused as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if raw is _NOTHING or raw is None or raw == {}:
+        what = "empty" if not text.strip() else "empty (no settings)"
+        raise ConfigError(
+            f"{path} is {what}; a config needs at least model and data sections "
+            "(see configs/ for examples)."
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level (model: ..., data: ...), got "
+            f"{_show(raw, 60)}."
+        )
+    return raw
+
+
+def _blamed(error: ConfigError, raw: dict, overrides: list[str], schema) -> list[str]:
+    """The `--set` overrides to blame for `error` (raised by the overridden config): those
+    that set a key the failed check read, else, when the file alone is valid, all of them;
+    none when the file is to blame."""
+    if not overrides:
+        return []
+    keys = [re.sub(r"\[.*", "", key) for key in getattr(error, "key_paths", ())]
+    touching = [
+        override
+        for override in overrides
+        for set_key in [_override_key(override)]
+        if any(
+            set_key == key or key.startswith(set_key + ".") or set_key.startswith(key + ".")
+            for key in keys
+        )
+    ]
+    if touching:
+        return touching
     try:
-        return from_dict(apply_overrides(raw or {}, overrides or []), schema)
+        from_dict(raw, schema)
+    except ConfigError:
+        return []
+    return list(overrides)
+
+
+def load(
+    path: str | Path, overrides: list[str] | None = None, schema: type[Config] = Config
+) -> Config:
+    """Read, override and validate a YAML config file (a `Config`, or a `TuneFileConfig`).
+
+    Errors name where the bad value came from: the file, or the `--set` override(s) that
+    made a valid file invalid."""
+    path = Path(path)
+    raw = _read(path)
+    overrides = list(overrides or [])
+    merged = apply_overrides(raw, overrides)
+    try:
+        return from_dict(merged, schema)
     except ConfigError as error:
+        blamed = _blamed(error, raw, overrides, schema)
+        if blamed:
+            where = " ".join(_set_text(override) for override in blamed)
+            raise ConfigError(f"{where}: {error}") from None
         raise ConfigError(f"{path}: {error}") from None
 
 

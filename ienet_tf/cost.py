@@ -16,6 +16,13 @@ Conventions (the IE-Net paper's Table 6):
   1 Mbit = 10^6 bits;
 - FLOPs = FP MACs + binary ops / 64; `flops_paper` counts the binary ops of ONE branch
   of each IE-BC layer, as the paper's table does (IE-Net and Bi-Real both 1.63e8).
+- `int8_bytes`: the parameter bytes of the binary + int8 export (`ienet export --int8`)
+  that are int8: every real-valued kernel at 1 byte per weight plus an int32 bias per
+  output channel (BatchNorm folds into it), IE-BC thresholds at 1 byte each (the constants
+  of the int8 threshold adds), Elastic-Link gammas and PReLU slopes at 1 byte, and a
+  BatchNorm with no convolution or dense layer to fold into as a 1x1 depthwise
+  convolution (1 + 4 bytes per channel). The binary kernels (1 bit) and LceBconv2d's
+  float per-channel output transform are not int8.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import tensorflow as tf
 from larq.models import LayerProfile, OperationProfile
 
 from ienet_tf.callbacks import iee_quantizers
+from ienet_tf.compat import inbound_layers
 from ienet_tf.ir2net import inference_model
 from ienet_tf.layers import ElasticLink, IEBinaryConv2D
 
@@ -44,6 +52,7 @@ class LayerCost:
     fp_macs: int
     binary_ops: int
     binary_ops_one_branch: int
+    int8_bytes: int = 0
 
     @property
     def params(self) -> int:
@@ -83,6 +92,11 @@ class ModelCost:
         return self.fp_macs + self.binary_ops / BINARY_OPS_PER_FLOP
 
     @property
+    def int8_bytes(self) -> int:
+        """Int8 parameter bytes of the binary + int8 export (see the module doc)."""
+        return self._sum("int8_bytes")
+
+    @property
     def flops_paper(self) -> float:
         return self.fp_macs + self._sum("binary_ops_one_branch") / BINARY_OPS_PER_FLOP
 
@@ -96,6 +110,7 @@ class ModelCost:
             "binary_ops": self.binary_ops,
             "flops": self.flops,
             "flops_paper": self.flops_paper,
+            "int8_bytes": self.int8_bytes,
             "layers": [
                 {
                     **dataclasses.asdict(layer),
@@ -116,6 +131,42 @@ class _IEBCProfile(LayerProfile):
         self.one_branch_macs = kernel_macs
 
 
+_FOLDS_BATCHNORM = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D, tf.keras.layers.Dense)
+
+
+def _is_real_valued(layer) -> bool:
+    """A convolution or dense layer whose kernel is not binarized (int8 in the export)."""
+    if isinstance(layer, IEBinaryConv2D) or not isinstance(layer, _FOLDS_BATCHNORM):
+        return False
+    return getattr(layer, "kernel_quantizer", None) is None
+
+
+def _int8_bytes(layer: tf.keras.layers.Layer) -> int:
+    """The layer's int8 parameter bytes in a binary + int8 export (module doc)."""
+    if _is_real_valued(layer):
+        if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
+            kernel = layer.depthwise_kernel
+            channels = kernel.shape[-2] * kernel.shape[-1]
+        else:
+            kernel = layer.kernel
+            channels = kernel.shape[-1]
+        return kernel.shape.num_elements() + 4 * channels
+    if isinstance(layer, IEBinaryConv2D):
+        return 0 if layer.thresholds is None else layer.thresholds.shape.num_elements()
+    if isinstance(layer, ElasticLink):
+        return layer.filters
+    if isinstance(layer, tf.keras.layers.PReLU):
+        return layer.alpha.shape.num_elements()
+    if isinstance(layer, tf.keras.layers.BatchNormalization):
+        sources = inbound_layers(layer)
+        if len(sources) == 1 and isinstance(sources[0], _FOLDS_BATCHNORM):
+            return 0  # folded into the convolution (binary or not) before it
+        if len(layer.input_shape) == 2:
+            return 0  # folded into the classifier after it
+        return 5 * int(layer.moving_mean.shape[0])
+    return 0
+
+
 def _layer_cost(layer: tf.keras.layers.Layer, schedule_state: set[int]) -> LayerCost:
     profile = _IEBCProfile(layer) if isinstance(layer, IEBinaryConv2D) else LayerProfile(layer)
     params: dict[int, int] = {}
@@ -134,7 +185,14 @@ def _layer_cost(layer: tf.keras.layers.Layer, schedule_state: set[int]) -> Layer
         fp_macs = tf.TensorShape(layer.output_shape)[1:].num_elements()
     one_branch = getattr(profile, "one_branch_macs", binary_ops)
     return LayerCost(
-        layer.name, type(layer).__name__, params, memory, fp_macs, binary_ops, one_branch
+        layer.name,
+        type(layer).__name__,
+        params,
+        memory,
+        fp_macs,
+        binary_ops,
+        one_branch,
+        _int8_bytes(layer),
     )
 
 

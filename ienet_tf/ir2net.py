@@ -29,12 +29,15 @@ import numbers
 import tensorflow as tf
 from larq import utils as lq_utils
 
+from ienet_tf.compat import inbound_layers
+
 __all__ = [
     "ATTENTION_NORMS",
     "DEFAULT_ERASE_THRESHOLD",
     "InformationRestriction",
     "attention_map",
     "erase_mask",
+    "final_features_layer",
     "inference_model",
 ]
 
@@ -79,6 +82,22 @@ def erase_mask(
         attention = tf.image.resize(attention, image_size, method="bilinear")
     mean = tf.reduce_mean(attention, axis=[1, 2], keepdims=True)
     return tf.stop_gradient(tf.cast(attention > threshold * mean, attention.dtype))
+
+
+def final_features_layer(classifier: tf.keras.Model) -> str:
+    """The name of the layer whose output is the final-stage feature map of a model built
+    by `ienet_tf.models.build`: the last input of its recovery head (`+ir2net`), else the
+    input of its classifier head (global pooling or flatten)."""
+    for consumer in ("recovery_concat", "pool", "flatten"):
+        try:
+            layer = classifier.get_layer(consumer)
+        except ValueError:
+            continue
+        return inbound_layers(layer)[-1].name
+    raise ValueError(
+        f"{classifier.name!r} has no recovery head, pooling or flatten layer to find its "
+        "final features from; pass `feature_layer` explicitly."
+    )
 
 
 def _check_threshold(threshold) -> float:
@@ -144,6 +163,24 @@ class InformationRestriction(tf.keras.Model):
             self, "_with_features", tf.keras.Model(classifier.inputs, [features, classifier.output])
         )
         self.build(classifier.input_shape)
+
+    @classmethod
+    def wrap(
+        cls,
+        classifier: tf.keras.Model,
+        erase_threshold: float = DEFAULT_ERASE_THRESHOLD,
+        attention_norm: str = "column",
+        align_corners: bool = True,
+    ) -> InformationRestriction:
+        """Wrap a model built by `ienet_tf.models.build` (its final features found by
+        `final_features_layer`) for training with information restriction."""
+        return cls(
+            classifier,
+            final_features_layer(classifier),
+            erase_threshold,
+            attention_norm=attention_norm,
+            align_corners=align_corners,
+        )
 
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)

@@ -28,7 +28,7 @@ import larq as lq
 import tensorflow as tf
 from larq import utils as lq_utils
 
-from ienet_tf import quantizers
+from ienet_tf import compat, quantizers
 from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
 
@@ -262,13 +262,16 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
 
     def _binary_conv(self, binary_inputs: tf.Tensor, binary_kernel: tf.Tensor):
         symmetric = self.symmetric_padding and self.padding == "same"
-        if self._is_native_padding and not symmetric:
+        if compat.larq_pads_natively(self) and not symmetric:
             return self.convolution_op(binary_inputs, binary_kernel)
         # Same as larq's QuantConv2D: pad the binarized input with `pad_values`, then a
         # "valid" convolution (LCE fuses this into its same-one padding).
-        padding = self._symmetric_padding() if symmetric else self._get_padding_same(binary_inputs)
+        if symmetric:
+            padding = self._symmetric_padding()
+        else:
+            padding = compat.larq_same_padding(self, binary_inputs)
         padded = tf.pad(binary_inputs, padding, constant_values=self.pad_values)
-        with lq_utils.patch_object(self, "padding", "valid"):
+        with compat.valid_padding(self):
             return self.convolution_op(padded, binary_kernel)
 
     def _batches_branches(self, training) -> bool:

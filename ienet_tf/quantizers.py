@@ -35,8 +35,8 @@ import math
 import larq as lq
 import tensorflow as tf
 from larq import utils as lq_utils
-from larq.quantizers import _BaseQuantizer
 
+from ienet_tf.compat import BaseQuantizer
 from ienet_tf.schedule import DEFAULT_T_MIN
 
 __all__ = [
@@ -147,7 +147,7 @@ def scaled_iee_sign(x: tf.Tensor, q: tf.Tensor | float, axes: list[int]) -> tf.T
     return _call(x)
 
 
-class IEEQuantizer(_BaseQuantizer):
+class IEEQuantizer(BaseQuantizer):
     """Base class of the quantizers driven by the IEE schedule.
 
     Holds the schedule value `q` as a non-trainable scalar `tf.Variable`, which

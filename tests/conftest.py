@@ -7,6 +7,18 @@ import pytest
 import tensorflow as tf
 
 
+def pytest_runtest_logfinish(nodeid, location):
+    """With IENET_RSS_LOG=FILE, append each test's resident memory after it ran (MB): the
+    suite's memory profile, to find what keeps memory alive between tests."""
+    path = os.environ.get("IENET_RSS_LOG")
+    if path:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss / 2**20
+        with open(path, "a") as log:
+            log.write(f"{rss:.0f}\t{nodeid}\n")
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same seeds and a fresh Keras name space."""

@@ -136,3 +136,183 @@ def test_tune_configs_are_valid(path):
     config = config_lib.load(path, schema=config_lib.TuneFileConfig)
     assert config.tune.k[0] <= config.tune.k[1]
     assert path.read_text().startswith("# ")
+
+
+BASE = Path("configs/cifar10_resnet20_ienet.yaml")
+
+
+def _file(tmp_path, content, name="c.yaml"):
+    path = tmp_path / name
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+def _error(path, overrides=None, schema=config_lib.Config) -> str:
+    with pytest.raises(ConfigError) as info:
+        config_lib.load(path, overrides, schema=schema)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 600, message
+    return message
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n", "# only\n# comments\n", "{}\n", "null\n"])
+def test_empty_files_are_refused(tmp_path, content):
+    path = _file(tmp_path, content)
+    message = _error(path, ["train.epochs=5"])
+    assert message.startswith(f"{path} is empty")
+    assert "needs at least model and data sections (see configs/" in message
+
+
+def test_non_utf8_files_name_the_byte_offset(tmp_path):
+    path = _file(tmp_path, "model:\n  name: r\xe9snet20\n".encode("latin-1"))
+    assert _error(path) == (
+        f"{path} is not UTF-8 text: byte 0xe9 at offset 16 (line 2); save it as UTF-8."
+    )
+    assert "offset 0" in _error(_file(tmp_path, BASE.read_text().encode("utf-16")))
+    # A UTF-8 byte-order mark is UTF-8.
+    assert config_lib.load(_file(tmp_path, "\ufeff" + BASE.read_text())).model.k == 2
+
+
+BILLION_LAUGHS = (
+    'lol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(
+        f"l{i}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(8)
+    )
+    + "model: {name: *i}\n"
+)  # 10^9 strings once expanded
+
+
+def test_alias_bombs_are_refused_before_expansion(tmp_path):
+    import tracemalloc
+
+    assert len(BILLION_LAUGHS) < 600
+    path = _file(tmp_path, BILLION_LAUGHS)
+    tracemalloc.start()
+    try:
+        message = _error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, peak
+    assert message.startswith(f"{path}: the document expands to more than")
+    assert "anchors and aliases" in message
+    recursive = _file(tmp_path, "model: &m {name: *m}\n")
+    assert "refers to its own anchor" in _error(recursive)
+    # An --set value goes through the same guards.
+    bomb = "[" + ", ".join(f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9))
+    bomb = bomb.replace("*a0", "1") + "]"
+    assert "--set model.name=" in _error(BASE, ["model.name=" + bomb]).replace("'", "")
+    # Anchors within the bound (and merge keys) still work.
+    shared = BASE.read_text().replace("iee:\n", "iee: &iee\n") + "\n"
+    merged = _file(tmp_path, shared.replace("train:\n", "train:\n  <<: {epochs: 7}\n", 1))
+    assert config_lib.load(merged).train.epochs == 400
+
+
+def test_oversized_deep_and_odd_documents_are_refused(tmp_path):
+    big = _file(tmp_path, "# padding\n" * (config_lib.MAX_FILE_BYTES // 10 + 1))
+    assert f"a config file is at most {config_lib.MAX_FILE_BYTES} bytes" in _error(big)
+    deep = _file(tmp_path, "model: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert f"nested more than {config_lib.MAX_DEPTH} levels deep" in _error(deep)
+    many = _file(tmp_path, "model: [" + "1, " * 20_000 + "]\n")
+    assert f"holds more than {config_lib.MAX_NODES} values" in _error(many)
+    long_int = _file(tmp_path, "model: {k: " + "9" * 5000 + "}\n")
+    assert "line 1: an integer of 5000 characters" in _error(long_int)
+    duplicate = _file(tmp_path, BASE.read_text().replace("epochs: 400", "epochs: 400\n  epochs: 5"))
+    assert "duplicate key 'epochs' (first on line" in _error(duplicate)
+    nul = _file(tmp_path, "model: {name: a\x00}\n")
+    assert "not valid YAML: character 15: unacceptable character #x0000" in _error(nul)
+    syntax = _file(tmp_path, "model: [unclosed\n")
+    assert "not valid YAML: line 2, column 1: expected ',' or ']'" in _error(syntax)
+
+
+def test_k_is_bounded():
+    assert config_lib.load(BASE, [f"model.k={config_lib.MAX_K}"]).model.k == config_lib.MAX_K
+    message = _error(BASE, ["model.k=1000"])
+    assert message.startswith("--set model.k=1000: model.k: must be <= 16 (the paper explores")
+    tune = Path("configs/tune_digits.yaml")
+    assert "tune.k: K must be <= 16" in _error(tune, ["tune.k=[1, 40]"], config_lib.TuneFileConfig)
+
+
+def test_numbers_in_exponent_form_without_a_dot(tmp_path):
+    text = BASE.read_text().replace("learning_rate: 0.1", "learning_rate: 1e-3")
+    path = _file(tmp_path, text.replace("weight_decay: 1.0e-4", "weight_decay: 5e-4"))
+    train = config_lib.load(path).train
+    assert (train.learning_rate, train.weight_decay) == (1e-3, 5e-4)
+    overrides = ["train.learning_rate=2E-3", "train.momentum=.5", "iee.t_min=-2e0"]
+    config = config_lib.load(BASE, overrides)
+    assert (config.train.learning_rate, config.train.momentum, config.iee.t_min) == (
+        2e-3,
+        0.5,
+        -2.0,
+    )
+    assert "expected a number, got 'fast'" in _error(BASE, ["train.learning_rate=fast"])
+    assert "expected a number, got '1e999'" in _error(BASE, ["train.learning_rate=1e999"])
+    assert "train.epochs: expected an integer, got '1e3'" in _error(BASE, ["train.epochs=1e3"])
+
+
+def test_errors_name_the_file_or_the_override(tmp_path):
+    assert (
+        _error(BASE, ["train.epochs=0"])
+        == "--set train.epochs=0: train.epochs: must be > 0, got 0."
+    )
+    broken = _file(tmp_path, BASE.read_text().replace("epochs: 400", "epochs: 0"))
+    assert _error(broken) == f"{broken}: train.epochs: must be > 0, got 0."
+    assert _error(broken, ["model.k=3"]).startswith(f"{broken}: train.epochs:")
+    assert config_lib.load(broken, ["train.epochs=5"]).train.epochs == 5  # the run's value
+    # A check of two keys blames the override that set either.
+    warm = _file(tmp_path, BASE.read_text().replace("warmup_epochs: 0", "warmup_epochs: 50"))
+    message = _error(warm, ["model.k=3", "train.epochs=10"])
+    assert message.startswith("--set train.epochs=10: train.warmup_epochs: must be in")
+    assert _error(BASE, ["model.variant=bireal"]).startswith("--set model.variant=bireal: model.k:")
+    assert _error(BASE, ["iee.t_max=-5"]).startswith("--set iee.t_max=-5: iee.t_min:")
+
+
+def test_misspelled_keys_get_a_suggestion(tmp_path):
+    message = _error(BASE, ["train.epoch=3"])
+    assert message.startswith("--set train.epoch=3: train.epoch: unknown key; allowed: [")
+    assert message.endswith("; did you mean 'epochs'?")
+    typo = _file(tmp_path, BASE.read_text().replace("train:", "trian:"))
+    assert _error(typo) == (
+        f"{typo}: trian: unknown key; allowed: ['data', 'iee', 'model', 'train']; "
+        "did you mean 'train'?"
+    )
+    assert _error(BASE, ["model.learningrate=1"]).endswith("'variant'].")  # nothing close
+    assert "did you mean 'learning_rate'" in _error(BASE, ["train.learning-rate=0.1"])
+    odd_keys = _file(tmp_path, "model: {name: resnet20}\ndata: {name: cifar10}\n1: a\n~: b\n")
+    assert ": 1: unknown key; allowed:" in _error(odd_keys)
+
+
+def test_wrong_sections_and_long_values_stay_one_line(tmp_path):
+    head = "model: {name: resnet20}\ndata: {name: cifar10}\n"
+    assert _error(_file(tmp_path, head + "train: 5\n")).endswith(
+        "train: expected a mapping, got 5."
+    )
+    listing = _file(tmp_path, head + "train: [" + ", ".join(["x" * 50] * 1000) + "]\n")
+    assert "train: expected a mapping, got [" in _error(listing)
+    huge = "y" * 300_000
+    assert "model.name: unknown model 'yyy" in _error(BASE, [f"model.name={huge}"])
+    assert "unknown model 'yyy" in _error(_file(tmp_path, head.replace("resnet20", huge)))
+    assert "got '" in _error(BASE, [f"train.epochs={huge}"])
+    top = _file(tmp_path, "- " + "z" * 10_000 + "\n")
+    assert "expected a mapping at the top level" in _error(top)
+
+
+def test_overrides_that_cannot_apply():
+    assert _error(BASE, ["train.epochs.x=1"]) == (
+        "--set train.epochs.x=1: train.epochs is 400, not a mapping, so it has no key 'x'."
+    )
+    assert _error(BASE, ["model=3", "model.k=2"]).startswith(
+        "--set model.k=2: model is 3, not a mapping"
+    )
+    for bad in ("train..epochs=1", ".epochs=1", "train.=1", "=1"):
+        assert "expected KEY.PATH=VALUE" in _error(BASE, [bad])
+    assert "value is not valid YAML: line 1, column 1: found character '@'" in _error(
+        BASE, ["model.name=@x"]
+    )
+    assert config_lib.load(BASE, [" train.epochs = 5"]).train.epochs == 5
+    raw = {"train": {"epochs": 1}}
+    assert config_lib.apply_overrides(raw, ["train.epochs=2", "data.name=mnist"]) == {
+        "train": {"epochs": 2},
+        "data": {"name": "mnist"},
+    }
+    assert raw == {"train": {"epochs": 1}}  # the input is not modified

@@ -611,7 +611,7 @@ def test_download_is_opt_in_and_goes_through_tfds(tmp_path, monkeypatch, no_netw
     tfds's own `download_and_prepare` is asked to fetch it (stubbed here: no network)."""
     import tensorflow_datasets as tfds
 
-    with pytest.raises(data.DataError, match=r"data\.download: true"):
+    with pytest.raises(data.DataError, match=r"--set data\.download=true"):
         data.load("cifar10", "test", batch_size=8, training=False, data_dir=tmp_path)
     asked = []
 

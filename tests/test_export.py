@@ -1,7 +1,13 @@
 """The deployment constraint: IE-BC converts into binary LCE kernels and matches Keras."""
 
 import collections
+import hashlib
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import larq as lq
 import larq_compute_engine as lce
@@ -9,7 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ienet_tf import export, layers
+from ienet_tf import errors, export, layers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ienet(rng, ks=(2, 2, 3, 1), trained_thresholds=True) -> tf.keras.Model:
@@ -230,3 +238,257 @@ def test_float_convolutions_are_counted_by_what_they_convert_to():
     _, histogram = export.convert(model)
     assert export.expected_ops(model)["CONV_2D"] == histogram["CONV_2D"] == 2
     assert histogram["DEPTHWISE_CONV_2D"] == 1
+
+
+def _no_conversion(*args, **kwargs):
+    raise AssertionError("converted although the arguments are wrong")
+
+
+def _ragged():
+    return [np.zeros((16, 16, 3)), np.zeros((8, 16, 3))]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (
+            {"inputs": np.zeros((4, 8, 8, 1))},
+            r"inputs has shape \(4, 8, 8, 1\), but .* \(N, 16, 16, 3\)",
+        ),
+        (
+            {"inputs": np.zeros((16, 16, 3))},
+            r"inputs has shape \(16, 16, 3\): one input without the batch axis",
+        ),
+        ({"inputs": np.zeros((0, 16, 16, 3))}, "inputs is an empty batch"),
+        (
+            {"inputs": np.full((2, 16, 16, 3), np.nan)},
+            "inputs has NaN or infinite values .* in 2 of 2",
+        ),
+        (
+            {"inputs": np.pad(np.full((1, 16, 16, 3), np.inf), ((1, 0), (0, 0), (0, 0), (0, 0)))},
+            "index 1",
+        ),
+        ({"inputs": np.full((1, 16, 16, 3), 1e39)}, r"NaN or infinite values \(as float32\)"),
+        ({"inputs": np.zeros((2, 16, 16, 3), np.complex64)}, "inputs has dtype complex64"),
+        ({"inputs": np.full((2, 16, 16, 3), "x")}, "inputs has dtype <U1"),
+        ({"inputs": _ragged()}, "inputs cannot be read as one array"),
+        ({"tolerance": float("nan")}, "tolerance is nan"),
+        ({"tolerance": float("inf")}, "tolerance is inf"),
+        ({"tolerance": -1e-3}, "tolerance is -0.001"),
+        ({"tolerance": 0}, "tolerance is 0.0"),
+        ({"tolerance": "1e-3"}, "tolerance must be a number"),
+        ({"min_agreement": 1.5}, "min_agreement is 1.5"),
+        ({"path": "m.keras"}, r"path .*m.keras does not end in .tflite; .* e.g. .*m.tflite"),
+        ({"path": "m"}, "does not end in .tflite"),
+        ({"path": "."}, "is a directory"),
+    ],
+)
+def test_wrong_arguments_are_named_before_converting(
+    arguments, message, tmp_path, rng, monkeypatch
+):
+    model = _ienet(rng, ks=(1,))
+    monkeypatch.setattr(export.tflite, "convert", _no_conversion)
+    arguments = {"inputs": rng.normal(size=(2, 16, 16, 3)), **arguments}
+    path = tmp_path / arguments.pop("path", "m.tflite")
+    with pytest.raises(errors.UsageError, match=message) as raised:
+        export.to_tflite(model, path, **arguments)
+    assert isinstance(raised.value, ValueError)
+    assert "\n" not in str(raised.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_inputs_of_another_number_type_are_converted(rng):
+    model = _ienet(rng, ks=(1,))
+    for dtype in (np.uint8, np.int64, np.float64, np.float16, bool):
+        checked = export.tflite._check_inputs(np.ones((2, 16, 16, 3), dtype), model)
+        assert checked.dtype == np.float32 and checked.shape == (2, 16, 16, 3)
+    checked = export.tflite._check_inputs(tf.ones((2, 16, 16, 3), tf.float64), model)
+    assert checked.dtype == np.float32
+
+
+def _fake_run(path: Path) -> Path:
+    (path / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "state.json", "history.csv", "model.keras"):
+        (path / name).write_text("run file")
+    (path / "checkpoints" / "best.keras").write_text("run file")
+    return path
+
+
+def test_output_never_replaces_a_file_of_a_run_directory(tmp_path, rng, monkeypatch):
+    run = _fake_run(tmp_path / "run")
+    for owned in (
+        "model.keras",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+        "state.json",
+        "metrics.json",
+        "config.yaml",
+        "history.csv",
+        "resume/epoch-0001/x.tflite",
+    ):
+        with pytest.raises(errors.UsageError, match=f"--output .* would overwrite {owned} of"):
+            export.check_output_path(run / owned, "--output")
+    # Through a symlink, for the .tflite and for its sidecar.
+    (tmp_path / "link.tflite").symlink_to(run / "model.keras")
+    with pytest.raises(errors.UsageError, match=r"would overwrite model.keras .*\(via "):
+        export.check_output_path(tmp_path / "link.tflite")
+    (tmp_path / "other.tflite.json").symlink_to(run / "state.json")
+    with pytest.raises(errors.UsageError, match=r"would overwrite state\.json"):
+        export.check_output_path(tmp_path / "other.tflite")
+    # `ienet export --output RUN/model.keras` used to replace the trained model.
+    monkeypatch.setattr(export.tflite, "convert", _no_conversion)
+    with pytest.raises(errors.UsageError, match=r"path .* would overwrite model\.keras"):
+        export.to_tflite(_ienet(rng, ks=(1,)), run / "model.keras")
+    assert (run / "model.keras").read_text() == "run file"
+    # Beside the run's files, or in a new folder, is fine; a file as folder is not.
+    assert export.check_output_path(run / "model.tflite") == run / "model.tflite"
+    assert export.check_output_path(tmp_path / "new" / "m.tflite") == tmp_path / "new/m.tflite"
+    with pytest.raises(errors.UsageError, match=r"history\.csv is a file, not a folder"):
+        export.check_output_path(run / "history.csv" / "m.tflite")
+    # A folder with config.yaml alone is not (yet) a run: only the suffix rule applies.
+    (run / "state.json").unlink()
+    with pytest.raises(errors.UsageError, match=r"does not end in \.tflite"):
+        export.check_output_path(run / "model.keras")
+
+
+def test_converter_log_is_hidden_unless_verbose(converted, capfd, monkeypatch):
+    model, flatbuffer, histogram = converted
+
+    def noisy(*args, fail=False, **kwargs):
+        os.write(1, b"C++ stdout line\n")
+        os.write(2, b"Estimated count of arithmetic ops (C++ stderr)\n")
+        print("python print")
+        print("python warning", file=sys.stderr)
+        if fail:
+            raise RuntimeError("conversion failed")
+        return flatbuffer
+
+    monkeypatch.setattr(lce, "convert_keras_model", noisy)
+    capfd.readouterr()
+    messages = []
+    assert export.convert(model, progress=messages.append) == (flatbuffer, histogram)
+    assert messages == ["converting with LCE ...", "checking ops ..."]
+    out, err = capfd.readouterr()
+    assert out == err == ""
+    export.convert(model, verbose=True)
+    out, err = capfd.readouterr()
+    assert "C++ stdout line" in out and "python print" in out
+    assert "Estimated count" in err and "python warning" in err
+    # A failing conversion shows what the converter said.
+    monkeypatch.setattr(lce, "convert_keras_model", lambda *a, **k: noisy(fail=True))
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        export.convert(model)
+    out, err = capfd.readouterr()
+    assert out == ""
+    for line in ("C++ stdout line", "Estimated count", "python print", "python warning"):
+        assert line in err
+    # The descriptors are back: later output is not swallowed.
+    os.write(1, b"after\n")
+    assert capfd.readouterr().out == "after\n"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_every_tflite_has_its_sidecar(folder: Path) -> None:
+    for tflite in folder.glob("*.tflite"):
+        sidecar = tflite.with_name(tflite.name + ".json")
+        assert sidecar.is_file(), f"{tflite.name} without its sidecar"
+        assert json.loads(sidecar.read_text())["sha256"] == _sha256(tflite)
+
+
+# Exports a one-layer model to argv[1] and dies as argv[2] says.
+CRASHING = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    import numpy as np
+    import tensorflow as tf
+    from ienet_tf import export, layers
+    from ienet_tf.export import tflite
+
+    path, mode, verbose = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "verbose"
+    inputs = tf.keras.Input((8, 8, 16))
+    model = tf.keras.Model(inputs, layers.IEBinaryConv2D(16, 3, k=1)(inputs))
+    replace, write = os.replace, tflite._write_temporary
+    renames = []
+
+    def rename_then_die(src, dst):  # dies between the two renames into the folder
+        if Path(dst).parent == path.parent:
+            renames.append(dst)
+            if len(renames) == 2:
+                os._exit(137)
+        replace(src, dst)
+
+    def write_half_then_die(target, payload):  # dies while writing the flatbuffer
+        if target == path:
+            write(target, payload[: len(payload) // 2])
+            os._exit(137)
+        return write(target, payload)
+
+    if mode == "between-renames":
+        os.replace = rename_then_die
+    elif mode == "during-write":
+        tflite._write_temporary = write_half_then_die
+    x = np.random.default_rng(0).normal(size=(10, 8, 8, 16)).astype(np.float32)
+    export.to_tflite(model, path, x, verbose=verbose)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode, earlier_export, verbose",
+    [
+        ("during-write", True, False),
+        ("between-renames", False, True),
+        ("between-renames", True, False),
+    ],
+)
+def test_a_killed_export_leaves_no_tflite_without_sidecar(tmp_path, mode, earlier_export, verbose):
+    path = tmp_path / "m.tflite"
+    sidecar = tmp_path / "m.tflite.json"
+    if earlier_export:
+        path.write_bytes(b"earlier")
+        sidecar.write_text(json.dumps({"sha256": _sha256(path)}))
+    (tmp_path / ".other.tflite.abc123.tmp").write_bytes(b"another target's")
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING, str(path), mode, "verbose" if verbose else "quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # the converter's full log
+    )
+    assert done.returncode == 137, done.stderr[-2000:]
+    # The converter's log shows only when asked for.
+    assert ("Estimated count of arithmetic ops" in done.stderr) == verbose
+    assert ("Reading SavedModel" in done.stderr) == verbose
+    _assert_every_tflite_has_its_sidecar(tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if mode == "during-write":  # nothing renamed yet: the earlier export is intact
+        assert path.read_bytes() == b"earlier"
+    else:  # the sidecar went first, and the earlier .tflite before it
+        assert not path.exists() and json.loads(sidecar.read_text())["tflite"] == "m.tflite"
+    assert [n for n in left if n.startswith(".m.tflite.")], left  # a dead export's file
+
+    tf.keras.backend.clear_session()
+    inputs = tf.keras.Input((8, 8, 16))
+    model = tf.keras.Model(inputs, layers.IEBinaryConv2D(16, 3, k=1)(inputs))
+    messages = []
+    x = np.random.default_rng(0).normal(size=(10, 8, 8, 16)).astype(np.float32)
+    result = export.to_tflite(model, path, x, progress=messages.append)
+    assert messages == [
+        "converting with LCE ...",
+        "checking ops ...",
+        "parity on 10 inputs ...",
+        f"writing {path} ...",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.tflite.abc123.tmp",  # not this export's
+        "m.tflite",
+        "m.tflite.json",
+    ]
+    _assert_every_tflite_has_its_sidecar(tmp_path)
+    assert result.sidecar == sidecar and result.size_bytes == path.stat().st_size

@@ -128,9 +128,12 @@ def test_train_step_minimises_the_mean_of_the_two_passes(rng):
 
 
 def test_wrapper_infers_as_the_plain_model_and_round_trips(tmp_path, rng):
-    model = models.build("resnet20", "ienet+ir2net", input_shape=(16, 16, 3))
-    assert isinstance(model, InformationRestriction)
+    classifier = models.build("resnet20", "ienet+ir2net", input_shape=(16, 16, 3))
+    assert not isinstance(classifier, InformationRestriction)  # models are only models
+    model = InformationRestriction.wrap(classifier)
+    assert isinstance(model, InformationRestriction) and model.classifier is classifier
     assert model.feature_layer == "stage3_unit6_out" and model.erase_threshold == 0.15
+    assert ir2net.final_features_layer(models.build("vgg_small", "ienet")) == "conv5_out"
     x = rng.normal(size=(4, 16, 16, 3)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x, verbose=0), model.classifier.predict(x))
     model.save(tmp_path / "ir2.keras")
@@ -177,7 +180,7 @@ def _head_output(model):
 def test_recovery_head_shapes_parameters_and_flops(ratio):
     # ResNet-20 at 32x32: stem 16@32, stages 16@32, 32@16 -> pooled to 8x8, final 64@8.
     plain = models.build("resnet20", "ienet")
-    model = models.build("resnet20", "ienet+ir2net", recovery_ratio=ratio).classifier
+    model = models.build("resnet20", "ienet+ir2net", recovery_ratio=ratio)
     c_cat = 16 + 16 + 32 + 64
     assert model.get_layer("recovery_concat").output.shape == (None, 8, 8, c_cat)
     assert _head_output(model).shape == (None, 8, 8, 64)
@@ -196,19 +199,17 @@ def test_release_heads_per_network():
     """The release's defaults: ResNet-20 ratio 4, ResNet-18 CIFAR 20 (520 channels cut to
     512), VGG-Small 32 fusing the stem alone (128 + 512), ImageNet a PReLU after each BN
     and the stem taken before its max-pool."""
-    r20 = models.build("resnet20", "ienet+ir2net").classifier
+    r20 = models.build("resnet20", "ienet+ir2net")
     assert r20.get_layer("recovery_conv").output.shape[-1] == 16  # 64 / 4
-    r18 = models.build("resnet18_cifar", "ienet+ir2net").classifier
+    r18 = models.build("resnet18_cifar", "ienet+ir2net")
     assert r18.get_layer("recovery_conv").output.shape[-1] == 26  # ceil(512 / 20)
     assert r18.get_layer("recovery_ghost").output.shape[-1] == 520
     assert _head_output(r18).shape[-1] == 512
-    vgg = models.build("vgg_small", "ienet+ir2net").classifier
+    vgg = models.build("vgg_small", "ienet+ir2net")
     assert vgg.get_layer("recovery_concat").output.shape == (None, 4, 4, 128 + 512)
     assert vgg.get_layer("recovery_conv").output.shape[-1] == 16  # 512 / 32
     plain = models.build("resnet18", "ienet", input_shape=(64, 64, 3))
-    imagenet = models.build(
-        "resnet18", "ienet+ir2net", recovery_ratio=2, input_shape=(64, 64, 3)
-    ).classifier
+    imagenet = models.build("resnet18", "ienet+ir2net", recovery_ratio=2, input_shape=(64, 64, 3))
     c_cat = 64 + 64 + 128 + 256 + 512
     assert imagenet.get_layer("recovery_concat").output.shape == (None, 2, 2, c_cat)
     assert imagenet.get_layer("recovery_pool0").input is imagenet.get_layer("stem_out").output
@@ -216,8 +217,9 @@ def test_release_heads_per_network():
     trainable = sum(int(np.prod(w.shape)) for w in imagenet.trainable_weights)
     trainable -= sum(int(np.prod(w.shape)) for w in plain.trainable_weights)
     assert trainable == head_params(c_cat, 512, 2, prelu=True)
-    full = models.build("resnet18", "ienet+ir2net", input_shape=(64, 64, 3)).classifier
+    full = models.build("resnet18", "ienet+ir2net", input_shape=(64, 64, 3))
     assert isinstance(full.get_layer("recovery_prelu"), tf.keras.layers.PReLU)  # IR2Net-A
+    np.testing.assert_array_equal(full.get_layer("recovery_prelu").alpha.numpy(), 0.25)
 
 
 def test_streamlined_heads_cost_less():

@@ -104,7 +104,7 @@ def test_flip_ratio():
 
 def test_latent_and_binary_kernels_of_the_layers():
     model = _model()
-    assert [layer.name for layer in stats.binary_layers(model)] == ["iebc", "ste"]
+    assert [layer.name for layer in stats.binary_kernel_layers(model)] == ["iebc", "ste"]
     iebc, ste = model.get_layer("iebc"), model.get_layer("ste")
     expected = ref.standardize_per_output_channel(iebc.kernel.latent_variable.numpy())
     np.testing.assert_allclose(stats.latent_standardized(iebc), expected, rtol=1e-5, atol=1e-6)

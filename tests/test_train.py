@@ -214,7 +214,8 @@ def test_ir2net_run_trains_with_restriction_and_exports_the_classifier(tmp_path,
     history = list(csv.DictReader((run / "history.csv").open()))
     assert [float(row["iee_q"]) for row in history] == pytest.approx([0.01, 10**-0.5])
     assert main(["evaluate", "--checkpoint", str(run)]) == 0
-    assert "convnet_ienet_k2_ir2net_restricted (final): top-1" in capsys.readouterr().out
+    # The run's models are the deployable classifier, not the training wrapper.
+    assert "convnet_ienet_k2_ir2net (final): top-1" in capsys.readouterr().out
     assert main(["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
     report = json.loads((tmp_path / "m.tflite.json").read_text())
     assert report["model"] == "convnet_ienet_k2_ir2net"

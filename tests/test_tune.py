@@ -58,6 +58,8 @@ def test_best_config_is_a_training_config_ienet_train_accepts(search, tmp_path, 
     assert best.model.k == int(best_row["k"])
     assert best.iee.t_min == pytest.approx(float(best_row["t_min"]))
     assert best.iee.t_max == pytest.approx(float(best_row["t_max"]))
+    # It trains on exactly the trial's examples: the same 128 held out, the same 256 after.
+    assert (best.data.validation_examples, best.data.subset) == (128, 256)
     run = tmp_path / "run"
     assert (
         main(
@@ -132,3 +134,35 @@ def test_bad_tune_configs(override, message):
 def test_train_rejects_a_tune_config(capsys):
     assert main(["train", "--config", TUNE]) == 2
     assert "tune: unknown key" in capsys.readouterr().err
+
+
+def test_a_held_out_split_larger_than_the_training_split_is_refused_before_writing(
+    tmp_path, capsys
+):
+    out = tmp_path / "search"
+    args = [
+        "tune",
+        "--config",
+        TUNE,
+        "--output-dir",
+        str(out),
+        "--set",
+        "tune.validation_examples=1400",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tune.validation_examples: 1400 held-out examples + data.subset 600 exceed" in err
+    assert not out.exists()
+
+
+def test_a_search_whose_trials_all_fail_reports_no_best(tmp_path, capsys, monkeypatch):
+    def fail(self, hp, model, *args, **kwargs):
+        raise ValueError("simulated trial failure")
+
+    monkeypatch.setattr(IENetHyperModel, "fit", fail)
+    out = tmp_path / "search"
+    args = ["tune", "--config", TUNE, "--output-dir", str(out), "--verbose", "0", *SMALL]
+    assert main(args) == 2
+    assert "no trial of the search" in capsys.readouterr().err
+    assert not (out / "best_config.yaml").exists()
+    assert {row["status"] for row in _rows(out)} == {"FAILED"}

@@ -120,15 +120,14 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ienet_tf import config as config_lib
-    from ienet_tf.export import DEFAULT_TOLERANCE, to_tflite
-    from ienet_tf.train import load_datasets, load_run
+    from ienet_tf.export import DEFAULT_TOLERANCE, check_output_path, to_tflite
+    from ienet_tf.train import load_run, test_images
 
+    output = check_output_path(args.output, "--output")  # before anything slow
     which = _which(args)
     config, model = load_run(args.checkpoint, which)
-    images, _ = next(iter(load_datasets(config, ("test",))["test"]))
+    images = test_images(config, 64)
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     source = {
         "checkpoint": str(args.checkpoint),
@@ -136,7 +135,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
         "parity_inputs": f"first {min(64, len(images))} {config.data.name} test images",
         "config": config_lib.to_dict(config),
     }
-    result = to_tflite(model, args.output, np.asarray(images)[:64], tolerance, source)
+    if args.verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # LCE reads it at its first log line
+    result = to_tflite(
+        model,
+        output,
+        images,
+        tolerance,
+        source,
+        verbose=args.verbose,
+        progress=lambda message: _progress(f"ienet export: {message}"),
+    )
     weights = result.weight_bytes
     print(
         f"{result.path}: {result.size_bytes:,} bytes (binary weights {weights['binary']:,} B, "
@@ -147,6 +156,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{result.parity.max_abs_diff:.2e}, top-1 agreement {result.parity.top1_agreement:.2%}"
     )
     return 0
+
+
+def _progress(message: str) -> None:
+    """A progress line on stderr (stdout keeps the command's result)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def _cmd_import_torch(args: argparse.Namespace) -> int:
@@ -175,14 +189,16 @@ def _cmd_import_torch(args: argparse.Namespace) -> int:
 
 
 def _read_tflite(path: Path) -> bytes:
-    from ienet_tf.export import read_graph
+    from ienet_tf.export.flatbuffer import verify
 
     try:
         flatbuffer = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
     try:
-        read_graph(flatbuffer)
+        verify(flatbuffer)
     except ValueError as error:
         raise UserError(f"{path}: {error} (write one with `ienet export`)") from None
     return flatbuffer
@@ -215,19 +231,21 @@ def _counterparts(path: Path, variants=("fp", "bireal")) -> dict[str, bytes]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from ienet_tf.export.bench import X86_CAVEAT, benchmark
+    from ienet_tf.export.bench import X86_CAVEAT, benchmark, check_settings
 
+    check_settings(args.threads, args.runs, args.warmup)  # before any slow conversion
     flatbuffers = {args.model.name: _read_tflite(args.model)}
     if args.compare:
         flatbuffers.update(_counterparts(args.model))
+    terminal = sys.stderr.isatty()
 
     def progress(done: int, total: int, name: str = "") -> None:
-        print(
-            f"\r{name}: run {done}/{total}",
-            end="\n" if done == total else "",
-            file=sys.stderr,
-            flush=True,
-        )
+        # One line rewritten in place on a terminal; in a log, one line per model.
+        if terminal:
+            end = "\n" if done == total else ""
+            print(f"\r{name}: run {done}/{total}", end=end, file=sys.stderr, flush=True)
+        elif done == total:
+            print(f"{name}: {total} runs", file=sys.stderr, flush=True)
 
     results = [
         benchmark(
@@ -238,6 +256,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             args.warmup,
             args.reference_bconv,
             progress=lambda d, t, name=name: progress(d, t, name),
+            source=str(args.model) if name == args.model.name else None,
         )
         for name, flatbuffer in flatbuffers.items()
     ]
@@ -310,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--tolerance", type=positive_arg(float), help="max |LCE - Keras| on the logits (1e-3)"
     )
+    export.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the LCE converter's log (shown anyway when the conversion fails)",
+    )
     export.set_defaults(handler=_cmd_export)
 
     report.add_parser(commands)
@@ -327,17 +351,38 @@ def build_parser() -> argparse.ArgumentParser:
     import_torch.set_defaults(handler=_cmd_import_torch)
 
     bench = commands.add_parser("bench", help="LCE interpreter latency of a .tflite")
-    bench.add_argument("model", type=path_arg, help="a .tflite written by `ienet export`")
-    bench.add_argument("--threads", type=positive_arg(int), default=1)
-    bench.add_argument("--runs", type=positive_arg(int), default=50)
-    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument(
+        "model",
+        type=path_arg,
+        help="a .tflite written by `ienet export` (verified, then run in a child process)",
+    )
+    bench.add_argument(
+        "--threads", type=int, default=1, help="LCE interpreter threads, 1 to 64 (default: 1)"
+    )
+    bench.add_argument(
+        "--runs",
+        type=int,
+        default=50,
+        help="timed single-image inferences, 1 to 100000; reports median, min and max "
+        "(default: 50)",
+    )
+    bench.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="untimed inferences before timing, 0 to 10000 (default: 5)",
+    )
     bench.add_argument(
         "--reference-bconv", action="store_true", help="LCE's reference LceBconv2d kernel"
     )
     bench.add_argument(
         "--compare", action="store_true", help="also time the float and Bi-Real counterparts"
     )
-    bench.add_argument("--json", action="store_true")
+    bench.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as a JSON list (the fields of converters/lce_benchmark.py)",
+    )
     bench.set_defaults(handler=_cmd_bench)
     return parser
 

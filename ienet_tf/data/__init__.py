@@ -9,19 +9,26 @@ train = data.load("fashion_mnist", "train", batch_size=128, training=True)
 test = data.load("fashion_mnist", "test", batch_size=256, training=False)
 ```
 
-| name | from | training augmentation |
-|---|---|---|
-| `digits` | scikit-learn's 8x8 digits, stratified 80/20 | none (shuffle only) |
-| `fashion_mnist` | IDX files (`dataset-fashion-mnist`) | pad 2, crop 28, flip |
-| `cifar10` | tfds, prepared in `data_dir` | pad 4, crop 32, flip |
-| `imagenet2012` | tfds, prepared from `manual_dir` | resized crop 224 (0.08-1.25), flip |
+One record per data set (`ienet_tf.data.registry`) says what it is, where its examples
+come from and how they are augmented.
 
 Nothing is downloaded unless asked (`download=True` for the tfds data sets): missing or
 corrupt data raises `DataError` saying how to get it.
 """
 
 from ienet_tf.data import augment, idx
-from ienet_tf.data.catalog import DataError, DatasetInfo, available, info
+from ienet_tf.data.catalog import DataError, DatasetInfo
 from ienet_tf.data.pipeline import load
+from ienet_tf.data.registry import DatasetRecord, available, info, record
 
-__all__ = ["DataError", "DatasetInfo", "augment", "available", "idx", "info", "load"]
+__all__ = [
+    "DataError",
+    "DatasetInfo",
+    "DatasetRecord",
+    "augment",
+    "available",
+    "idx",
+    "info",
+    "load",
+    "record",
+]

@@ -1,21 +1,13 @@
-"""What each data set is: `DatasetInfo`, the names `load` accepts, and `DataError`."""
+"""The vocabulary of the data package: `DatasetInfo`, the split names and `DataError`.
+What each data set is lives in `ienet_tf.data.registry`."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 from ienet_tf import errors
 
-__all__ = [
-    "SPLITS",
-    "DataError",
-    "DatasetInfo",
-    "available",
-    "check_name",
-    "check_split",
-    "info",
-]
+__all__ = ["SPLITS", "DataError", "DatasetInfo", "check_split"]
 
 # "validation" is a synonym for "test": the held-out split (tfds "validation" for ImageNet,
 # the test split for the others).
@@ -44,49 +36,6 @@ class DatasetInfo:
     std: tuple[float, ...]
 
 
-_STATIC = {
-    "cifar10": DatasetInfo(
-        name="cifar10",
-        num_classes=10,
-        input_shape=(32, 32, 3),
-        train_size=50_000,
-        test_size=10_000,
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-    ),
-    "fashion_mnist": DatasetInfo(
-        name="fashion_mnist",
-        num_classes=10,
-        input_shape=(28, 28, 1),
-        train_size=60_000,
-        test_size=10_000,
-        mean=(0.2860,),
-        std=(0.3530,),
-    ),
-    "imagenet2012": DatasetInfo(
-        name="imagenet2012",
-        num_classes=1000,
-        input_shape=(224, 224, 3),
-        train_size=1_281_167,
-        test_size=50_000,  # the tfds "validation" split, the usual ImageNet test set
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-    ),
-}
-
-
-def available() -> tuple[str, ...]:
-    """The names `load` and `info` accept, sorted."""
-    return tuple(sorted((*_STATIC, "digits")))
-
-
-def check_name(name: str) -> str:
-    """Return `name` if it is a known data set, else raise `ValueError` listing the known ones."""
-    if name not in available():
-        raise ValueError(f"Unknown data set {name!r}; available: {', '.join(available())}.")
-    return name
-
-
 def check_split(split: str) -> str:
     """Map `split` to "train" or "test" ("validation" means "test"), else raise `ValueError`."""
     if split not in SPLITS:
@@ -95,29 +44,3 @@ def check_split(split: str) -> str:
             "('validation' is the held-out split, the same as 'test')."
         )
     return "train" if split == "train" else "test"
-
-
-def info(name: str) -> DatasetInfo:
-    """The `DatasetInfo` of data set `name` (one of `available()`)."""
-    check_name(name)
-    if name == "digits":
-        return _digits_info()
-    return _STATIC[name]
-
-
-@functools.lru_cache(maxsize=1)
-def _digits_info() -> DatasetInfo:
-    # The statistics come from the training split, so they need the split itself.
-    from ienet_tf.data import sources
-
-    (x_train, _), (x_test, _) = sources.digits_arrays()
-    scaled = x_train.astype("float64") / sources.DIGITS_MAX_VALUE
-    return DatasetInfo(
-        name="digits",
-        num_classes=10,
-        input_shape=(8, 8, 1),
-        train_size=len(x_train),
-        test_size=len(x_test),
-        mean=tuple(float(m) for m in scaled.mean(axis=(0, 1, 2))),
-        std=tuple(float(s) for s in scaled.std(axis=(0, 1, 2))),
-    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ienet_tf.data.catalog import DataError
+from ienet_tf.errors import DataError
 
 __all__ = [
     "FASHION_MNIST_DIR",

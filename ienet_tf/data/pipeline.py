@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable
 
 import tensorflow as tf
 
-from ienet_tf.data import augment, sources
-from ienet_tf.data.catalog import check_name, check_split, info
+from ienet_tf.data import augment
+from ienet_tf.data.catalog import check_split
+from ienet_tf.data.registry import SourceOptions, record
 
 __all__ = ["load"]
 
@@ -24,36 +24,6 @@ def _check_int(name: str, value, minimum: int | None) -> None:
         raise ValueError(f"`{name}` must be an integer, got {value!r}.")
     if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` must be at least {minimum}, got {value!r}.")
-
-
-def _source(
-    name, split, data_dir, manual_dir, subset, shuffle_files, seed, download
-) -> sources.Source:
-    if name == "digits":
-        return sources.digits(split, subset)
-    if name == "fashion_mnist":
-        return sources.fashion_mnist(split, data_dir, subset, download)
-    if name == "cifar10":
-        return sources.cifar10(split, data_dir, subset, download)
-    return sources.imagenet2012(split, data_dir, manual_dir, subset, shuffle_files, seed)
-
-
-def _transforms(name: str) -> tuple[Callable, Callable]:
-    """(train, eval) transforms of a [0, 1] float image; train takes a stateless seed."""
-    if name == "cifar10":
-        return (lambda image, seed: augment.random_crop_flip(image, 4, 32, seed)), tf.identity
-    if name == "fashion_mnist":
-        return (lambda image, seed: augment.random_crop_flip(image, 2, 28, seed)), tf.identity
-    if name == "imagenet2012":
-
-        def train(image, seed):
-            crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-            return augment.random_flip(
-                augment.random_resized_crop(image, 224, seed=crop_seed), flip_seed
-            )
-
-        return train, augment.center_crop_resize
-    return (lambda image, seed: image), tf.identity  # digits: 8x8 is too small to augment
 
 
 def load(
@@ -87,19 +57,18 @@ def load(
 
     The same `seed` (under the same TF global seed) gives the same stream.
     """
-    check_name(name)
+    entry = record(name)
     split = check_split(split)
     _check_int("batch_size", batch_size, 1)
     _check_int("seed", seed, None)
     if subset is not None:
         _check_int("subset", subset, 1)
     _check_int("skip", skip, 0)
-    spec = info(name)
+    spec = entry.dataset_info()
 
     end = None if subset is None else skip + subset
-    source = _source(
-        name, split, data_dir, manual_dir, end, training and end is None, seed, download
-    )
+    options = SourceOptions(data_dir, manual_dir, end, training and end is None, seed, download)
+    source = entry.source(split, options)
     dataset = source.dataset.skip(skip) if skip else source.dataset
     if source.cacheable:
         dataset = dataset.cache()
@@ -107,7 +76,7 @@ def load(
         buffer = _IN_MEMORY_BUFFER if source.cacheable else _ENCODED_BUFFER
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
-    train_transform, eval_transform = _transforms(name)
+    train_transform, eval_transform = entry.train_transform, entry.eval_transform
 
     def decode(image):
         if source.encoded:

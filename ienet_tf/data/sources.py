@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from ienet_tf.data import idx
-from ienet_tf.data.catalog import DataError
+from ienet_tf.data.catalog import DatasetInfo
+from ienet_tf.errors import DataError
 
 __all__ = [
     "DIGITS_MAX_VALUE",
@@ -24,6 +25,7 @@ __all__ = [
     "cifar10",
     "digits",
     "digits_arrays",
+    "digits_info",
     "fashion_mnist",
     "imagenet2012",
 ]
@@ -85,6 +87,22 @@ def digits(split: str, subset: int | None = None) -> Source:
     train, test = digits_arrays()
     images, labels = train if split == "train" else test
     return _from_arrays(images, labels, DIGITS_MAX_VALUE, subset)
+
+
+@functools.lru_cache(maxsize=1)
+def digits_info() -> DatasetInfo:
+    """The digits' `DatasetInfo`: its statistics come from the training split itself."""
+    (x_train, _), (x_test, _) = digits_arrays()
+    scaled = x_train.astype("float64") / DIGITS_MAX_VALUE
+    return DatasetInfo(
+        name="digits",
+        num_classes=10,
+        input_shape=(8, 8, 1),
+        train_size=len(x_train),
+        test_size=len(x_test),
+        mean=tuple(float(m) for m in scaled.mean(axis=(0, 1, 2))),
+        std=tuple(float(s) for s in scaled.std(axis=(0, 1, 2))),
+    )
 
 
 def fashion_mnist(

@@ -5,26 +5,71 @@ On x86 LCE has no optimized binary kernels: its `LceBconv2d` runs a generic (or,
 `reference_bconv=True`, the reference) kernel, often slower than the float TFLite path.
 x86 timings measure correctness and relative cost between our own models, never the
 speed-up of a binary network on ARM.
+
+The LCE interpreter does not verify the flatbuffer it is given, and a damaged file can
+crash it (a segmentation fault kills the whole process, no exception to catch). So
+`benchmark` verifies the file first (`flatbuffer.verify`) and then runs the interpreter in
+a child process: a fresh `python -I -c` that loads only numpy and LCE's interpreter
+extension (no TensorFlow, ~0.2 s to start). A crash or an interpreter error becomes one
+`UsageError` line naming the file; the timings come back to this process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
+import importlib.machinery
+import importlib.util
+import inspect
+import json
+import os
 import platform
+import queue
+import signal
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
 from collections.abc import Callable
 
-import numpy as np
-
 from ienet_tf.errors import UsageError
+from ienet_tf.export.flatbuffer import verify
+from ienet_tf.io import one_line
 
-__all__ = ["X86_CAVEAT", "BenchResult", "benchmark"]
+__all__ = [
+    "MAX_RUNS",
+    "MAX_THREADS",
+    "MAX_WARMUP",
+    "STALL_TIMEOUT_S",
+    "X86_CAVEAT",
+    "BenchResult",
+    "InterpreterError",
+    "benchmark",
+    "check_settings",
+]
 
 X86_CAVEAT = (
     "Note: LCE has no optimized binary kernels for x86; these timings are not the speed-up "
     "of a binary network on ARM. Measure on the device with converters/lce_benchmark.py."
 )
+
+#: The most interpreter threads `benchmark` accepts (`--threads`).
+MAX_THREADS = 64
+#: The most timed runs (`--runs`).
+MAX_RUNS = 100_000
+#: The most untimed warm-up runs (`--warmup`).
+MAX_WARMUP = 10_000
+#: Seconds the interpreter may spend on one inference (or on loading the model) before
+#: the child process is stopped as hung.
+STALL_TIMEOUT_S = 600.0
+
+_FIX = "it is not a valid model for the LCE interpreter (write one with `ienet export`)"
+
+
+class InterpreterError(UsageError):
+    """The LCE interpreter crashed on, or rejected, a flatbuffer that passed `verify`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +93,21 @@ class BenchResult:
         return dataclasses.asdict(self)
 
 
+def check_settings(threads: int, runs: int, warmup: int) -> None:
+    """Raise `UsageError` unless 1 <= threads <= `MAX_THREADS`, 1 <= runs <= `MAX_RUNS` and
+    0 <= warmup <= `MAX_WARMUP` (all integers)."""
+    for option, value, low, high in (
+        ("threads", threads, 1, MAX_THREADS),
+        ("runs", runs, 1, MAX_RUNS),
+        ("warmup", warmup, 0, MAX_WARMUP),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UsageError(
+                f"{option} must be an integer from {low} to {high}, got {value!r} "
+                f"(set --{option} in that range)"
+            )
+
+
 def benchmark(
     flatbuffer: bytes,
     name: str = "model",
@@ -56,27 +116,29 @@ def benchmark(
     warmup: int = 5,
     reference_bconv: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    source: str | os.PathLike | None = None,
 ) -> BenchResult:
-    """Time `runs` single-image inferences after `warmup` untimed ones."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    """Time `runs` single-image inferences after `warmup` untimed ones, in the LCE
+    interpreter in a child process.
 
-    if threads < 1 or runs < 1 or warmup < 0:
-        raise UsageError(
-            f"need threads >= 1, runs >= 1, warmup >= 0; got {threads}, {runs}, {warmup}."
-        )
-    interpreter = Interpreter(flatbuffer, num_threads=threads, use_reference_bconv=reference_bconv)
-    shape = interpreter.input_shapes[0]
-    image = np.random.default_rng(0).normal(size=(1, *shape[1:])).astype(np.float32)
-    raw = interpreter.interpreter  # the C++ wrapper: no Python-side batching per call
-    for _ in range(warmup):
-        raw.predict([image])
-    timings = []
-    for i in range(runs):
-        start = time.perf_counter()
-        raw.predict([image])
-        timings.append((time.perf_counter() - start) * 1e3)
-        if progress:
-            progress(i + 1, runs)
+    `source` (default: `name`) names the flatbuffer in errors, e.g. its path. Raises
+    `UsageError` for settings out of range (`check_settings`), `FlatbufferError` for a file
+    that fails `flatbuffer.verify`, and `InterpreterError` when the interpreter crashes on,
+    rejects or hangs on the file. `progress(done, runs)` is called after every timed run.
+    """
+    check_settings(threads, runs, warmup)
+    label = str(name if source is None else source)
+    verify(flatbuffer, label)
+    request = {
+        "threads": threads,
+        "runs": runs,
+        "warmup": warmup,
+        "reference_bconv": bool(reference_bconv),
+        "extension": _interpreter_extension(),
+        "path": [p for p in sys.path if p],
+    }
+    timings = _run_child(request, bytes(flatbuffer), label, progress)
     return BenchResult(
         model=name,
         tool="lce-python-interpreter",
@@ -91,3 +153,183 @@ def benchmark(
         size_bytes=len(flatbuffer),
         reference_bconv=reference_bconv,
     )
+
+
+def _interpreter_extension() -> str:
+    """The path of LCE's interpreter extension, found without importing LCE (which
+    imports TensorFlow)."""
+    spec = importlib.util.find_spec("larq_compute_engine")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(
+            "larq-compute-engine is not installed; install it with "
+            "`pip install larq-compute-engine` to run `ienet bench`"
+        )
+    for location in spec.submodule_search_locations:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            found = glob.glob(
+                os.path.join(location, "tflite", "python", f"interpreter_wrapper_lite{suffix}")
+            )
+            if found:
+                return found[0]
+    raise UsageError(
+        f"larq-compute-engine at {list(spec.submodule_search_locations)} has no interpreter "
+        "extension (tflite/python/interpreter_wrapper_lite); reinstall it with "
+        "`pip install --force-reinstall larq-compute-engine`"
+    )
+
+
+def _run_child(
+    request: dict, flatbuffer: bytes, label: str, progress: Callable[[int, int], None] | None
+) -> list[float]:
+    """Run `_child_main` in a fresh interpreter; its timings, or `InterpreterError`."""
+    child_main = _child_main  # looked up at call time: a test can substitute it
+    source = textwrap.dedent(inspect.getsource(child_main)) + f"\n{child_main.__name__}()\n"
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's thread pool: idle, but not free
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-c", source],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+        )
+        try:
+            messages = _start_reader(child)
+            try:
+                child.stdin.write(json.dumps(request).encode() + b"\n" + flatbuffer)
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # the child died early: its exit code says how
+            timings = error = None
+            done = 0
+            while timings is None and error is None:
+                try:
+                    message = messages.get(timeout=STALL_TIMEOUT_S)
+                except queue.Empty:
+                    raise InterpreterError(
+                        f"{label}: the LCE interpreter made no progress for "
+                        f"{STALL_TIMEOUT_S:g} s on this file and was stopped; {_FIX}"
+                    ) from None
+                if message is None:  # end of output: the child exited
+                    break
+                if "done" in message and progress:
+                    for count in range(done + 1, message["done"] + 1):
+                        progress(count, request["runs"])
+                    done = message["done"]
+                timings = message.get("timings")
+                error = message.get("error")
+            try:  # it has reported: give it a moment to exit
+                code = child.wait(timeout=30 if timings or error else STALL_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                code = None  # killed below
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if timings is not None:  # measured (a failure while exiting does not undo that)
+        return timings
+    errors = _logged_errors(text)
+    if code is not None and code < 0:
+        what = _signal_name(-code)
+        raise InterpreterError(
+            f"{label}: the LCE interpreter crashed ({what}) on this file; {_FIX}"
+            + (f" [its log: {errors}]" if errors else "")
+        )
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), "no output")
+    detail = errors or error or one_line(f"its process exited with code {code}: {last}", 300)
+    raise InterpreterError(f"{label}: the LCE interpreter rejected this file ({detail}); {_FIX}")
+
+
+def _start_reader(child: subprocess.Popen) -> queue.Queue:
+    """A queue of the child's JSON messages, then None at the end of its output."""
+    messages: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in child.stdout:
+            try:
+                messages.put(json.loads(line))
+            except ValueError:
+                pass
+        messages.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return messages
+
+
+def _logged_errors(log: str, limit: int = 300) -> str:
+    """TFLite's `ERROR:` lines (the reason behind an interpreter exception), one line."""
+    lines = [
+        line.split("ERROR:", 1)[1].strip().rstrip(".")
+        for line in log.splitlines()
+        if "ERROR:" in line
+    ]
+    text = "; ".join(dict.fromkeys(line for line in lines if line))  # each once, in order
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _signal_name(number: int) -> str:
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+    hint = ", out of memory?" if name == "SIGKILL" else ""
+    return f"signal {number}, {name}{hint}"
+
+
+def _child_main() -> None:  # pragma: no cover - runs in the child process
+    """The child: read a JSON request line and the flatbuffer from stdin, time the model,
+    write JSON lines to stdout: {"done": n} per run, then {"timings": [...]} or
+    {"error": "..."}. Self-contained (its source is run with `python -I -c`)."""
+    import importlib.machinery
+    import importlib.util
+    import json
+    import os
+    import sys
+    import time
+
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash dumps no core file
+    except (ImportError, ValueError, OSError):
+        pass
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever the C++ side prints goes to the log, not into the messages
+
+    def send(**message) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    request = json.loads(sys.stdin.buffer.readline())
+    flatbuffer = sys.stdin.buffer.read()
+    sys.path[:] = request["path"]
+    try:
+        import numpy as np
+
+        path = request["extension"]
+        loader = importlib.machinery.ExtensionFileLoader("interpreter_wrapper_lite", path)
+        spec = importlib.util.spec_from_file_location(
+            "interpreter_wrapper_lite", path, loader=loader
+        )
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        interpreter = module.LiteInterpreter(
+            flatbuffer, request["threads"], request["reference_bconv"], False, False
+        )
+        shape = interpreter.input_shapes[0]
+        image = np.random.default_rng(0).normal(size=(1, *shape[1:])).astype(np.float32)
+        for _ in range(request["warmup"]):
+            interpreter.predict([image])
+            send(warmup=True)
+        timings = []
+        for i in range(request["runs"]):
+            start = time.perf_counter()
+            interpreter.predict([image])
+            timings.append((time.perf_counter() - start) * 1e3)
+            send(done=i + 1)
+        send(timings=timings)
+    except Exception as error:
+        send(error=" ".join(f"{type(error).__name__}: {error}".split())[:300])

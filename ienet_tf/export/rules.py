@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from ienet_tf.compat import inbound_layers
+from ienet_tf.inspection import binary_layers, is_binary, is_binary_conv
 
 __all__ = ["Violation", "binary_layers", "check_model", "is_binary_conv"]
 
@@ -39,28 +40,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"layer {self.layer!r} breaks `{self.rule}`: {self.detail}"
-
-
-def _is_binary(quantizer) -> bool:
-    return getattr(quantizer, "precision", None) == 1
-
-
-def is_binary_conv(layer) -> bool:
-    """A larq conv layer whose input and kernel are both binarized (IE-BC included)."""
-    return (
-        isinstance(layer, lq.layers.QuantConv2D)
-        and _is_binary(layer.input_quantizer)
-        and _is_binary(layer.kernel_quantizer)
-    )
-
-
-def binary_layers(model: tf.keras.Model):
-    for layer in model.submodules:
-        if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense)) and (
-            _is_binary(getattr(layer, "input_quantizer", None))
-            or _is_binary(getattr(layer, "kernel_quantizer", None))
-        ):
-            yield layer
 
 
 def _check_input(layer) -> str | None:
@@ -131,8 +110,8 @@ def check_model(model: tf.keras.Model) -> list[Violation]:
                 )
             )
             continue
-        if not (_is_binary(layer.input_quantizer) and _is_binary(layer.kernel_quantizer)):
-            missing = "kernel" if _is_binary(layer.input_quantizer) else "input"
+        if not (is_binary(layer.input_quantizer) and is_binary(layer.kernel_quantizer)):
+            missing = "kernel" if is_binary(layer.input_quantizer) else "input"
             violations.append(
                 Violation(
                     layer.name,

@@ -9,12 +9,29 @@ export here is checked three ways before anything is written:
    float `CONV_2D` only for the layers meant to be float, no `MUL` right after a binary
    conv (alpha and lambda fuse into it);
 3. the LCE interpreter against Keras on real inputs (`parity`).
+
+`to_tflite` checks its arguments before the (seconds-long) conversion, hides the
+converter's log unless `verbose`, reports its steps to an optional `progress` callback, and
+writes the `.tflite` and its sidecar so that a kill at any moment never leaves a `.tflite`
+without the sidecar written with it (see `_write_export`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import fcntl
+import hashlib
+import io
 import json
+import math
+import numbers
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import larq as lq
@@ -24,9 +41,10 @@ import tensorflow as tf
 from ienet_tf import errors
 from ienet_tf.export.flatbuffer import read_graph
 from ienet_tf.export.rules import binary_layers, check_model, is_binary_conv
-from ienet_tf.io import write_atomically
+from ienet_tf.io import one_line
 from ienet_tf.ir2net import inference_model
 from ienet_tf.layers import IEBinaryConv2D
+from ienet_tf.runs import MODEL_FILES
 
 __all__ = [
     "DEFAULT_MIN_AGREEMENT",
@@ -35,6 +53,7 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "Parity",
+    "check_output_path",
     "convert",
     "expected_ops",
     "lce_predict",
@@ -58,6 +77,155 @@ MUL_AFTER_BCONV = "MUL after LceBconv2d"
 
 # A conversion that would not run the binary kernels, or does not match Keras.
 ExportError = errors.ExportError
+
+#: The only suffix `to_tflite` writes (its sidecar is `<name>.tflite.json`).
+TFLITE_SUFFIX = ".tflite"
+
+#: Files of an `ienet train` run directory (relative paths) that an export must never
+#: replace, besides pending models (`.pending-*`) and everything in its folders below.
+_RUN_FILES = frozenset(
+    {*MODEL_FILES.values(), "config.yaml", "state.json", "metrics.json", "history.csv", ".lock"}
+)
+_RUN_FOLDERS = ("resume/", "tensorboard/")
+
+
+def _run_directory(path: Path) -> Path | None:
+    """The nearest folder above `path` that is a run directory (it holds config.yaml and
+    state.json or metrics.json), or None."""
+    for folder in path.parents:
+        if (folder / "config.yaml").is_file() and (
+            (folder / "state.json").is_file() or (folder / "metrics.json").is_file()
+        ):
+            return folder
+    return None
+
+
+def check_output_path(path: str | os.PathLike, argument: str = "path") -> Path:
+    """`path` as a `Path` if `to_tflite` may write it (and `path + ".json"`); a
+    `UsageError` naming `argument` (e.g. "--output") otherwise: a suffix other than
+    `.tflite`, a directory, a folder that is a file, or a file that a run directory owns
+    (its model files, config.yaml, state.json, metrics.json, history.csv, resume/,
+    tensorboard/), also through a symlink. Cheap: call it before loading anything.
+    """
+    path = Path(path)
+    sidecar = path.with_name(path.name + ".json") if path.name else path
+    for target in (path, sidecar):
+        resolved = target.resolve()
+        run_dir = _run_directory(resolved)
+        if run_dir is None:
+            continue
+        owned = resolved.relative_to(run_dir).as_posix()
+        pending = resolved.name.startswith(".pending-")
+        if owned in _RUN_FILES or owned.startswith(_RUN_FOLDERS) or pending:
+            via = "" if resolved == target.absolute() else f" (via {target} -> {resolved})"
+            raise errors.UsageError(
+                f"{argument} {path} would overwrite {owned} of the run directory "
+                f"{run_dir}{via}; write the export to a new .tflite file, e.g. "
+                f"{run_dir / 'model.tflite'}."
+            )
+    if path.is_dir():
+        raise errors.UsageError(
+            f"{argument} {path} is a directory; name the file to write, e.g. "
+            f"{path / ('model' + TFLITE_SUFFIX)}."
+        )
+    if path.suffix != TFLITE_SUFFIX:
+        hint = f", e.g. {path.with_suffix(TFLITE_SUFFIX)}" if path.stem else ""
+        raise errors.UsageError(
+            f"{argument} {path} does not end in {TFLITE_SUFFIX}; an export writes a "
+            f"{TFLITE_SUFFIX} file (and its report {TFLITE_SUFFIX}.json){hint}."
+        )
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise errors.UsageError(
+                    f"{argument} {path}: {folder} is a file, not a folder; choose another path."
+                )
+            break
+    return path
+
+
+def _check_number(value, name: str, fraction: bool = False) -> float:
+    """`value` as a float if it is finite and > 0 (a `fraction`: in [0, 1]); a
+    `UsageError` naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise errors.UsageError(
+            f"{name} must be a number, got {one_line(repr(value), 80)} ({type(value).__name__})."
+        )
+    number = float(value)
+    if fraction and not 0 <= number <= 1:
+        raise errors.UsageError(f"{name} is {number!r}; it must be a fraction in [0, 1].")
+    if not fraction and not (math.isfinite(number) and number > 0):
+        raise errors.UsageError(
+            f"{name} is {number!r}; it must be a finite number > 0 (the max |LCE - Keras| "
+            f"on one input's outputs; default {DEFAULT_TOLERANCE:g})."
+        )
+    return number
+
+
+def _format_shape(shape) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+def _check_inputs(inputs, model: tf.keras.Model) -> np.ndarray:
+    """The parity batch as a float32 array of the model's input shape, or a `UsageError`
+    naming what is wrong with `inputs` (shape, missing batch axis, empty, dtype, NaN/inf).
+    """
+    input_shape = model.input_shape
+    expected = _format_shape(input_shape) if isinstance(input_shape, tuple) else None
+    takes = f"{model.name} takes batches of shape {expected}" if expected else ""
+    try:
+        array = np.asarray(inputs)
+    except (ValueError, TypeError) as error:
+        raise errors.UsageError(
+            f"inputs cannot be read as one array ({one_line(error, 120)}); pass a float "
+            f"array{' of shape ' + expected if expected else ''}."
+        ) from None
+    if array.dtype.kind == "O":
+        try:
+            array = array.astype(np.float32)
+        except (ValueError, TypeError):
+            pass
+    if array.dtype.kind not in "biuf":
+        raise errors.UsageError(
+            f"inputs has dtype {array.dtype}, which does not convert to float32; pass "
+            f"float (or integer) images{' of shape ' + expected if expected else ''}."
+        )
+    if isinstance(input_shape, tuple):
+        dims = input_shape[1:]
+
+        def fits(shape) -> bool:
+            return len(shape) == len(dims) and all(
+                d is None or d == s for s, d in zip(shape, dims, strict=True)
+            )
+
+        if fits(array.shape):
+            raise errors.UsageError(
+                f"inputs has shape {array.shape}: one input without the batch axis, but "
+                f"{takes}; add the axis (inputs[None] for a single input)."
+            )
+        if array.ndim >= 1 and array.shape[0] == 0:
+            raise errors.UsageError(
+                f"inputs is an empty batch (shape {array.shape}); pass at least one input "
+                "(parity needs real inputs, e.g. the first 64 test images)."
+            )
+        if not fits(array.shape[1:]):
+            raise errors.UsageError(
+                f"inputs has shape {array.shape}, but {takes}; pass inputs of the data set "
+                "the model was built for."
+            )
+    elif array.ndim == 0 or array.shape[0] == 0:
+        raise errors.UsageError(f"inputs has shape {array.shape}; pass a non-empty batch.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = array.astype(np.float32)
+    finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise errors.UsageError(
+            f"inputs has NaN or infinite values (as float32) in {len(bad)} of {len(array)} "
+            f"inputs (first: index {bad[0]}); pass finite inputs (check the data's "
+            "normalization)."
+        )
+    return array
 
 
 def op_histogram(flatbuffer: bytes) -> dict[str, int]:
@@ -125,9 +293,74 @@ def verify_ops(histogram: dict[str, int], expected: dict[str, int]) -> None:
         )
 
 
-def convert(model: tf.keras.Model) -> tuple[bytes, dict[str, int]]:
+def _flush_streams() -> None:
+    """Flush Python's and C's buffered stdout/stderr (before file descriptors move)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool = True) -> Iterator[None]:
+    """Send what the block writes to file descriptors 1 and 2 (the converter's C++ log)
+    and to `sys.stdout`/`sys.stderr` (Python warnings) to temporary buffers; re-print it on
+    stderr if the block raises (not on KeyboardInterrupt). Output of other threads during
+    the block is captured too."""
+    if not enabled:
+        yield
+        return
+    _flush_streams()
+    log = None
+    saved: list[int] = []
+    try:
+        log = tempfile.TemporaryFile()
+        for fd in (1, 2):
+            saved.append(os.dup(fd))
+    except OSError:  # no temporary file, or no stdout/stderr (a closed descriptor)
+        for fd in saved:
+            os.close(fd)
+        if log is not None:
+            log.close()
+        yield
+        return
+    python = io.StringIO()
+    try:
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            with contextlib.redirect_stdout(python), contextlib.redirect_stderr(python):
+                yield
+        finally:
+            _flush_streams()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+    except Exception:  # not on Ctrl-C: a log is no help there
+        log.seek(0)
+        text = log.read().decode(errors="replace") + python.getvalue()
+        if text:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(text if text.endswith("\n") else text + "\n")
+                sys.stderr.flush()
+        raise
+    finally:
+        for fd in saved:
+            os.close(fd)
+        log.close()
+
+
+def convert(
+    model: tf.keras.Model,
+    verbose: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[bytes, dict[str, int]]:
     """Convert `model` with LCE (ARM target); check the rules and the op histogram.
-    A training wrapper (IR²Net's `InformationRestriction`) converts its classifier."""
+    A training wrapper (IR²Net's `InformationRestriction`) converts its classifier.
+
+    The converter's log (its C++ lines, TensorFlow's warnings) is hidden unless `verbose`,
+    and re-printed on stderr if the conversion raises. `progress` is called with a short
+    message before each step."""
     import larq_compute_engine as lce
 
     model = inference_model(model)
@@ -138,7 +371,12 @@ def convert(model: tf.keras.Model) -> tuple[bytes, dict[str, int]]:
             + "; ".join(str(v) for v in violations)
             + "."
         )
-    flatbuffer = lce.convert_keras_model(model, target="arm")
+    if progress is not None:
+        progress("converting with LCE ...")
+    with _quiet(not verbose):
+        flatbuffer = lce.convert_keras_model(model, target="arm")
+    if progress is not None:
+        progress("checking ops ...")
     graph = read_graph(flatbuffer)
     histogram = graph.histogram()
     verify_ops(
@@ -201,6 +439,7 @@ class ExportResult:
     parity: Parity
     size_bytes: int
     weight_bytes: dict[str, int]
+    int8: dict | None = None  # binary + int8 exports: I/O, op kinds (see `ienet_tf.int8`)
 
 
 def stack_versions() -> dict[str, str]:
@@ -216,6 +455,82 @@ def stack_versions() -> dict[str, str]:
     return found
 
 
+def _temporary_pattern(name: str) -> re.Pattern:
+    """The temporary files of an export to `name`: `.<name>.<random>.tmp` and
+    `.<name>.json.<random>.tmp` (as `_write_temporary` and `io.write_atomically` name them).
+    """
+    return re.compile(rf"\.{re.escape(name)}(\.json)?\.[^./]+\.tmp")
+
+
+def _write_temporary(path: Path, payload: bytes) -> Path:
+    """Write `payload` to a new temporary file beside `path`, flushed to disk."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)  # mkstemp creates 0600; give what a plain open() would
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `folder` (released by the kernel if we die): exports
+    into one folder write one at a time, so a temporary file found under the lock is a
+    dead export's. Without flock support (some network file systems), no lock."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _write_export(path: Path, flatbuffer: bytes, report: bytes) -> Path:
+    """Write `path` and its sidecar `path + ".json"` so that a kill at any moment leaves
+    no `.tflite` without the sidecar written with it: both go to temporary files first,
+    then the old `.tflite` is removed, the sidecar renamed into place, and the `.tflite`
+    last. Temporary files of an earlier export of `path` that died are removed first.
+    Returns the sidecar's path."""
+    sidecar = path.with_name(path.name + ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.parent):
+        stale = _temporary_pattern(path.name)
+        for entry in path.parent.iterdir():
+            if stale.fullmatch(entry.name) and not entry.is_dir():
+                entry.unlink(missing_ok=True)
+        temporary: list[Path] = []
+        try:
+            temporary.append(_write_temporary(path, flatbuffer))
+            temporary.append(_write_temporary(sidecar, report))
+            # A reader never pairs the new sidecar with the old .tflite: that goes first.
+            path.unlink(missing_ok=True)
+            os.replace(temporary[1], sidecar)
+            os.replace(temporary[0], path)
+        except BaseException:
+            for tmp in temporary:
+                tmp.unlink(missing_ok=True)
+            raise
+        with contextlib.suppress(OSError):  # make the renames durable
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return sidecar
+
+
 def to_tflite(
     model: tf.keras.Model,
     path: str | Path,
@@ -223,47 +538,95 @@ def to_tflite(
     tolerance: float = DEFAULT_TOLERANCE,
     source: dict | None = None,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    *,
+    verbose: bool = False,
+    progress: Callable[[str], None] | None = None,
+    int8: bool = False,
+    int8_io: bool = False,
+    lsb_tolerance: float | None = None,
 ) -> ExportResult:
     """Convert `model` with LCE, verify ops and parity, and only then write `path` and its
-    JSON sidecar `path + ".json"` (op histogram, sizes, parity, versions, `source`).
+    JSON sidecar `path + ".json"` (op histogram, sizes, parity, versions, the .tflite's
+    SHA-256, `source`).
 
     `inputs` are the parity batch (random normal inputs when `None`: say so in `source`);
     at least `min_agreement` of them must agree within `tolerance` (see `Parity`).
-    On any failure `ExportError` is raised and nothing is written.
+    The arguments are checked before converting: a `UsageError` (a `ValueError`) names a
+    wrong `path` (see `check_output_path`), `tolerance`, `min_agreement` or `inputs`
+    (shape, batch axis, empty, dtype, NaN/inf). On any failure nothing is written; a kill
+    at any moment never leaves a `.tflite` without its sidecar, and the next export of
+    `path` removes the temporary files of one that died.
+
+    The converter's log is hidden unless `verbose`; `progress` (e.g. a print to stderr) is
+    called with a short message before each step.
+
+    `int8=True` exports an int8 QAT model (`ienet_tf.int8.qat_model`, calibrated and
+    fine-tuned) as binary + int8: everything that is not a binary convolution computes in
+    int8, with int8 input and output tensors if `int8_io` (else float I/O with a QUANTIZE
+    and a DEQUANTIZE at the ends). Its checks are `ienet_tf.int8.verify`'s: no float op, no
+    LceDequantize, exact op counts, and parity with the QAT model counted in output
+    quantization steps (`lsb_tolerance`, default 4; `tolerance` is for float exports).
     """
+    path = check_output_path(path)
+    tolerance = _check_number(tolerance, "tolerance")
+    min_agreement = _check_number(min_agreement, "min_agreement", fraction=True)
     model = inference_model(model)
-    flatbuffer, histogram = convert(model)
     if inputs is None:
-        shape = (8, *model.input_shape[1:])
-        inputs = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    agreement = parity(model, flatbuffer, inputs, tolerance)
-    if not agreement.within_tolerance >= min_agreement:
-        raise ExportError(
-            f"LCE interpreter and Keras disagree: only {agreement.within_tolerance:.0%} of "
-            f"{agreement.num_inputs} inputs agree within {tolerance:g} (need "
-            f"{min_agreement:.0%}; max |diff| {agreement.max_abs_diff:.3g}, top-1 agreement "
-            f"{agreement.top1_agreement:.1%}); nothing was written."
+        dims = model.input_shape[1:] if isinstance(model.input_shape, tuple) else (None,)
+        if None in dims:
+            raise errors.UsageError(
+                f"inputs is None, but {model.name}'s input shape "
+                f"{_format_shape(model.input_shape)} has unknown sizes; pass the parity inputs."
+            )
+        inputs = np.random.default_rng(0).normal(size=(8, *dims)).astype(np.float32)
+    else:
+        inputs = _check_inputs(inputs, model)
+    int8_details = None
+    if int8:
+        from ienet_tf.int8.verify import verified_int8
+
+        flatbuffer, histogram, agreement, weights, int8_details = verified_int8(
+            model,
+            inputs,
+            int8_io=int8_io,
+            lsb_tolerance=lsb_tolerance,
+            min_agreement=min_agreement,
+            verbose=verbose,
+            progress=progress,
         )
-    path = Path(path)
-    sidecar = path.with_name(path.name + ".json")
-    weights = read_graph(flatbuffer).weight_bytes()
+        expected = int8_details["expected_ops"]
+    else:
+        if int8_io:
+            raise errors.UsageError("int8_io=True needs int8=True (a binary + int8 export).")
+        flatbuffer, histogram = convert(model, verbose=verbose, progress=progress)
+        if progress is not None:
+            progress(f"parity on {len(inputs)} inputs ...")
+        agreement = parity(model, flatbuffer, inputs, tolerance)
+        if not agreement.within_tolerance >= min_agreement:
+            raise ExportError(
+                f"LCE interpreter and Keras disagree: only {agreement.within_tolerance:.0%} "
+                f"of {agreement.num_inputs} inputs agree within {tolerance:g} (need "
+                f"{min_agreement:.0%}; max |diff| {agreement.max_abs_diff:.3g}, top-1 "
+                f"agreement {agreement.top1_agreement:.1%}); nothing was written."
+            )
+        weights = read_graph(flatbuffer).weight_bytes()
+        expected = expected_ops(model)
     report = {
         "tflite": path.name,
+        "sha256": hashlib.sha256(flatbuffer).hexdigest(),
         "model": model.name,
         "input_shape": list(model.input_shape[1:]),
         "num_classes": int(model.output_shape[-1]),
         "size_bytes": len(flatbuffer),
         "weight_bytes": weights,
         "op_histogram": histogram,
-        "expected_ops": expected_ops(model),
+        "expected_ops": expected,
         "parity": {**dataclasses.asdict(agreement), "min_agreement": min_agreement},
+        **({"int8": int8_details} if int8_details is not None else {}),
         "versions": stack_versions(),
         "source": source or {},
     }
-    write_atomically(path, flatbuffer)
-    try:
-        write_atomically(sidecar, json.dumps(report, indent=2) + "\n")
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return ExportResult(path, sidecar, histogram, agreement, len(flatbuffer), weights)
+    if progress is not None:
+        progress(f"writing {path} ...")
+    sidecar = _write_export(path, flatbuffer, (json.dumps(report, indent=2) + "\n").encode())
+    return ExportResult(path, sidecar, histogram, agreement, len(flatbuffer), weights, int8_details)

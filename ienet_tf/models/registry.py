@@ -2,20 +2,21 @@
 
 `variant` is a base variant (`ienet_tf.models.variants`) with optional modifiers:
 `"ienet+el"` gives every binary conv an Elastic-Link; `"ienet+ir2net"` adds IR²Net's
-information recovery head and returns the model wrapped for information restriction
-(`ienet_tf.ir2net.InformationRestriction`: train it with `model.fit`, deploy
-`model.classifier`).
+information recovery head. `build` always returns the plain classifier (models know nothing
+of training, as in larq-zoo); information restriction, IR²Net's training half, wraps it:
+`ienet_tf.ir2net.InformationRestriction.wrap(model)` (what `ienet train` does for
+`+ir2net`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
+import warnings
 from collections.abc import Callable
 
 import tensorflow as tf
 
-from ienet_tf import ir2net
 from ienet_tf.models import bottleneck, cifar, imagenet, tiny
 from ienet_tf.models.blocks import Trunk, pooled_head
 from ienet_tf.models.recovery import information_recovery
@@ -133,8 +134,8 @@ def build(
     input_shape: tuple[int, int, int] | None = None,
     *,
     recovery_ratio: int | None = None,
-    erase_threshold: float = ir2net.DEFAULT_ERASE_THRESHOLD,
-    attention_norm: str = "column",
+    erase_threshold: float | None = None,
+    attention_norm: str | None = None,
     compat: str = "lce",
 ) -> tf.keras.Model:
     """Build model `name` as ablation `variant` (see `ienet_tf.models.variants`).
@@ -143,12 +144,19 @@ def build(
     `num_classes` and `input_shape` default to the family's data set (CIFAR-10 or ImageNet).
     With `+ir2net`: `recovery_ratio` picks the information recovery head (1 = full, r >= 2
     = Ghost-style with ratio r; default: the release's for this network, `spec(name)`),
-    `erase_threshold` the restriction's tau and `attention_norm` its attention map's
-    normalisation (`ienet_tf.ir2net`).
+    `erase_threshold` and `attention_norm` are deprecated here (they configure training):
+    pass them to `ienet_tf.ir2net.InformationRestriction.wrap`.
     `compat="release"` builds the network exactly as the authors' PyTorch release does
     (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
     the deployment form (same-one padding, LCE's fast path).
     """
+    if erase_threshold is not None or attention_norm is not None:
+        warnings.warn(
+            "models.build(erase_threshold=..., attention_norm=...) is deprecated: build returns "
+            "the classifier; pass them to ienet_tf.ir2net.InformationRestriction.wrap.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     model = spec(name)
     conv_variant = get_variant(
         variant, k, model.lambda_mode, compat=compat, release_init=model.release_init
@@ -174,10 +182,4 @@ def build(
         suffix = "_".join([base, f"k{conv_variant.k}", *modifiers])
     if conv_variant.release:
         suffix += "_release"
-    classifier = tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")
-    if not conv_variant.ir2net:
-        return classifier
-    feature_layer = trunk.features.node.layer.name
-    return ir2net.InformationRestriction(
-        classifier, feature_layer, erase_threshold, attention_norm=attention_norm
-    )
+    return tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")

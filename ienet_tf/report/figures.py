@@ -31,10 +31,10 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ienet_tf import quantizers
+from ienet_tf import compat, quantizers
+from ienet_tf import inspection as stats
 from ienet_tf.errors import UsageError
 from ienet_tf.io import write_atomically
-from ienet_tf.report import stats
 from ienet_tf.schedule import iee_q, iee_r
 
 __all__ = [
@@ -74,7 +74,7 @@ def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
 
 
 def _require_binary_layers(model) -> list:
-    layers = stats.binary_layers(model)
+    layers = stats.binary_kernel_layers(model)
     if not layers:
         name = getattr(model, "name", "the model")
         raise ValueError(
@@ -212,9 +212,7 @@ def iee_surrogate(
 
 
 def _is_functional_layer_of(model, layer) -> bool:
-    return bool(getattr(model, "_is_graph_network", False)) and any(
-        candidate is layer for candidate in model.layers
-    )
+    return compat.is_functional(model) and any(candidate is layer for candidate in model.layers)
 
 
 def layer_input(model: tf.keras.Model, layer, images) -> np.ndarray:
@@ -228,18 +226,7 @@ def layer_input(model: tf.keras.Model, layer, images) -> np.ndarray:
     if _is_functional_layer_of(model, layer):
         sub_model = tf.keras.Model(model.inputs, layer.input)
         return np.asarray(sub_model(images, training=False), np.float64)
-    recorded = []
-    original_call = layer.call
-
-    def recording_call(inputs, *args, **kwargs):
-        recorded.append(inputs)
-        return original_call(inputs, *args, **kwargs)
-
-    layer.call = recording_call
-    try:
-        model(images, training=False)
-    finally:
-        del layer.call
+    recorded = compat.record_inputs(layer, lambda: model(images, training=False))
     if not recorded:
         raise ValueError(f"layer {layer.name!r} did not run when the model ran.")
     return np.asarray(recorded[0], np.float64)
@@ -296,7 +283,7 @@ def threshold_activations(model: tf.keras.Model, image, path: str | Path, channe
 
 @dataclasses.dataclass(frozen=True)
 class LayerStats:
-    """One binary layer's row of the entropy table (definitions in `report.stats`)."""
+    """One binary layer's row of the entropy table (definitions in `ienet_tf.inspection`)."""
 
     name: str
     entropy_bits: float  # stats.binary_weight_entropy of the binarized kernel

@@ -144,7 +144,7 @@ def _render(
     iee = list(callbacks.iee_quantizers(model))
     q_now = f", `q` of the saved model {float(iee[0].q.numpy()):.4g}" if iee else ""
     m = config.model
-    k = stats.layer_k(stats.binary_layers(model)[0])
+    k = stats.layer_k(stats.binary_kernel_layers(model)[0])
     parts = [
         f"# Report: {model.name} ({m.name}, variant `{m.variant}`, K={k}) on {config.data.name}\n",
         f"Run `{run}`, model `{which}` ({'model.keras' if which == 'final' else which}); "
@@ -206,7 +206,7 @@ def write_report(
     which = "final" if (run / "model.keras").is_file() else "last"
     config, model = load_run(run, which)
     model = inference_model(model)  # the classifier of an IR²Net training wrapper
-    if not stats.binary_layers(model):
+    if not stats.binary_kernel_layers(model):
         raise UsageError(
             f"the model of {run} ({config.model.name}, variant {config.model.variant!r}) has "
             "no binary layers: there is nothing to report."

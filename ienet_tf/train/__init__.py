@@ -18,8 +18,10 @@ from ienet_tf.train.trainer import (
     load_run,
     start_from_weights,
     steps_per_epoch,
+    test_images,
     train,
     train_examples,
+    training_model,
 )
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "make_strategy",
     "start_from_weights",
     "steps_per_epoch",
+    "test_images",
     "train",
     "train_examples",
+    "training_model",
 ]

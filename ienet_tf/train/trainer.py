@@ -15,14 +15,16 @@ monitored, as the papers' releases do (`best_test_accuracy` is then a best-on-te
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
-from ienet_tf import callbacks, data, models
+from ienet_tf import callbacks, data, ir2net, models
 from ienet_tf import config as config_lib
 from ienet_tf.errors import RunError
 from ienet_tf.runs import STATE_VERSION, Run
@@ -39,8 +41,10 @@ __all__ = [
     "load_run",
     "start_from_weights",
     "steps_per_epoch",
+    "test_images",
     "train",
     "train_examples",
+    "training_model",
 ]
 
 #: A run that cannot go on (diverged, another run's directory, a damaged checkpoint).
@@ -58,7 +62,7 @@ def _input_shape(config: config_lib.Config) -> tuple[int, int, int]:
 
 
 def build_model(config: config_lib.Config) -> tf.keras.Model:
-    """The config's model at its data set's input shape and number of classes."""
+    """The config's classifier at its data set's input shape and number of classes."""
     return models.build(
         config.model.name,
         variant=config.model.variant,
@@ -66,9 +70,18 @@ def build_model(config: config_lib.Config) -> tf.keras.Model:
         num_classes=data.info(config.data.name).num_classes,
         input_shape=_input_shape(config),
         recovery_ratio=config.model.recovery_ratio,
-        erase_threshold=config.model.erase_threshold,
-        attention_norm=config.model.attention_norm,
         compat=config.model.compat,
+    )
+
+
+def training_model(config: config_lib.Config, classifier: tf.keras.Model) -> tf.keras.Model:
+    """What `fit` trains: the classifier, or, for `+ir2net` variants, the classifier wrapped
+    for IR²Net's information restriction (two passes per step, the second on the input
+    erased where the first paid little attention)."""
+    if "ir2net" not in models.parse_variant(config.model.variant)[1]:
+        return classifier
+    return ir2net.InformationRestriction.wrap(
+        classifier, config.model.erase_threshold, attention_norm=config.model.attention_norm
     )
 
 
@@ -210,11 +223,12 @@ class _EpochCommit(tf.keras.callbacks.Callback):
         tmp, final = self.run.new_resume_dir(epoch)
         self.checkpoint.write(str(tmp / "checkpoint"))
         tmp.rename(final)
-        pending = {"last": self.run.write_pending("last", self.model.save)}
+        deployable = ir2net.inference_model(self.model)  # what evaluate and export read
+        pending = {"last": self.run.write_pending("last", deployable.save)}
         best = self.state.get("best")
         score = float(logs[self.monitor])
         if best is None or score > best["value"]:
-            pending["best"] = self.run.write_pending("best", self.model.save)
+            pending["best"] = self.run.write_pending("best", deployable.save)
             best = {"monitor": self.monitor, "value": score, "epoch": epoch}
         elapsed = time.perf_counter() - self._start
         row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}, "time_s": elapsed}
@@ -264,7 +278,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
     steps = steps_per_epoch(datasets["train"])
     strategy = recipes.make_strategy(config.train.strategy)
     with strategy.scope():
-        model = build_model(config)
+        model = training_model(config, build_model(config))
         recipes.add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
         compile_model(model, config)
         model.optimizer.build(model.trainable_variables)
@@ -319,6 +333,7 @@ def _finish(run: Run, config, model, datasets, commit: _EpochCommit, monitor_spl
     """Evaluate the final (and best-on-validation) model on the test split and commit
     `model.keras` and `metrics.json`."""
     start = time.perf_counter()
+    model = ir2net.inference_model(model)  # the deployable classifier
     pending = {"final": run.write_pending("final", model.save)}
     state = commit.state
     history, best = state["history"], state["best"]
@@ -365,14 +380,14 @@ def start_from_weights(
         raise RunError(
             f"{run.path} already holds a run; import into a new --output-dir (nothing was written)."
         )
-    compile_model(model, config)  # a fresh optimizer state: the trainer resumes both
-    model.optimizer.build(model.trainable_variables)
     with run.lock():
         run.recover()
+        pending = {"last": run.write_pending("last", model.save)}  # saved uncompiled
+        compile_model(model, config)  # a fresh optimizer state: the trainer resumes both
+        model.optimizer.build(model.trainable_variables)
         tmp, final = run.new_resume_dir("imported")
         tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(str(tmp / "checkpoint"))
         tmp.rename(final)
-        pending = {"last": run.write_pending("last", model.save)}
         run.write_config(config)
         state = {
             "version": STATE_VERSION,
@@ -385,6 +400,20 @@ def start_from_weights(
         }
         run.commit(state, pending)
     return run
+
+
+def test_images(config: config_lib.Config, count: int = 64):
+    """The first `count` test images of a config (read to the end, so that the cached
+    pipeline is complete and TensorFlow has nothing to warn about)."""
+    d = config.data
+    subset = count if d.test_subset is None else min(count, d.test_subset)
+    small = dataclasses.replace(
+        config,
+        data=dataclasses.replace(d, test_subset=subset),
+        train=dataclasses.replace(config.train, batch_size=subset),
+    )
+    batches = [images for images, _ in load_datasets(small, ("test",))["test"]]
+    return np.concatenate([np.asarray(b) for b in batches])[:count]
 
 
 def load_run(checkpoint_dir: str | Path, which: str = "final"):

@@ -9,13 +9,29 @@ import tensorflow as tf
 
 from ienet_tf import callbacks
 from ienet_tf.config import Config, TuneFileConfig
-from ienet_tf.train import add_weight_decay, build_model, compile_model, learning_rate_at
+from ienet_tf.train import (
+    add_weight_decay,
+    build_model,
+    compile_model,
+    learning_rate_at,
+    steps_per_epoch,
+    training_model,
+)
 
-__all__ = ["IENetHyperModel", "trial_config"]
+__all__ = ["IENetHyperModel", "held_out", "trial_config"]
+
+
+def held_out(config: Config) -> int:
+    """How many training examples a search holds out for its objective:
+    `data.validation_examples`, else `tune.validation_examples`."""
+    tune = getattr(config, "tune", None)
+    return config.data.validation_examples or (tune.validation_examples if tune else 0)
 
 
 def trial_config(base: Config, values: dict) -> Config:
-    """The training config of one trial: `base` with the trial's K, T range and lr.
+    """The training config of one trial: `base` with the trial's K, T range and lr, and the
+    search's held-out examples as its validation split (so that `ienet train` on it trains
+    on exactly the examples the trial trained on).
 
     `values` are keras-tuner hyperparameter values: `k`, `t_center`, `t_width` and, when
     searched, `learning_rate`; `t_min = t_center - t_width/2`, `t_max = t_center + t_width/2`.
@@ -26,7 +42,7 @@ def trial_config(base: Config, values: dict) -> Config:
         train = dataclasses.replace(train, learning_rate=float(values["learning_rate"]))
     return Config(
         model=dataclasses.replace(base.model, k=int(values["k"])),
-        data=base.data,
+        data=dataclasses.replace(base.data, validation_examples=held_out(base) or None),
         train=train,
         iee=dataclasses.replace(
             base.iee, t_min=values["t_center"] - half, t_max=values["t_center"] + half
@@ -58,7 +74,7 @@ class IENetHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters) -> tf.keras.Model:
         config = self.trial_config(hp)
-        model = build_model(config)
+        model = training_model(config, build_model(config))
         add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
         compile_model(model, config)
         return model
@@ -68,8 +84,11 @@ class IENetHyperModel(kt.HyperModel):
         epochs = kwargs.get("epochs", config.train.epochs)
         warmup = min(config.train.warmup_epochs, epochs - 1)
         train = dataclasses.replace(config.train, epochs=epochs, warmup_epochs=warmup)
+        steps = None
+        if config.iee.per_step and args:
+            steps = steps_per_epoch(args[0])
         schedule = [
-            callbacks.IEESchedule(epochs, config.iee.t_min, config.iee.t_max),
+            callbacks.IEESchedule(epochs, config.iee.t_min, config.iee.t_max, steps),
             tf.keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, train)),
         ]
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *schedule]

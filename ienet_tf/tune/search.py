@@ -15,6 +15,7 @@ training split (disjoint from the examples trained on), never on the test set.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -27,8 +28,8 @@ from ienet_tf import config as config_lib
 from ienet_tf import data
 from ienet_tf.cost import model_cost
 from ienet_tf.io import write_atomically
-from ienet_tf.train import TrainingError, data_options
-from ienet_tf.tune.hypermodel import IENetHyperModel, trial_config
+from ienet_tf.train import TrainingError, load_datasets
+from ienet_tf.tune.hypermodel import IENetHyperModel, held_out, trial_config
 
 __all__ = ["COLUMNS", "run_search"]
 
@@ -86,11 +87,20 @@ def _make_tuner(config: config_lib.TuneFileConfig, directory: Path) -> kt.Tuner:
 
 
 def _datasets(config: config_lib.TuneFileConfig):
-    d, held_out = config.data, config.tune.validation_examples
-    common = data_options(config)
-    validation = data.load(d.name, "train", training=False, subset=held_out, **common)
-    train = data.load(d.name, "train", training=True, skip=held_out, subset=d.subset, **common)
-    return train, validation
+    """(train, validation): the examples after the held-out ones, and the held-out ones."""
+    held = held_out(config)
+    size = data.info(config.data.name).train_size
+    if size is not None and held + (config.data.subset or 1) > size:
+        raise config_lib.ConfigError(
+            f"tune.validation_examples: {held} held-out examples"
+            + (f" + data.subset {config.data.subset}" if config.data.subset else "")
+            + f" exceed the {size} examples of {config.data.name}'s training split; lower it."
+        )
+    trial = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, validation_examples=held)
+    )
+    pipelines = load_datasets(trial, ("train", "validation"))
+    return pipelines["train"], pipelines["validation"]
 
 
 def _check_output_dir(config: config_lib.TuneFileConfig, output_dir: Path) -> None:
@@ -158,20 +168,38 @@ def _write_tables(rows: list[dict], objective: str, output_dir: Path) -> None:
     write_atomically(output_dir / "trials.md", "\n".join(lines) + "\n")
 
 
+def _best_completed(tuner: kt.Tuner, objective: str):
+    """The best COMPLETED trial with a score (never a failed one), or None."""
+    done = [
+        trial
+        for trial in tuner.oracle.trials.values()
+        if trial.status == "COMPLETED" and trial.score is not None
+    ]
+    if not done:
+        return None
+    sign = 1 if objective == "val_accuracy" else -1
+    return max(done, key=lambda trial: sign * trial.score)
+
+
 def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbose: int = 1) -> dict:
     """Run (or resume) the search; write the tables and the best config. Returns a summary."""
     output_dir = Path(output_dir)
+    train, validation = _datasets(config)  # data errors before anything is written
     _check_output_dir(config, output_dir)
     tf.keras.utils.set_random_seed(config.train.seed)
-    train, validation = _datasets(config)
     tuner = _make_tuner(config, output_dir / "tuner")
     tuner.search(train, validation_data=validation, epochs=config.train.epochs, verbose=verbose)
     rows = _rows(tuner, config)
     _write_tables(rows, config.tune.objective, output_dir)
-    best = tuner.get_best_hyperparameters(1)
-    if not best:
-        raise TrainingError(f"no trial of the search in {output_dir} finished; see its logs.")
-    best_config = trial_config(config, best[0].values)
+    best = _best_completed(tuner, config.tune.objective)
+    if best is None:
+        failed = [row["trial"] for row in rows if row["status"] != "COMPLETED"]
+        raise TrainingError(
+            f"no trial of the search in {output_dir} completed ({len(failed)} failed: trials "
+            f"{', '.join(failed[:5]) or 'none'}); see their logs in {output_dir / 'tuner'} "
+            "(no best_config.yaml was written)."
+        )
+    best_config = trial_config(config, best.hyperparameters.values)
     write_atomically(
         output_dir / "best_config.yaml",
         "# The best trial of `ienet tune`; train it with `ienet train`.\n"

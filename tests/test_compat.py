@@ -1,0 +1,88 @@
+"""Pins the private larq / Keras behaviour that `ienet_tf.compat` relies on: an upgrade of
+either library that changes it fails here first, with the name of the assumption."""
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ienet_tf import compat
+
+
+def test_base_quantizer_is_a_keras_layer_with_precision_and_config():
+    class Half(compat.BaseQuantizer):
+        precision = 1
+
+        def call(self, inputs):
+            return super().call(inputs * 0.5)
+
+    quantizer = Half(metrics=["flip_ratio"])
+    assert isinstance(quantizer, tf.keras.layers.Layer) and quantizer.precision == 1
+    np.testing.assert_allclose(quantizer(tf.constant([2.0, -4.0])).numpy(), [1.0, -2.0])
+    assert "metrics" in quantizer.get_config()
+
+
+@pytest.mark.parametrize(
+    "padding, pad_values, native", [("same", 1.0, False), ("same", 0.0, True), ("valid", 1.0, True)]
+)
+def test_larq_padding_internals(padding, pad_values, native):
+    layer = lq.layers.QuantConv2D(4, 3, strides=2, padding=padding, pad_values=pad_values)
+    layer.build((None, 6, 6, 2))
+    assert compat.larq_pads_natively(layer) is native
+    # TensorFlow's "same" at stride 2 on an even input: nothing before, one after.
+    paddings = compat.larq_same_padding(layer, tf.zeros((1, 6, 6, 2)))
+    assert [list(p) for p in paddings] == [[0, 0], [0, 1], [0, 1], [0, 0]]
+    with compat.valid_padding(layer):
+        assert layer.padding == "valid"
+    assert layer.padding == padding
+
+
+def test_weight_profiles_expose_their_variable():
+    model = tf.keras.Sequential([tf.keras.Input((4, 4, 2)), lq.layers.QuantConv2D(3, 3)])
+    layer = model.layers[0]
+    profile = lq.models.LayerProfile(layer)
+    found = [compat.profiled_variable(w) for w in profile.weight_profiles]
+    assert [v is w for v, w in zip(found, (layer.kernel, layer.bias), strict=True)] == [True] * 2
+
+
+def test_functional_models_and_their_inbound_layers():
+    inputs = tf.keras.Input((3,))
+    hidden = tf.keras.layers.Dense(4, name="hidden")(inputs)
+    other = tf.keras.layers.Dense(4, name="other")(inputs)
+    joined = tf.keras.layers.Concatenate(name="joined")([hidden, other])
+    model = tf.keras.Model(inputs, joined)
+    assert compat.is_functional(model)
+    assert not compat.is_functional(tf.keras.layers.Dense(2))
+    assert [layer.name for layer in compat.inbound_layers(model.get_layer("joined"))] == [
+        "hidden",
+        "other",
+    ]
+
+
+def test_record_inputs_wraps_call_and_restores_it():
+    layer = tf.keras.layers.Dense(2)
+    model = tf.keras.Sequential([tf.keras.Input((3,)), layer])
+    x = np.ones((1, 3), np.float32)
+    recorded = compat.record_inputs(layer, lambda: model(x))
+    np.testing.assert_array_equal(np.asarray(recorded[0]), x)
+    assert "call" not in vars(layer)  # the class method is back
+
+
+def test_torch_sgd_reaches_keras_momentum_slots():
+    variable = tf.Variable([1.0, 2.0])
+    optimizer = compat.TorchSGD(0.1, momentum=0.9)
+    optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
+    optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
+    # m1 = g = 1; w1 = w0 - 0.1; m2 = 0.9 + 1 = 1.9; w2 = w1 - 0.19.
+    np.testing.assert_allclose(variable.numpy(), [1.0 - 0.29, 2.0 - 0.29], rtol=1e-6)
+    with pytest.raises(ValueError, match="no Nesterov form"):
+        compat.TorchSGD(0.1, momentum=0.9, nesterov=True)
+
+
+def test_batchnorm_hooks_see_the_moments_and_the_moving_variance():
+    bn = compat.TorchBatchNormalization(momentum=0.0, epsilon=0.0, synchronized=True)
+    x = np.arange(8, dtype=np.float32).reshape(4, 2)
+    bn(x, training=True)
+    # momentum 0: the moving variance IS the unbiased batch variance (n = 4).
+    np.testing.assert_allclose(bn.moving_variance.numpy(), x.var(axis=0, ddof=1), rtol=1e-6)
+    assert "fused" not in bn.get_config()
