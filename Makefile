@@ -29,9 +29,9 @@ test: lint
 DEMO_CONFIG := configs/digits_convnet_ienet.yaml
 DEMO_DIR := runs/demo
 demo: install
-	$(BIN)/ienet train --config $(DEMO_CONFIG) --output-dir $(DEMO_DIR) --verbose 2
-	$(BIN)/ienet evaluate --checkpoint $(DEMO_DIR)
-	$(BIN)/ienet export --checkpoint $(DEMO_DIR) --output $(DEMO_DIR)/model.tflite
+	$(BIN)/ienet train --config $(DEMO_CONFIG) --run $(DEMO_DIR) --verbose 2
+	$(BIN)/ienet evaluate --run $(DEMO_DIR)
+	$(BIN)/ienet export --run $(DEMO_DIR) --output $(DEMO_DIR)/model.tflite
 
 # Benchmarks (see README "Benchmarks"): every result file under benchmarks/results/ and
 # docs/results.md, generated from them. BENCH_EXPORT=1 adds the ~10-minute export benchmark.

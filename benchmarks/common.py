@@ -19,6 +19,11 @@ from ienet_tf.export import stack_versions
 from ienet_tf.io import write_atomically
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+#: Where the smoke modes write (never benchmarks/results).
+SMOKE_DIR = ROOT / "runs" / "bench-smoke"
+#: The paper's Table-3 variants and IE-Net's extensions: the one list every benchmark uses.
+VARIANTS = ("fp", "bireal", "rsign", "iebc", "iee", "ienet", "ienet+el", "ienet+ir2net")
 
 
 def _git(*args: str) -> str:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/cost_tables.py [--only cost|sizes] [--smoke] [--output-dir DIR]
 
 - benchmarks/results/cost.json: `ienet_tf.cost.model_cost` (what `ienet cost` prints) of
-  every registered model x every benchmark variant (`ablation.VARIANTS`) at the model's
+  every registered model x every benchmark variant (`common.VARIANTS`) at the model's
   default input shape: parameters, memory (Mbit), FP MACs, binary ops, FLOPs and
   `flops_paper`, beside the published Table 6 numbers (ResNet-18/34).
 - benchmarks/results/sizes.json: `.tflite` sizes from `ienet_tf.export.convert` (the
@@ -27,13 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import tensorflow as tf
-from ablation import SMOKE_DIR, VARIANTS
 
 from ienet_tf import export, models
 from ienet_tf.cost import model_cost
 from ienet_tf.models.testing import as_if_trained
 
-from common import RESULTS, write_result
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, SMOKE_DIR, VARIANTS, write_result
 
 # The IE-Net paper's Table 6 (SPEC §6): memory in Mbit, FLOPs = FP MACs + binary ops / 64.
 PAPER_TABLE6 = {

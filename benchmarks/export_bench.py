@@ -12,7 +12,9 @@ x86 latency is not an ARM speed-up: LCE has no optimized x86 kernels.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +23,9 @@ from ienet_tf import export, models
 from ienet_tf.export.bench import X86_CAVEAT, benchmark
 from ienet_tf.models.testing import as_if_trained
 
-from common import RESULTS, write_result
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, write_result
 
 SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
 

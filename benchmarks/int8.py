@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/int8.py sizes [--models convnet resnet18 ...] [--imagenet-size 224]
     .venv/bin/python benchmarks/int8.py accuracy --run RUN [--qat-epochs 2] [--test-subset N]
+    (or python -m benchmarks.int8 ...)
 
 Both write into benchmarks/results/int8.json (`--output`), each its own section, with the
 provenance block (command, commit, machine, versions).
@@ -42,11 +43,13 @@ import numpy as np
 import tensorflow as tf
 
 from ienet_tf import export, int8, models
+from ienet_tf.export import int8_verify as verify
 from ienet_tf.export.bench import X86_CAVEAT, benchmark
-from ienet_tf.int8 import verify
 from ienet_tf.models.testing import as_if_trained
 
-from common import RESULTS, write_result
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, write_result
 
 OUTPUT = RESULTS / "int8.json"
 SIZE_VARIANTS = ("fp", "ienet", "ienet int8")
@@ -77,7 +80,7 @@ def size_row(name: str, variant: str, shape: tuple[int, int, int]) -> dict:
             rng = np.random.default_rng(0)
             batches = [rng.normal(size=(4, *shape)).astype(np.float32) for _ in range(2)]
             qat = int8.qat_model(model, batches)
-            flatbuffer, ops, _ = verify.convert_int8(qat)
+            flatbuffer, ops, _ = export.convert_int8(qat)
             summary = verify.op_summary(ops)
             row["op_kinds"] = {k: summary[k] for k in ("int8", "binary", "float", "io")}
             row["LceBconv2d"] = summary["ops"].get("binary", {}).get("LceBconv2d", 0)
@@ -245,7 +248,8 @@ def accuracy(args) -> dict:
     delta = result["int8"]["tflite_top1"] - result["float_remainder"]["tflite_top1"]
     result["test_examples"] = total
     result["int8_minus_float_points"] = 100 * delta
-    result["within_half_point"] = abs(100 * delta) <= 0.5
+    # The goal: binary + int8 loses at most half a point against its float-remainder parent.
+    result["within_half_point"] = 100 * delta >= -0.5
     print(f"binary + int8: {result['int8']['tflite_top1']:.4f} ({100 * delta:+.2f} points)")
 
     result["latency_x86"] = {

@@ -16,6 +16,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ienet_tf.io import write_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 GENERATED = (
@@ -23,7 +25,7 @@ GENERATED = (
 )
 
 # The IE-Net paper's Table 3 (CIFAR-10 ResNet-20, SPEC §6), printed beside the Fashion-MNIST
-# ablation for orientation only: another data set, another budget.
+# campaign for orientation only: another data set, another budget.
 PAPER_TABLE3_CIFAR10 = {
     "fp": "92.1",
     "bireal": "85.74 ± 0.19",
@@ -32,24 +34,14 @@ PAPER_TABLE3_CIFAR10 = {
     "iee": "86.47 ± 0.09",
     "ienet": "88.54 ± 0.14",
 }
-LABELS = {
-    "fp": "FP",
-    "bireal": "Bi-Real",
-    "rsign": "+RSign",
-    "iebc": "+IE-BC",
-    "iee": "+IEE",
-    "ienet": "IE-Net",
-    "ienet+el": "IE-Net + Elastic-Link",
-    "ienet+ir2net": "IE-Net + IR²Net",
-}
 COMMANDS = {
     "campaign": "make campaign",
-    "ablation": "python benchmarks/ablation.py",
     "throughput": "python benchmarks/throughput.py --label after",
     "cost": "python benchmarks/cost_tables.py --only cost",
     "sizes": "python benchmarks/cost_tables.py --only sizes",
     "export": "python benchmarks/export_bench.py",
     "padding": "python benchmarks/padding.py",
+    "int8": "python benchmarks/int8.py sizes; python benchmarks/int8.py accuracy --run RUN",
     "bench_run": "make bench",
 }
 
@@ -100,22 +92,14 @@ def _duration(seconds: float) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return [*lines, ""]
+    """A markdown table (tabulate's GitHub format; cells are printed as given)."""
+    from tabulate import tabulate
+
+    return [tabulate(rows, header, tablefmt="github", disable_numparse=True), ""]
 
 
 def not_run(name: str, path: Path) -> list[str]:
     return [f"_Not run yet_: no `{path.name}`; `{COMMANDS.get(name, 'make bench')}` writes it.", ""]
-
-
-def _pct(stats: dict) -> str:
-    if not stats.get("n"):
-        return "no finished run"
-    text = f"{stats['mean'] * 100:.2f}"
-    if stats.get("std") is not None:
-        text += f" ± {stats['std'] * 100:.2f}"
-    return text
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -152,139 +136,16 @@ def bench_run_section(results_dir: Path) -> list[str]:
     ]
 
 
-def ablation_section(results_dir: Path, figures_dir: Path, output: Path) -> list[str]:
-    path = results_dir / "ablation.json"
-    result = load(path)
-    lines = ["## Ablation: Fashion-MNIST, ResNet-20 (the paper's Table 3)", ""]
-    if result is None:
-        return [*lines, *not_run("ablation", path), *k_sweep_section(None, figures_dir, output)]
-    budget = result["budget"]
-    lines += [
-        f"Every variant trains with the same recipe and budget: {budget['epochs']} epochs on the "
-        f"first {budget['subset']} training images (batch {budget.get('batch_size', 128)}, SGD "
-        "0.1 + momentum 0.9, cosine, weight decay 1e-4; the IEE schedule compressed to the "
-        f"{budget['epochs']} epochs), from `{budget.get('configs', 'configs/')}`. Top-1 on "
-        f"{budget['test_examples']} test images, final epoch's model (no selection on the "
-        f"test set), mean ± sample std over {budget['seeds']} seeds. The CIFAR-10 column is "
-        "the paper's (400 epochs on CIFAR-10), for orientation only: it is another data set.",
-        "",
-    ]
-    rows = []
-    for variant, stats in result["summary"]["by_variant"].items():
-        spread = "-" if not stats["n"] else f"{stats['min'] * 100:.2f} - {stats['max'] * 100:.2f}"
-        rows.append(
-            (
-                LABELS.get(variant, variant),
-                f"`{variant}`",
-                _pct(stats),
-                stats["n"],
-                spread,
-                PAPER_TABLE3_CIFAR10.get(variant, "-"),
-            )
-        )
-    header = (
-        "variant",
-        "config",
-        "Fashion-MNIST top-1 %",
-        "seeds",
-        "min - max",
-        "paper, CIFAR-10 %",
-    )
-    lines += table(header, rows)
-    lines += _per_seed(result["rows"])
-    lines += _errors(result["rows"], lambda row: row["run"])
-    lines += provenance_lines(result)
-    return [*lines, *k_sweep_section(result, figures_dir, output)]
-
-
-def _per_seed(rows: Sequence[dict]) -> list[str]:
-    body = [
-        (
-            row["run"],
-            row["variant"],
-            row["k"],
-            row["seed"],
-            f"{row['test_top1'] * 100:.2f}",
-            _duration(row.get("train_seconds", 0)),
-        )
-        for row in rows
-        if not row.get("error")
-    ]
-    if not body:
-        return []
-    return [
-        "<details><summary>Every run</summary>",
-        "",
-        *table(("run", "variant", "K", "seed", "top-1 %", "train time"), body),
-        "</details>",
-        "",
-    ]
-
-
-def k_sweep_section(result: dict | None, figures_dir: Path, output: Path) -> list[str]:
-    lines = ["## K sweep of IE-BC (the paper's Fig. 7)", ""]
-    if result is None:
-        return [*lines, *not_run("ablation", Path("ablation.json"))]
-    sweep = result["summary"]["k_sweep"]
-    by_k = sweep["by_k"]
-    if not by_k:
-        return [*lines, "_Not run yet_: the ablation ran without a K sweep (`--ks`).", ""]
-    seeds = result["budget"].get("k_seeds")
-    lines += [
-        f"`{sweep['variant']}` at K = {', '.join(by_k)}, the ablation's budget, {seeds} seeds "
-        "each (K = 2 is the Table-3 `iebc` row).",
-        "",
-        *table(
-            ("K", "top-1 %", "error %", "seeds"),
-            [(k, _pct(s), _error_pct(s), s["n"]) for k, s in by_k.items()],
-        ),
-    ]
-    figure = plot_k_sweep(by_k, figures_dir / "k_sweep.png")
-    if figure is not None:
-        lines += [f"![K sweep]({os.path.relpath(figure, output.parent)})", ""]
-    return lines
-
-
-def _error_pct(stats: dict) -> str:
-    return "-" if not stats.get("n") else f"{(1 - stats['mean']) * 100:.2f}"
-
-
-def plot_k_sweep(by_k: dict, path: Path) -> Path | None:
-    """Test error vs K with the seeds' std as error bars; None if nothing finished."""
-    points = [(int(k), s) for k, s in by_k.items() if s.get("n")]
-    if not points:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ks = [k for k, _ in points]
-    errors = [(1 - s["mean"]) * 100 for _, s in points]
-    stds = [(s["std"] or 0) * 100 for _, s in points]
-    figure, axis = plt.subplots(figsize=(4.5, 3.2), dpi=120)
-    axis.errorbar(ks, errors, yerr=stds, marker="o", capsize=4)
-    axis.set_xlabel("K (thresholds per IE-BC layer)")
-    axis.set_ylabel("test error % (Fashion-MNIST)")
-    axis.set_xticks(ks)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-TABLE3_GROUPS = (
-    ("fp", "fp", "-"),
-    ("bireal", "bireal", "-"),
-    ("rsign", "rsign", "-"),
-    ("iebc_k2", "iebc", "2"),
-    ("iee", "iee", "-"),
-    ("ienet_k2", "ienet", "2"),
-    ("ienet_k2_release", "ienet (compat release)", "2"),
-    ("ienet_el", "ienet+el", "2"),
-    ("ienet_ir2net", "ienet+ir2net", "2"),
+TABLE3_GROUPS = (  # (campaign group, label, K, the paper's CIFAR-10 Table 3 key)
+    ("fp", "fp", "-", "fp"),
+    ("bireal", "bireal", "-", "bireal"),
+    ("rsign", "rsign", "-", "rsign"),
+    ("iebc_k2", "iebc", "2", "iebc"),
+    ("iee", "iee", "-", "iee"),
+    ("ienet_k2", "ienet", "2", "ienet"),
+    ("ienet_k2_release", "ienet (compat release)", "2", "ienet"),
+    ("ienet_el", "ienet+el", "2", None),
+    ("ienet_ir2net", "ienet+ir2net", "2", None),
 )
 PAIRED = (("ienet_k2", "bireal"), ("iee", "bireal"), ("ienet_k2", "iee"))
 
@@ -298,15 +159,16 @@ def _mean_std(values: Sequence[float]) -> str:
 
 def _table3_rows(runs: Sequence[dict]) -> list[list[str]]:
     rows = []
-    for group, label, k in TABLE3_GROUPS:
+    for group, label, k, paper in TABLE3_GROUPS:
         members = [run for run in runs if run["group"] == group]
         done = [run for run in members if run["complete"]]
         if not members:
             continue
         pending = len(members) - len(done)
         status = f"{len(done)}/{len(members)}" + (f" (+{pending} pending)" if pending else "")
+        cifar = PAPER_TABLE3_CIFAR10.get(paper, "-")
         if not done:
-            rows.append([label, k, status, "pending", "-", "pending", "pending"])
+            rows.append([label, k, status, "pending", "-", "pending", "pending", cifar])
             continue
         final = [run["test_top1"] for run in done]
         best = [run["test_top1_best_val"] for run in done]
@@ -344,7 +206,6 @@ def _paired_rows(runs: Sequence[dict]) -> list[list[str]]:
 def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list[str]:
     """The Fashion-MNIST campaign: Table 3 at a real budget, paired differences, the K sweep
     and accuracy-vs-epoch curves, from campaign.json."""
-    from tabulate import tabulate
 
     from ienet_tf.report import figures
 
@@ -378,17 +239,12 @@ def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list
         "val top-1 % (best)",
     ]
     table3 = _table3_rows(runs)
-    lines += [tabulate(table3, header, tablefmt="github"), ""]
+    lines += table(header, table3)
     lines += [
         "Seed-paired differences of the final test top-1 (percentage points; 95% t-interval "
         "over the seeds both runs have):",
         "",
-        tabulate(
-            _paired_rows(runs),
-            ["difference", "seeds", "mean", "95% interval", "per seed"],
-            tablefmt="github",
-        ),
-        "",
+        *table(["difference", "seeds", "mean", "95% interval", "per seed"], _paired_rows(runs)),
     ]
     sweep = {}
     for run in done:
@@ -404,7 +260,7 @@ def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list
         )
         lines += [f"![K sweep]({os.path.relpath(figure, output.parent)})", ""]
     curves = {}
-    for group, label, _ in TABLE3_GROUPS:
+    for group, label, _, _ in TABLE3_GROUPS:
         histories = [
             [row["val_accuracy"] for row in run["history"]]
             for run in done
@@ -427,7 +283,6 @@ def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list
 
 def padding_section(results_dir: Path) -> list[str]:
     """Zero vs one padding of binarized inputs in LCE (the release pads with 0)."""
-    from tabulate import tabulate
 
     path = results_dir / "padding.json"
     result = load(path)
@@ -460,12 +315,86 @@ def padding_section(results_dir: Path) -> list[str]:
         "exactly K `LceBconv2d`; both paddings timed interleaved in one run (1 thread, median "
         f"of {result['setup']['runs']}). {summary['x86_caveat']}",
         "",
-        tabulate(rows, header, tablefmt="github"),
-        "",
+        *table(header, rows),
         summary["arm_note"],
         "",
         *provenance_lines(result),
     ]
+
+
+def int8_section(results_dir: Path) -> list[str]:
+    """Binary + int8: sizes of every model, and the accuracy pair of a trained run."""
+    path = results_dir / "int8.json"
+    result = load(path)
+    lines = ["## Binary + int8: the float remainder in 8 bits", ""]
+    if result is None:
+        return [*lines, *not_run("int8", path)]
+    sizes = result.get("sizes")
+    if sizes:
+        by_model: dict[str, dict[str, dict]] = {}
+        for row in sizes["rows"]:
+            by_model.setdefault(row["model"], {})[row["variant"]] = row
+
+        def mb(row: dict | None) -> str:
+            if row is None or row.get("error"):
+                return "-" if row is None else f"failed: {row['error']}"
+            return f"{row['size_bytes'] / 1e6:.3f}"
+
+        rows = []
+        for model, variants in by_model.items():
+            int8 = variants.get("ienet int8")
+            split = "-"
+            if int8 and not int8.get("error"):
+                w = int8["weight_bytes"]
+                split = f"{w['binary']:,} / {w['int8']:,} / {w['float']:,}"
+            rows.append([model, mb(variants.get("fp")), mb(variants.get("ienet")), mb(int8), split])
+        lines += [
+            f".tflite sizes in MB at each model's default input size (ImageNet models at "
+            f"{sizes.get('imagenet_size', 224)}x{sizes.get('imagenet_size', 224)}); weights: "
+            f"{sizes.get('weights', 'random')}. The binary + int8 file has zero float convolution "
+            "or dense ops and zero `LceDequantize` (the exporter's op check).",
+            "",
+            *table(
+                [
+                    "model",
+                    "float",
+                    "binary + float",
+                    "binary + int8",
+                    "binary / int8 / float bytes (int8 file)",
+                ],
+                rows,
+            ),
+        ]
+    accuracy = result.get("accuracy")
+    if accuracy:
+        f, q = accuracy["float_remainder"], accuracy["int8"]
+        latency = accuracy.get("latency_x86", {})
+        rows = [
+            [
+                "binary + float",
+                f"{f['tflite_top1'] * 100:.2f}",
+                f"{f['size_bytes']:,}",
+                _num(latency.get("float_remainder", {}).get("median_ms")),
+            ],
+            [
+                "binary + int8",
+                f"{q['tflite_top1'] * 100:.2f}",
+                f"{q['size_bytes']:,}",
+                _num(latency.get("int8", {}).get("median_ms")),
+            ],
+        ]
+        lines += [
+            f"Accuracy of `{accuracy['model']}` ({accuracy['config']['name']}, "
+            f"{accuracy['test_examples']} test images, both in the LCE interpreter): int8 minus "
+            f"float remainder {accuracy['int8_minus_float_points']:+.2f} points (goal: at most "
+            f"0.5 below it: {'met' if accuracy['within_half_point'] else 'NOT met'}); QAT "
+            f"{accuracy['qat']['epochs']} epochs at lr {accuracy['qat']['learning_rate']:g}.",
+            "",
+            *table(["model", "test top-1 %", "bytes", "x86 ms (1 thread)"], rows),
+            latency.get("caveat", ""),
+            "",
+        ]
+    return [*lines, *provenance_lines(result)]
 
 
 def throughput_section(results_dir: Path) -> list[str]:
@@ -747,9 +676,9 @@ def render(results_dir: Path, output: Path, figures_dir: Path) -> str:
         ],
         bench_run_section(results_dir),
         campaign_section(results_dir, figures_dir, output),
-        ablation_section(results_dir, figures_dir, output),
         throughput_section(results_dir),
         padding_section(results_dir),
+        int8_section(results_dir),
         cost_section(results_dir),
         sizes_section(results_dir),
         export_section(results_dir),
@@ -772,8 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures_dir = args.figures_dir or args.output.parent / "figures"
     text = render(args.results_dir, args.output, figures_dir)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    write_atomically(args.output, text)
     print(f"wrote {args.output}")
     return 0
 

@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/run_all.py [--with-export]
     .venv/bin/python benchmarks/run_all.py --smoke --results-dir DIR --docs DIR
 
-Runs the ablation, the training throughput (`--label after`), the cost and size tables
-(and, with `--with-export`, the ~10-minute export benchmark; without it its existing
-results file is rendered as it is), times each step and writes `bench_run.json` (steps,
+Runs the padding-cost benchmark, the training throughput (`--label after`), the cost and
+size tables (and, with `--with-export`, the ~10-minute export benchmark; without it its
+existing results file is rendered as it is; the Fashion-MNIST campaign runs on its own,
+`make campaign`), times each step and writes `bench_run.json` (steps,
 their exit status and wall time, the total) before generating the docs from the results
 directory. A failing step does not stop the others; the exit status is 1 if any failed.
 `--smoke` runs the smoke mode of each benchmark into `--results-dir` (a minute or two).
@@ -20,7 +21,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import RESULTS, write_result
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, write_result
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,20 +44,23 @@ def steps(smoke: bool, results_dir: Path, with_export: bool) -> list[list[str]]:
     if smoke:
         return [
             _script(
-                "ablation.py",
+                "campaign.py",
                 "--smoke",
-                "--output",
-                str(results_dir / "ablation.json"),
                 "--work-dir",
-                str(results_dir / "runs" / "ablation"),
+                str(results_dir / "runs" / "campaign"),
+                "--results-dir",
+                str(results_dir / "campaign"),
+                "--output",
+                str(results_dir / "campaign.json"),
             ),
+            _script("padding.py", "--smoke", "--output", str(results_dir / "padding.json")),
             _script(
                 "throughput.py", "--smoke", "--output", str(results_dir / "throughput_smoke.json")
             ),
             _script("cost_tables.py", "--smoke", "--output-dir", str(results_dir)),
         ]
     commands = [
-        _script("ablation.py", "--output", str(results_dir / "ablation.json")),
+        _script("padding.py", "--output", str(results_dir / "padding.json")),
         _script(
             "throughput.py",
             "--label",

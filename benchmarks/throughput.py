@@ -62,15 +62,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import models
+from ienet_tf import config as config_lib
+from ienet_tf.train import build_model, compile_model
 
-from common import RESULTS, write_result
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, write_result
 
 MODEL = "resnet20"
 INPUT_SHAPE = (32, 32, 3)
 BATCH_SIZE = 128
 NUM_CLASSES = 10
-ONE_BRANCH = ("fp", "bireal", "rsign", "iee")
 MULTI_BRANCH = ("iebc", "ienet")
 #: The order of the rows: the paper's ablation order, then the K sweep of the IE-BC variants.
 VARIANT_ORDER = ("fp", "bireal", "rsign", "iebc", "iee", "ienet")
@@ -103,14 +105,17 @@ def synthetic_batch(seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def compiled_model(variant: str, k: int | None, jit_compile: bool) -> tf.keras.Model:
-    """ResNet-20 of `variant`, compiled like `trainer.compile_model` (SGD + momentum)."""
-    model = models.build(MODEL, variant, k=k, num_classes=NUM_CLASSES, input_shape=INPUT_SHAPE)
-    model.compile(
-        optimizer=tf.keras.optimizers.SGD(0.1, momentum=0.9),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
+    """ResNet-20 of `variant` for CIFAR-10, built and compiled by the trainer's own
+    `build_model` / `compile_model` (the configs' SGD + momentum)."""
+    config = config_lib.from_dict(
+        {
+            "model": {"name": MODEL, "variant": variant, "k": k},
+            "data": {"name": "cifar10"},
+            "train": {"batch_size": BATCH_SIZE, "learning_rate": 0.1, "momentum": 0.9},
+        }
     )
+    model = build_model(config)
+    compile_model(model, config, jit_compile=jit_compile)
     return model
 
 

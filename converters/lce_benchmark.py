@@ -12,6 +12,10 @@ Android phone over `adb`, and prints the result as JSON with the same fields as
     # parse a log saved earlier
     python3 lce_benchmark.py model.tflite --parse benchmark.log
 
+Binary + int8 models (`ienet export --int8`) need nothing special: with float I/O they
+take float input like any export, and with int8 I/O `lce_benchmark_model` fills the int8
+input tensor with random int8 data itself.
+
 Standard library only: it runs on a device without TensorFlow.
 """
 

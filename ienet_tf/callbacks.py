@@ -135,7 +135,7 @@ class BinaryStatsLogger(tf.keras.callbacks.Callback):
 
     def __init__(self, log_dir: str, every: int = 1):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if not is_positive_int(every):
             raise ValueError(f"`every` must be a positive integer, got {every!r}.")
         self.log_dir = str(log_dir)
         self.every = every

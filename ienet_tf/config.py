@@ -33,6 +33,7 @@ from ienet_tf import errors
 
 __all__ = [
     "Config",
+    "ExportConfig",
     "ConfigError",
     "TuneConfig",
     "TuneFileConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "from_dict",
+    "settings",
     "load",
     "to_dict",
     "dump",
@@ -70,57 +72,190 @@ ConfigError = errors.ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
+class Rule:
+    """What a setting's value must satisfy (besides its type), and the message otherwise
+    (`{value}` is the offending value, shown bounded). `None` always passes where the
+    setting's type allows it."""
+
+    test: typing.Callable[[Any], bool]
+    message: str
+
+    def check(self, value: Any, path: str) -> None:
+        if value is not None and not self.test(value):
+            _fail(
+                path, self.message.format(value=_show(value) if isinstance(value, str) else value)
+            )
+
+
+def positive(null: bool = False) -> Rule:
+    return Rule(lambda v: v > 0, "must be > 0" + (" or null" if null else "") + ", got {value}.")
+
+
+def at_least(low: float) -> Rule:
+    return Rule(lambda v: v >= low, f"must be >= {low}, got {{value}}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf(Rule):
+    """A value from `choices` (a sequence, or a function giving it: registries are read
+    lazily, so that this module imports nothing of the package)."""
+
+    choices: typing.Any = ()
+
+    def check(self, value: Any, path: str) -> None:
+        allowed = list(self.choices() if callable(self.choices) else self.choices)
+        if value not in allowed:
+            _fail(path, self.message.format(value=_show(value), allowed=allowed))
+
+
+def one_of(choices, message: str = "{value} is not one of {allowed}.") -> Rule:
+    return OneOf(lambda v: True, message, choices)
+
+
+def setting(default: Any, help: str, rule: Rule | None = None):
+    """A config setting, declared once: its default, its help text and its rule. The type
+    is the annotation; parsing (files and `--set`), validation and the error's key path are
+    derived from these."""
+    return dataclasses.field(default=default, metadata={"help": help, "rule": rule})
+
+
+def _models():
+    from ienet_tf import models
+
+    return models
+
+
+def _ir2net():
+    from ienet_tf import ir2net
+
+    return ir2net
+
+
+def _data():
+    from ienet_tf import data
+
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "resnet20"
-    variant: str = "ienet"  # a base variant, optionally "+el" and/or "+ir2net"
-    k: int | None = None  # default: 2 for iebc/ienet, 1 otherwise
-    input_shape: tuple[int, int, int] | None = None  # default: the data set's
-    # +ir2net: 1 = full recovery head, r >= 2 = Ghost ratio r; null: the release's ratio for
-    # the network (ResNet-20 4, ResNet-18 CIFAR 20, VGG-Small 32, ImageNet ResNets 1)
-    recovery_ratio: int | None = None
-    erase_threshold: float = 0.15  # +ir2net: restriction erases attention <= this x mean
-    attention_norm: str = "column"  # +ir2net: "column" (the release) or "map"
-    compat: str = "lce"  # "lce" (deployment) or "release" (the authors' PyTorch networks)
+    name: str = setting(
+        "resnet20",
+        "the network (ienet_tf.models.available())",
+        one_of(lambda: _models().available(), "unknown model {value}; available: {allowed}."),
+    )
+    variant: str = setting("ienet", "a base variant, optionally with +el and/or +ir2net")
+    k: int | None = setting(
+        None,
+        "IE-BC branches; null: 2 for iebc/ienet, 1 otherwise",
+        Rule(
+            lambda v: v <= MAX_K,
+            f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
+            "convolution per layer), got {value}.",
+        ),
+    )
+    input_shape: tuple[int, int, int] | None = setting(
+        None,
+        "null: the data set's",
+        Rule(lambda v: all(s > 0 for s in v), "sizes must be > 0."),
+    )
+    recovery_ratio: int | None = setting(
+        None,
+        "+ir2net: 1 = the full recovery head, r >= 2 = the Ghost head of ratio r; null: the "
+        "release's ratio for the network (ResNet-20 4, ResNet-18 CIFAR 20, VGG-Small 32, "
+        "ImageNet ResNets 1)",
+        at_least(1),
+    )
+    erase_threshold: float = setting(
+        0.15, "+ir2net: the restriction erases attention <= this x its mean", at_least(0)
+    )
+    attention_norm: str = setting(
+        "column",
+        '+ir2net: "column" (the release) or "map"',
+        one_of(lambda: _ir2net().ATTENTION_NORMS),
+    )
+    compat: str = setting(
+        "lce",
+        '"lce" (deployment) or "release" (the authors\' PyTorch networks)',
+        one_of(lambda: _models().COMPATS),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    name: str = "cifar10"
-    data_dir: str | None = None
-    manual_dir: str | None = None  # ImageNet's manually downloaded archives
-    subset: int | None = None  # keep the first N training examples (CPU-scale runs)
-    test_subset: int | None = None
-    # Hold out the first N training examples as the validation split: the per-epoch
-    # monitor and best.keras use it, and training uses the examples after it. null: no
-    # validation split, the test split is monitored (what the papers' releases do).
-    validation_examples: int | None = None
-    download: bool = False  # let tensorflow-datasets download CIFAR-10 / Fashion-MNIST
+    name: str = setting(
+        "cifar10",
+        "the data set (ienet_tf.data.available())",
+        one_of(lambda: _data().available(), "unknown data set {value}; available: {allowed}."),
+    )
+    data_dir: str | None = setting(None, "where the data is (IDX files or tfds's data_dir)")
+    manual_dir: str | None = setting(None, "ImageNet's manually downloaded archives")
+    subset: int | None = setting(
+        None, "keep the first N training examples (CPU-scale runs)", positive(null=True)
+    )
+    test_subset: int | None = setting(None, "keep the first N test examples", positive(null=True))
+    validation_examples: int | None = setting(
+        None,
+        "hold out the first N training examples as the validation split: the per-epoch "
+        "monitor and best.keras use it, training the examples after it; null: no validation "
+        "split, the test split is monitored (what the papers' releases do)",
+        positive(null=True),
+    )
+    download: bool = setting(False, "let tensorflow-datasets download CIFAR-10 / Fashion-MNIST")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 400
-    batch_size: int = 128
-    optimizer: str = "sgd"  # PyTorch-form momentum (the release); "keras_sgd", "adam"
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    # "all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv kernels and alpha
-    # but not the 1x1 downsampling projections, and the classifier's kernel and bias) or
-    # "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf before 0.2)
-    weight_decay_on: str = "all"
-    lr_schedule: str = "cosine"  # per epoch, after the warm-up
-    warmup_epochs: int = 0
-    seed: int = 0
-    strategy: str = "default"
-    log_binary_stats: bool = False  # BinaryStatsLogger: q, r, entropy, flip ratio per epoch
+    epochs: int = setting(400, "training epochs", positive())
+    batch_size: int = setting(128, "examples per step", positive())
+    optimizer: str = setting(
+        "sgd", "sgd (PyTorch-form momentum, the release's), keras_sgd or adam", one_of(OPTIMIZERS)
+    )
+    learning_rate: float = setting(0.1, "the base learning rate", positive())
+    momentum: float = setting(
+        0.9, "SGD momentum", Rule(lambda v: 0 <= v < 1, "must be in [0, 1), got {value}.")
+    )
+    weight_decay: float = setting(1e-4, "coupled (PyTorch-style) weight decay", at_least(0))
+    weight_decay_on: str = setting(
+        "all",
+        '"all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv kernels and '
+        "alpha but not the 1x1 downsampling projections, and the classifier's kernel and bias) "
+        'or "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf before 0.2)',
+        one_of(WEIGHT_DECAY_SCOPES),
+    )
+    lr_schedule: str = setting("cosine", "per epoch, after the warm-up", one_of(LR_SCHEDULES))
+    warmup_epochs: int = setting(0, "linear warm-up epochs")
+    seed: int = setting(0, "the random seed (initialisation, data order, augmentation)")
+    strategy: str = setting("default", "the tf.distribute strategy", one_of(STRATEGIES))
+    log_binary_stats: bool = setting(
+        False, "BinaryStatsLogger: q, r, entropy and flip ratio per epoch in TensorBoard"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class IEEConfig:
-    t_min: float = -2.0
-    t_max: float = 1.0
-    per_step: bool = False  # update q before every step instead of every epoch (the release)
+    t_min: float = setting(-2.0, "log10(q) at the start of the IEE schedule")
+    t_max: float = setting(1.0, "log10(q) the schedule approaches at the end")
+    per_step: bool = setting(
+        False, "update q before every step instead of before every epoch (the release's)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    int8: bool = setting(
+        False,
+        "after the float epochs, fine-tune the int8 QAT model (model_int8.keras) that "
+        "`ienet export --int8` converts (binary + int8)",
+    )
+    int8_epochs: int = setting(2, "QAT fine-tune epochs (0: calibration only)", at_least(0))
+    int8_learning_rate: float | None = setting(
+        None, "QAT learning rate, cosine to 0; null: train.learning_rate / 100", positive(True)
+    )
+    int8_calibration_batches: int = setting(
+        8, "training batches that calibrate the int8 ranges", positive()
+    )
+    int8_io: bool = setting(False, "`ienet export --int8` writes int8 input/output tensors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +264,8 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     iee: IEEConfig = dataclasses.field(default_factory=IEEConfig)
+    # How the run is exported; not part of the training (a finished run takes a new one).
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,16 +273,52 @@ class TuneConfig:
     """The keras-tuner search of `ienet tune`. T_min/T_max are searched as a centre and a
     width (`t_min = c - w/2`, `t_max = c + w/2`, w > 0), so every sampled pair is valid."""
 
-    tuner: str = "random"  # random | bayesian | hyperband
-    max_trials: int = 10  # random/bayesian; hyperband sizes itself from max_epochs
-    executions_per_trial: int = 1
-    objective: str = "val_accuracy"
-    k: tuple[int, int] = (1, 5)
-    t_center: tuple[float, float] = (-1.5, 0.5)
-    t_width: tuple[float, float] = (1.0, 4.0)
-    learning_rate: tuple[float, float] | None = None  # log-uniform when given
-    validation_examples: int = 300  # held out from the training split, never the test set
-    seed: int = 0
+    tuner: str = setting("random", "random | bayesian | hyperband", one_of(TUNERS))
+    max_trials: int = setting(
+        10, "random/bayesian; hyperband sizes itself from max_epochs", positive()
+    )
+    executions_per_trial: int = setting(1, "trainings per trial", positive())
+    objective: str = setting(
+        "val_accuracy", "what the search optimises", one_of(("val_accuracy", "val_loss"))
+    )
+    k: tuple[int, int] = setting((1, 5), "the range of K")
+    t_center: tuple[float, float] = setting((-1.5, 0.5), "the range of (t_min + t_max) / 2")
+    t_width: tuple[float, float] = setting((1.0, 4.0), "the range of t_max - t_min")
+    learning_rate: tuple[float, float] | None = setting(
+        None, "the learning rate's range (log-uniform); null: not searched"
+    )
+    validation_examples: int = setting(
+        300,
+        "held out from the training split for the objective, never the test set (used when "
+        "data.validation_examples is null)",
+        positive(),
+    )
+    seed: int = setting(0, "the search's seed")
+
+
+def settings(schema: type = Config, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every setting of `schema`: (key path, type, default, help), derived from the one
+    declaration of each."""
+    rows = []
+    hints = typing.get_type_hints(schema)
+    for field in dataclasses.fields(schema):
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(hints[field.name]):
+            rows += settings(hints[field.name], f"{key}.")
+        else:
+            rows.append((key, _describe(hints[field.name]), field.default, field.metadata["help"]))
+    return rows
+
+
+def _check_rules(section: Any, path: str) -> None:
+    """Every setting's own rule, from its declaration."""
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        key = f"{path}.{field.name}" if path else field.name
+        if dataclasses.is_dataclass(value):
+            _check_rules(value, key)
+        elif field.metadata.get("rule") is not None:
+            field.metadata["rule"].check(value, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,15 +439,12 @@ def _check(condition: bool, path: str, message: str, related: tuple[str, ...] = 
 
 
 def validate(config: Config) -> Config:
-    """Check the values that the types alone cannot."""
-    from ienet_tf import data, ir2net, models
+    """Check the values that the types alone cannot: every setting's own rule (from its
+    declaration), then the rules between settings."""
+    from ienet_tf import data, models
 
+    _check_rules(config, "")
     m, d, t = config.model, config.data, config.train
-    _check(
-        m.name in models.available(),
-        "model.name",
-        f"unknown model {_show(m.name)}; available: {list(models.available())}.",
-    )
     base = m.variant.split("+")[0]
     _check(
         base in models.VARIANTS,
@@ -290,40 +460,6 @@ def validate(config: Config) -> Config:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
         _fail("model.k", _cut(str(error)), related=("model.variant",))
-    _check(
-        m.k is None or m.k <= MAX_K,
-        "model.k",
-        f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
-        f"convolution per layer), got {m.k}.",
-    )
-    _check(
-        m.recovery_ratio is None or m.recovery_ratio >= 1,
-        "model.recovery_ratio",
-        f"must be >= 1, got {m.recovery_ratio}.",
-    )
-    _check(
-        m.erase_threshold >= 0, "model.erase_threshold", f"must be >= 0, got {m.erase_threshold}."
-    )
-    _check(
-        m.attention_norm in ir2net.ATTENTION_NORMS,
-        "model.attention_norm",
-        f"{_show(m.attention_norm)} is not one of {list(ir2net.ATTENTION_NORMS)}.",
-    )
-    _check(
-        m.compat in models.COMPATS,
-        "model.compat",
-        f"{_show(m.compat)} is not one of {list(models.COMPATS)}.",
-    )
-    if m.input_shape is not None:
-        _check(all(s > 0 for s in m.input_shape), "model.input_shape", "sizes must be > 0.")
-    _check(
-        d.name in data.available(),
-        "data.name",
-        f"unknown data set {_show(d.name)}; available: {list(data.available())}.",
-    )
-    for key in ("subset", "test_subset", "validation_examples"):
-        value = getattr(d, key)
-        _check(value is None or value > 0, f"data.{key}", f"must be > 0 or null, got {value}.")
     if d.validation_examples is not None:
         train_size = data.info(d.name).train_size
         needed = d.validation_examples + (d.subset or 1)
@@ -336,24 +472,12 @@ def validate(config: Config) -> Config:
             + (" or data.subset." if d.subset else "."),
             related=("data.subset", "data.name"),
         )
-    _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}.")
-    _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}.")
-    _check(t.learning_rate > 0, "train.learning_rate", f"must be > 0, got {t.learning_rate}.")
-    _check(0 <= t.momentum < 1, "train.momentum", f"must be in [0, 1), got {t.momentum}.")
-    _check(t.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {t.weight_decay}.")
     _check(
         0 <= t.warmup_epochs < t.epochs,
         "train.warmup_epochs",
         f"must be in [0, epochs), got {t.warmup_epochs}.",
         related=("train.epochs",),
     )
-    for key, value, allowed in (
-        ("optimizer", t.optimizer, OPTIMIZERS),
-        ("weight_decay_on", t.weight_decay_on, WEIGHT_DECAY_SCOPES),
-        ("lr_schedule", t.lr_schedule, LR_SCHEDULES),
-        ("strategy", t.strategy, STRATEGIES),
-    ):
-        _check(value in allowed, f"train.{key}", f"{_show(value)} is not one of {list(allowed)}.")
     _check(
         config.iee.t_min < config.iee.t_max,
         "iee.t_min",
@@ -369,10 +493,6 @@ def _validate_tune(config: TuneFileConfig) -> None:
     from ienet_tf import models
 
     tune = config.tune
-    _check(tune.tuner in TUNERS, "tune.tuner", f"{_show(tune.tuner)} is not one of {list(TUNERS)}.")
-    for key in ("max_trials", "executions_per_trial", "validation_examples"):
-        value = getattr(tune, key)
-        _check(value > 0, f"tune.{key}", f"must be > 0, got {value}.")
     for key in ("k", "t_center", "t_width", "learning_rate"):
         bounds = getattr(tune, key)
         if bounds is not None:
@@ -402,11 +522,6 @@ def _validate_tune(config: TuneFileConfig) -> None:
             "tune.learning_rate",
             f"must be > 0 (log-uniform), got {list(tune.learning_rate)}.",
         )
-    _check(
-        tune.objective in ("val_accuracy", "val_loss"),
-        "tune.objective",
-        f"{_show(tune.objective)} is not one of ['val_accuracy', 'val_loss'].",
-    )
 
 
 def from_dict(raw: Any, schema: type[Config] = Config) -> Config:

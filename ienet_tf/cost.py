@@ -19,10 +19,11 @@ Conventions (the IE-Net paper's Table 6):
 - `int8_bytes`: the parameter bytes of the binary + int8 export (`ienet export --int8`)
   that are int8: every real-valued kernel at 1 byte per weight plus an int32 bias per
   output channel (BatchNorm folds into it), IE-BC thresholds at 1 byte each (the constants
-  of the int8 threshold adds), Elastic-Link gammas and PReLU slopes at 1 byte, and a
-  BatchNorm with no convolution or dense layer to fold into as a 1x1 depthwise
-  convolution (1 + 4 bytes per channel). The binary kernels (1 bit) and LceBconv2d's
-  float per-channel output transform are not int8.
+  of the int8 threshold adds), PReLU slopes at 1 byte, and Elastic-Link's gamma and a
+  BatchNorm with no convolution or dense layer to fold into as 1x1 depthwise convolutions
+  (1 + 4 bytes per channel; the converter stores identical all-zero biases once, so the
+  file can hold a little less). The binary kernels (1 bit) and LceBconv2d's float
+  per-channel output transform are not int8.
 """
 
 from __future__ import annotations
@@ -100,6 +101,45 @@ class ModelCost:
     def flops_paper(self) -> float:
         return self.fp_macs + self._sum("binary_ops_one_branch") / BINARY_OPS_PER_FLOP
 
+    def table(self) -> str:
+        """The per-layer table and the totals, as `ienet cost` prints them."""
+        from tabulate import tabulate
+
+        def count(value: float) -> str:
+            return f"{value:.3g}" if value >= 1e4 else f"{value:g}"
+
+        rows = [
+            [
+                layer.name,
+                layer.type,
+                layer.params_by_bits.get(1, 0),
+                sum(n for b, n in layer.params_by_bits.items() if b != 1),
+                f"{layer.memory_bits / 1e3:.1f}",
+                layer.int8_bytes,
+                count(layer.fp_macs),
+                count(layer.binary_ops),
+            ]
+            for layer in self.layers
+            if layer.params or layer.fp_macs or layer.binary_ops
+        ]
+        header = [
+            "layer",
+            "type",
+            "1-bit params",
+            "32-bit params",
+            "kbit",
+            "int8 B",
+            "FP MACs",
+            "binary ops",
+        ]
+        table = tabulate(rows, header, tablefmt="simple", disable_numparse=True)
+        return (
+            f"{table}\n\n{self.name}: memory {self.memory_mbit:.2f} Mbit, int8 export "
+            f"{self.int8_bytes:,} B of int8 parameters, FP MACs {self.fp_macs:.3g}, binary ops "
+            f"{self.binary_ops:.3g}, FLOPs {self.flops:.3g} (paper convention, one IE-BC "
+            f"branch: {self.flops_paper:.3g})"
+        )
+
     def as_dict(self) -> dict:
         return {
             "model": self.name,
@@ -154,7 +194,7 @@ def _int8_bytes(layer: tf.keras.layers.Layer) -> int:
     if isinstance(layer, IEBinaryConv2D):
         return 0 if layer.thresholds is None else layer.thresholds.shape.num_elements()
     if isinstance(layer, ElasticLink):
-        return layer.filters
+        return 5 * layer.filters  # gamma as a 1x1 depthwise conv: int8 weights, int32 bias
     if isinstance(layer, tf.keras.layers.PReLU):
         return layer.alpha.shape.num_elements()
     if isinstance(layer, tf.keras.layers.BatchNormalization):

@@ -97,8 +97,10 @@ class ElasticLink(tf.keras.layers.Layer):
         )
         super().build(input_shape)
 
-    def shape_matched(self, inputs: tf.Tensor) -> tf.Tensor:
-        """SE(x): pool to the conv's stride, squeeze or expand to its channels."""
+    def shape_matched(self, inputs: tf.Tensor, after_squeeze=None) -> tf.Tensor:
+        """SE(x): pool to the conv's stride, squeeze or expand to its channels.
+        `after_squeeze` (optional) is applied to the squeezed means (the int8 form
+        fake-quantizes them)."""
         x = inputs
         if self.strides > 1:
             x = tf.nn.avg_pool2d(x, self.strides, self.strides, padding="SAME")
@@ -107,6 +109,8 @@ class ElasticLink(tf.keras.layers.Layer):
             spatial = tf.shape(x)[:-1]
             x = tf.reshape(x, tf.concat([spatial, [self.filters, group]], axis=0))
             x = tf.reduce_mean(x, axis=-1)
+            if after_squeeze is not None:
+                x = after_squeeze(x)
         elif self.input_channels < self.filters:
             x = tf.tile(x, [1, 1, 1, self.filters // self.input_channels])
         return x

@@ -34,10 +34,43 @@ def one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _unknown_classes(config) -> list[str]:
+    """The class names in a saved model's config.json that nothing registered resolves."""
+    import importlib
+
+    import tensorflow as tf
+
+    unknown, stack = [], [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name, module = node.get("class_name"), node.get("module")
+            if name == "function" and isinstance(node.get("config"), str):
+                name = node["config"]  # a serialized function: its name is the config
+                node = {**node, "registered_name": node.get("registered_name", name)}
+                if node["registered_name"] == "function":
+                    node["registered_name"] = name
+            if isinstance(name, str) and isinstance(module, str) and "config" in node:
+                registered = node.get("registered_name") or name
+                found = tf.keras.utils.get_registered_object(registered) is not None
+                if not found and module.startswith(("keras", "tensorflow")):
+                    try:
+                        found = hasattr(importlib.import_module(module), name)
+                    except ImportError:
+                        found = False
+                if not found:
+                    unknown.append(registered)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return unknown
+
+
 def load_keras_model(path: str | os.PathLike):
     """`tf.keras.models.load_model(path, compile=False)`, with every way a file can fail
     to be a loadable model (not a zip, no config.json, an unknown class, mismatched
     weights) turned into one `RunError` line naming the file."""
+    import json
     import zipfile
 
     import tensorflow as tf
@@ -49,10 +82,27 @@ def load_keras_model(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path} does not exist.")
+    fix = "the file is damaged or was not written by this version of ienet-tf"
+    if not zipfile.is_zipfile(path):
+        raise RunError(f"cannot load {path}: not a .keras file (not a zip archive); {fix}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except KeyError:
+        raise RunError(f"cannot load {path}: the archive has no config.json; {fix}.") from None
+    except (ValueError, zipfile.BadZipFile, OSError) as error:
+        raise RunError(
+            f"cannot load {path}: unreadable config.json ({one_line(error, 120)}); {fix}."
+        ) from None
+    unknown = _unknown_classes(config)
+    if unknown:
+        raise RunError(
+            f"cannot load {path}: unknown class {unknown[0]!r} (not a Keras, larq or ienet-tf "
+            f"class); {fix}."
+        )
     try:
         return tf.keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
         raise RunError(
-            f"cannot load {path}: {type(error).__name__}: {one_line(error)}; the file is "
-            "damaged or was not written by this version of ienet-tf."
+            f"cannot load {path}: {type(error).__name__}: {one_line(error)}; {fix}."
         ) from None

@@ -54,9 +54,11 @@ MODEL_FILES = {
     "final": "model.keras",
     "best": "checkpoints/best.keras",
     "last": "checkpoints/last.keras",
+    "int8": "model_int8.keras",  # the int8 QAT model (config export.int8)
 }
 _PENDING = {which: f"checkpoints/.pending-{which}.keras" for which in MODEL_FILES}
 _PENDING["final"] = ".pending-model.keras"
+_PENDING["int8"] = ".pending-model_int8.keras"
 STATE_VERSION = 1
 
 

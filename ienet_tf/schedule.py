@@ -15,14 +15,12 @@ from __future__ import annotations
 import math
 import numbers
 
+from ienet_tf.checks import is_int, is_positive_int
+
 __all__ = ["DEFAULT_T_MAX", "DEFAULT_T_MIN", "iee_q", "iee_r", "validate_schedule"]
 
 DEFAULT_T_MIN = -2.0
 DEFAULT_T_MAX = 1.0
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_real(value) -> bool:
@@ -31,7 +29,7 @@ def _is_real(value) -> bool:
 
 def validate_schedule(epochs: int, t_min: float, t_max: float) -> None:
     """Raise `ValueError` naming the argument unless `epochs`, `t_min`, `t_max` are valid."""
-    if not _is_int(epochs) or epochs <= 0:
+    if not is_positive_int(epochs):
         raise ValueError(
             f"`epochs` must be a positive integer (the length of the IEE schedule), got {epochs!r}."
         )
@@ -57,7 +55,7 @@ def iee_q(
     `q = 10^t_max` rather than extrapolating.
     """
     validate_schedule(epochs, t_min, t_max)
-    if not _is_int(epoch) or epoch < 0:
+    if not is_int(epoch, 0):
         raise ValueError(f"`epoch` must be a non-negative integer, got {epoch!r}.")
     progress = min(epoch / epochs, 1.0)
     return float(10.0 ** (t_min + (t_max - t_min) * progress))

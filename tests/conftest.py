@@ -2,9 +2,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gc
+
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from ienet_tf import compat
 
 
 def pytest_runtest_logfinish(nodeid, location):
@@ -21,10 +25,15 @@ def pytest_runtest_logfinish(nodeid, location):
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    """Every test starts from the same seeds and a fresh Keras name space."""
+    """Every test starts from the same seeds and a fresh Keras name space, and leaves
+    nothing behind: TF keeps every graph a custom gradient (larq's quantizers, ours) was
+    traced in, with its variables, until `forget_custom_gradients` (see ienet_tf.compat)."""
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(1234)
     yield
+    tf.keras.backend.clear_session()
+    compat.forget_custom_gradients()
+    gc.collect()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 lock, atomic epoch commits that survive a crash at any point, the validation split."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import pytest
 
 from ienet_tf import config as config_lib
 from ienet_tf.errors import ConfigError, DataError, RunError, RunLockedError
-from ienet_tf.runs import MODEL_FILES, Run, sha256
+from ienet_tf.runs import Run, sha256
 from ienet_tf.train import evaluate, train
 
 DEMO = Path("configs/digits_convnet_ienet.yaml")
@@ -32,7 +33,7 @@ def _assert_consistent(run_dir: Path, epochs: int) -> dict:
     assert len((run_dir / "history.csv").read_text().splitlines()) == epochs + 1
     for name, digest in run.artefacts().items():
         assert sha256(run_dir / name) == digest, name
-    assert set(run.checkpoints()) == set(MODEL_FILES)
+    assert set(run.checkpoints()) == {"final", "best", "last"}  # no int8 model asked for
     leftovers = [p for p in run_dir.rglob("*") if ".pending" in p.name or ".tmp" in p.name]
     assert not leftovers, leftovers
     assert sorted(p.name for p in run.resume_dir.iterdir()) == [f"epoch-{epochs - 1:04d}"]
@@ -226,3 +227,60 @@ def test_best_stays_best_across_a_resume_followed_by_a_worse_epoch(tmp_path, mon
     assert metrics["best_epoch"] == 0
     assert Run(tmp_path).artefacts()["checkpoints/best.keras"] == best_digest
     assert sha256(tmp_path / "checkpoints" / "best.keras") == best_digest
+
+
+def _rewrite_keras(source: Path, target: Path, edit) -> None:
+    """Copy a .keras zip, letting `edit(name, bytes) -> bytes | None` change or drop files."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            data = edit(item.filename, src.read(item.filename))
+            if data is not None:
+                dst.writestr(item, data)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no-config", "no config.json|There is no item named 'config.json'|config.json"),
+        ("unknown-class", "Unknown layer|unknown|Could not locate class"),
+        ("shape-mismatch", "shape|Shape"),
+        ("not-a-zip", "File is not a zip file|not a zip"),
+    ],
+)
+def test_damaged_keras_files_are_one_line_errors(tiny_run, tmp_path, case, message, capsys):
+    """`.keras` files that cannot be loaded: one `RunError` line naming the file (and, through
+    the CLI, exit 2 without a traceback)."""
+    from ienet_tf.cli import main
+    from ienet_tf.io import load_keras_model
+
+    good = tiny_run / "model.keras"
+    bad = tmp_path / "model.keras"
+    if case == "not-a-zip":
+        bad.write_bytes(b"not a zip at all")
+    else:
+
+        def edit(name, data):
+            if name == "config.json":
+                if case == "no-config":
+                    return None
+                text = data.decode()
+                if case == "unknown-class":
+                    return text.replace('"IEBinaryConv2D"', '"NoSuchLayer"').encode()
+                return text.replace('"filters": 64', '"filters": 48').encode()
+            return data
+
+        _rewrite_keras(good, bad, edit)
+    with pytest.raises(RunError, match=f"cannot load {bad}") as info:
+        load_keras_model(bad)
+    assert "\n" not in str(info.value) and re.search(message, str(info.value)), info.value
+    # A run directory from before state.json (nothing to verify) holding the damaged file.
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.yaml").write_bytes((tiny_run / "config.yaml").read_bytes())
+    (legacy / "model.keras").write_bytes(bad.read_bytes())
+    assert main(["evaluate", "--run", str(legacy), "--which", "final"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ienet evaluate: error: cannot load") and "\n" not in err
+    assert "Traceback" not in err

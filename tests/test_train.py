@@ -310,3 +310,21 @@ def test_binary_stats_logging_is_a_config_switch(tmp_path):
         for value in event.summary.value
     }
     assert {"iee/q", "iee/r", "binary_entropy/conv1", "flip_ratio/conv1"} <= tags
+
+
+def test_every_option_has_help_and_the_old_spellings_still_work(tiny_run, capsys):
+    from ienet_tf.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.option_strings and action.help != "==SUPPRESS==":
+                assert action.help, (name, action.option_strings)
+    # --run is the run directory everywhere; --checkpoint stays a hidden alias.
+    assert main(["evaluate", "--run", str(tiny_run), "--which", "best"]) == 0
+    assert main(["evaluate", "--checkpoint", str(tiny_run), "--which", "best"]) == 0
+    assert capsys.readouterr().out.count("(best): top-1") == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate"])
+    assert exit_info.value.code == 2 and "required: --run" in capsys.readouterr().err

@@ -162,6 +162,24 @@ class IEConv(nn.Module):
         return ie_combine(x, shifts, self.conv, self.scale)
 
 
+def _add_stages(
+    net: nn.Module,
+    block: type[nn.Module],
+    widths: tuple[int, ...],
+    blocks: tuple[int, ...],
+    inplanes: int,
+    branches: int,
+) -> None:
+    """`net.layer1`, `net.layer2`, ...: `blocks[i]` blocks of width `widths[i]` each, the
+    first block of every stage but the first with stride 2."""
+    for i, (planes, n) in enumerate(zip(widths, blocks, strict=True), start=1):
+        layer = []
+        for b in range(n):
+            layer.append(block(inplanes, planes, 2 if (i > 1 and b == 0) else 1, branches))
+            inplanes = planes
+        setattr(net, f"layer{i}", nn.Sequential(*layer))
+
+
 # --------------------------------------------------------------------------------------------
 # CIFAR-10 ResNet-20 (Bi-Real style, one binary conv per block)
 
@@ -204,14 +222,7 @@ class ResNet20(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        inplanes = 16
-        for i, (planes, n) in enumerate(zip((16, 32, 64), blocks, strict=True), start=1):
-            layer = []
-            for b in range(n):
-                stride = 2 if (i > 1 and b == 0) else 1
-                layer.append(ResNet20Block(inplanes, planes, stride, branches))
-                inplanes = planes
-            setattr(self, f"layer{i}", nn.Sequential(*layer))
+        _add_stages(self, ResNet20Block, (16, 32, 64), blocks, 16, branches)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.bn = nn.BatchNorm1d(64)
         self.fc = nn.Linear(64, num_classes)
@@ -256,14 +267,7 @@ class ResNet18Cifar(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        inplanes = 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True), start=1):
-            layer = []
-            for b in range(n):
-                stride = 2 if (i > 1 and b == 0) else 1
-                layer.append(ResNet18CifarBlock(inplanes, planes, stride, branches))
-                inplanes = planes
-            setattr(self, f"layer{i}", nn.Sequential(*layer))
+        _add_stages(self, ResNet18CifarBlock, (64, 128, 256, 512), blocks, 64, branches)
         self.linear = nn.Linear(512, num_classes)  # registered before bn2, as in the release
         self.bn2 = nn.BatchNorm1d(512)
 
@@ -349,14 +353,7 @@ class ResNetImageNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.nonlinear1 = nn.Hardtanh()
         self.maxpool = nn.MaxPool2d(3, 2, 1)  # -inf padding (input is in [-1, 1])
-        inplanes = 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True), start=1):
-            layer = []
-            for b in range(n):
-                stride = 2 if (i > 1 and b == 0) else 1
-                layer.append(ImageNetBlock(inplanes, planes, stride, branches))
-                inplanes = planes
-            setattr(self, f"layer{i}", nn.Sequential(*layer))
+        _add_stages(self, ImageNetBlock, (64, 128, 256, 512), blocks, 64, branches)
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # = AvgPool2d(7, 1) at 224x224
         self.bn2 = nn.BatchNorm1d(512)
         self.fc = nn.Linear(512, num_classes)

@@ -4,9 +4,15 @@
 //
 // INPUT.f32 is raw float32 data for one image, already normalised as in training (e.g.
 // numpy's `image.astype("float32").tofile("input.f32")`); without it the input is zeros.
-// Prints the top-1 class and the median latency of RUNS invocations (default 20).
+// A binary + int8 model exported with int8 input/output (`to_tflite(..., int8=True,
+// int8_io=True)`) takes int8: the image is quantized with the input tensor's scale and zero
+// point (q = floor(x / scale + 0.5) + zero_point, clamped to [-128, 127]) and the int8
+// logits are dequantized. Prints the top-1 class and the median latency of RUNS
+// invocations (default 20).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -45,17 +51,28 @@ int main(int argc, char* argv[]) {
   CHECK_OR_EXIT(interpreter->AllocateTensors() == kTfLiteOk, "cannot allocate tensors");
 
   TfLiteTensor* input = interpreter->input_tensor(0);
-  CHECK_OR_EXIT(input->type == kTfLiteFloat32, "the model input is not float32");
-  const size_t input_size = input->bytes / sizeof(float);
+  CHECK_OR_EXIT(input->type == kTfLiteFloat32 || input->type == kTfLiteInt8,
+                "the model input is neither float32 nor int8");
+  const size_t input_size = input->bytes / (input->type == kTfLiteFloat32 ? 4 : 1);
   std::vector<float> image(input_size, 0.0f);
   if (argc >= 3) {
+    const std::streamsize bytes = static_cast<std::streamsize>(input_size * sizeof(float));
     std::ifstream file(argv[2], std::ios::binary);
     CHECK_OR_EXIT(file.good(), "cannot open the input file");
-    file.read(reinterpret_cast<char*>(image.data()), input->bytes);
-    CHECK_OR_EXIT(file.gcount() == static_cast<std::streamsize>(input->bytes),
-                  "the input file is smaller than the model input");
+    file.read(reinterpret_cast<char*>(image.data()), bytes);
+    CHECK_OR_EXIT(file.gcount() == bytes, "the input file is smaller than the model input");
   }
-  std::copy(image.begin(), image.end(), interpreter->typed_input_tensor<float>(0));
+  if (input->type == kTfLiteFloat32) {
+    std::copy(image.begin(), image.end(), interpreter->typed_input_tensor<float>(0));
+  } else {  // int8 input: quantize with the tensor's scale and zero point
+    const float scale = input->params.scale;
+    const int zero_point = input->params.zero_point;
+    int8_t* data = interpreter->typed_input_tensor<int8_t>(0);
+    for (size_t i = 0; i < input_size; ++i) {
+      const float q = std::floor(image[i] / scale + 0.5f) + zero_point;
+      data[i] = static_cast<int8_t>(std::min(127.0f, std::max(-128.0f, q)));
+    }
+  }
 
   std::vector<double> latencies_ms;
   for (int i = 0; i < runs; ++i) {
@@ -68,9 +85,17 @@ int main(int argc, char* argv[]) {
   std::sort(latencies_ms.begin(), latencies_ms.end());
 
   const TfLiteTensor* output = interpreter->output_tensor(0);
-  const float* logits = interpreter->typed_output_tensor<float>(0);
-  const size_t classes = output->bytes / sizeof(float);
-  const size_t top1 = std::max_element(logits, logits + classes) - logits;
+  CHECK_OR_EXIT(output->type == kTfLiteFloat32 || output->type == kTfLiteInt8,
+                "the model output is neither float32 nor int8");
+  const size_t classes = output->bytes / (output->type == kTfLiteFloat32 ? 4 : 1);
+  std::vector<float> logits(classes);
+  for (size_t i = 0; i < classes; ++i) {
+    logits[i] = output->type == kTfLiteFloat32
+                    ? interpreter->typed_output_tensor<float>(0)[i]
+                    : (interpreter->typed_output_tensor<int8_t>(0)[i] -
+                       output->params.zero_point) * output->params.scale;
+  }
+  const size_t top1 = std::max_element(logits.begin(), logits.end()) - logits.begin();
   std::printf("top-1 class: %zu (logit %.4f)\n", top1, logits[top1]);
   std::printf("median latency: %.2f ms over %d runs (1 thread)\n",
               latencies_ms[latencies_ms.size() / 2], runs);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["path_arg", "positive_arg"]
+__all__ = ["path_arg", "positive_arg", "run_option"]
 
 
 def path_arg(text: str) -> Path:
@@ -30,3 +30,11 @@ def positive_arg(cast):
         return value
 
     return parse
+
+
+def run_option(command, required: bool = True, old: str = "--checkpoint", **kwargs) -> None:
+    """`--run DIR`, the run directory, in every command; `old` is the spelling of ienet-tf
+    0.1, kept as a hidden alias. Required-ness is checked after parsing (either spelling)."""
+    command.add_argument("--run", type=path_arg, metavar="DIR", **kwargs)
+    command.add_argument(old, type=path_arg, dest="run", help=argparse.SUPPRESS)
+    command.set_defaults(run_required=required)

@@ -11,16 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ienet_tf.cli import report
-from ienet_tf.cli.args import path_arg, positive_arg
+from ienet_tf.cli.args import path_arg, positive_arg, run_option
 from ienet_tf.errors import IENetError
 from ienet_tf.io import one_line
+from ienet_tf.runs import MODEL_FILES, Run
 
 __all__ = ["UserError", "main"]
 
-RUN_FILES = ("final", "best", "last")
+RUN_FILES = ("final", "best", "last", "int8")
 WHICH_HELP = (
-    "the run's model: final (model.keras), best (best by the monitored accuracy) or last "
-    "(the latest epoch); default: final once the run is complete, else last"
+    "the run's model: final (model.keras), best (best by the monitored accuracy), last "
+    "(the latest epoch) or int8 (the int8 QAT model); default: final once the run is "
+    "complete, else last"
 )
 
 
@@ -35,11 +37,10 @@ def _load_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ienet_tf.runs import Run
     from ienet_tf.train import train
 
     config = _load_config(args)
-    output_dir = args.output_dir or Path("runs") / Path(args.config).stem
+    output_dir = args.run or Path("runs") / Path(args.config).stem
     run = Run(output_dir)
     if run.exists() and run.is_complete() and run.config() == config:
         print(f"{output_dir}: already complete (nothing to train); its metrics.json:")
@@ -55,7 +56,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from ienet_tf.tune import run_search
 
     config = config_lib.load(args.config, args.set, schema=config_lib.TuneFileConfig)
-    output_dir = args.output_dir or Path("runs") / Path(args.config).stem
+    output_dir = args.output or Path("runs") / Path(args.config).stem
     summary = run_search(config, output_dir, verbose=args.verbose)
     print((Path(output_dir) / "trials.md").read_text())
     print(json.dumps(summary, indent=2))
@@ -64,16 +65,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 def _which(args: argparse.Namespace) -> str:
     """`--which`, or the run's latest model (final once complete, else last)."""
-    from ienet_tf.runs import Run
 
-    return args.which or Run(args.checkpoint).latest()
+    return args.which or Run(args.run).latest()
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ienet_tf.train import evaluate
 
     which = _which(args)
-    results = evaluate(args.checkpoint, which)
+    results = evaluate(args.run, which)
     line = f"{results['model']} ({which}): top-1 {results['top1']:.2%}"
     if "top5" in results:
         line += f", top-5 {results['top5']:.2%}"
@@ -81,41 +81,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_count(value: float) -> str:
-    return f"{value:.3g}" if value >= 1e4 else f"{value:g}"
-
-
 def _cmd_cost(args: argparse.Namespace) -> int:
     from ienet_tf.cost import model_cost
     from ienet_tf.train import build_model
 
     cost = model_cost(build_model(_load_config(args)))
-    if args.json:
-        print(json.dumps(cost.as_dict(), indent=2))
-        return 0
-    header = ("layer", "type", "1-bit params", "32-bit params", "kbit", "FP MACs", "binary ops")
-    rows = [header]
-    for layer in cost.layers:
-        if layer.params or layer.fp_macs or layer.binary_ops:
-            rows.append(
-                (
-                    layer.name,
-                    layer.type,
-                    str(layer.params_by_bits.get(1, 0)),
-                    str(sum(n for b, n in layer.params_by_bits.items() if b != 1)),
-                    f"{layer.memory_bits / 1e3:.1f}",
-                    _format_count(layer.fp_macs),
-                    _format_count(layer.binary_ops),
-                )
-            )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    print(
-        f"\n{cost.name}: memory {cost.memory_mbit:.2f} Mbit, FP MACs {cost.fp_macs:.3g}, "
-        f"binary ops {cost.binary_ops:.3g}, FLOPs {cost.flops:.3g} "
-        f"(paper convention, one IE-BC branch: {cost.flops_paper:.3g})"
-    )
+    print(json.dumps(cost.as_dict(), indent=2) if args.json else cost.table())
     return 0
 
 
@@ -125,12 +96,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ienet_tf.train import load_run, test_images
 
     output = check_output_path(args.output, "--output")  # before anything slow
-    which = _which(args)
-    config, model = load_run(args.checkpoint, which)
+    if args.int8_io and not args.int8:
+        raise UserError("--int8-io needs --int8 (a binary + int8 export)")
+    if args.int8:
+        if args.which not in (None, "int8"):
+            raise UserError("--int8 exports the run's int8 model; leave out --which")
+        which = "int8"
+        if MODEL_FILES["int8"] not in Run(args.run).artefacts():
+            raise UserError(
+                f"{args.run} has no int8 model (model_int8.keras); fine-tune one with "
+                f"ienet train --config ... --run {args.run} --set export.int8=true"
+            )
+    else:
+        which = _which(args)
+    config, model = load_run(args.run, which)
     images = test_images(config, 64)
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     source = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": str(args.run),
         "which": which,
         "parity_inputs": f"first {min(64, len(images))} {config.data.name} test images",
         "config": config_lib.to_dict(config),
@@ -141,19 +124,35 @@ def _cmd_export(args: argparse.Namespace) -> int:
         model,
         output,
         images,
-        tolerance,
+        DEFAULT_TOLERANCE if args.int8 else tolerance,
         source,
         verbose=args.verbose,
         progress=lambda message: _progress(f"ienet export: {message}"),
+        int8=args.int8,
+        int8_io=args.int8_io or (args.int8 and config.export.int8_io),
+        lsb_tolerance=args.tolerance if args.int8 else None,
     )
     weights = result.weight_bytes
+    p = result.parity
+    sizes = f"binary weights {weights['binary']:,} B, "
+    if args.int8:
+        sizes += f"int8 weights {weights.get('int8', 0):,} B, "
+        agreement = (
+            f"{p.within_tolerance:.0%} with >= 50% of outputs within {p.lsb_tolerance:g} "
+            f"output steps (median {p.median_lsb:.1f}, max {p.max_lsb:.0f} steps)"
+        )
+        kinds = f"\nop kinds: {result.int8['op_kinds']}"
+    else:
+        agreement = (
+            f"{p.within_tolerance:.0%} within {p.tolerance:g}, max |diff| {p.max_abs_diff:.2e}"
+        )
+        kinds = ""
     print(
-        f"{result.path}: {result.size_bytes:,} bytes (binary weights {weights['binary']:,} B, "
-        f"float weights {weights['float']:,} B); report {result.sidecar}\n"
-        f"ops: {result.op_histogram}\n"
-        f"parity on {result.parity.num_inputs} test images: "
-        f"{result.parity.within_tolerance:.0%} within {result.parity.tolerance:g}, max |diff| "
-        f"{result.parity.max_abs_diff:.2e}, top-1 agreement {result.parity.top1_agreement:.2%}"
+        f"{result.path}: {result.size_bytes:,} bytes ({sizes}float weights "
+        f"{weights['float']:,} B); report {result.sidecar}\n"
+        f"ops: {result.op_histogram}{kinds}\n"
+        f"parity on {p.num_inputs} test images: {agreement}, top-1 agreement "
+        f"{p.top1_agreement:.2%}"
     )
     return 0
 
@@ -174,16 +173,16 @@ def _cmd_import_torch(args: argparse.Namespace) -> int:
             f"{args.config}: model.compat is {config.model.compat!r}; a release checkpoint "
             "needs the release's network: --set model.compat=release"
         )
-    state_dict = release.read_checkpoint(args.checkpoint)
+    state_dict = release.read_checkpoint(args.weights)
     model = build_model(config)
     report = release.load_state_dict(model, state_dict)
-    source = {"checkpoint": str(args.checkpoint), "sha256": sha256(args.checkpoint)}
-    run = start_from_weights(config, model, args.output_dir, source)
+    source = {"checkpoint": str(args.weights), "sha256": sha256(args.weights)}
+    run = start_from_weights(config, model, args.run, source)
     print(
         f"{run.path}: {report.weights_set} weights of {model.name} set from "
         f"{report.keys_consumed} release keys ({len(report.keys_ignored)} ignored: "
         "num_batches_tracked and the release's unused bn3); evaluate or export it, or "
-        f"continue training with ienet train --config {args.config} --output-dir {run.path}"
+        f"continue training with ienet train --config {args.config} --run {run.path}"
     )
     return 0
 
@@ -204,39 +203,16 @@ def _read_tflite(path: Path) -> bytes:
     return flatbuffer
 
 
-def _counterparts(path: Path, variants=("fp", "bireal")) -> dict[str, bytes]:
-    """Convert the float and Bi-Real (K=1) versions of the exported model's architecture."""
-    from ienet_tf import config as config_lib
-    from ienet_tf import export, models
-
-    sidecar = path.with_name(path.name + ".json")
-    try:
-        report = json.loads(sidecar.read_text())
-        config = config_lib.from_dict(report["source"]["config"])
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
-        raise UserError(
-            f"--compare needs {sidecar} with the source config, as `ienet export` writes it"
-        ) from None
-    converted = {}
-    for variant in variants:
-        model = models.build(
-            config.model.name,
-            variant,
-            num_classes=report.get("num_classes"),
-            input_shape=tuple(report["input_shape"]),
-        )
-        print(f"converting the {variant} counterpart of {config.model.name} ...", file=sys.stderr)
-        converted[f"{config.model.name} {variant}"], _ = export.convert(model)
-    return converted
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from ienet_tf.export.bench import X86_CAVEAT, benchmark, check_settings
+    from ienet_tf.export.bench import benchmark, check_settings, counterparts, results_table
 
+    model = args.model or args.model_positional
+    if model is None:
+        raise UserError("which model? pass --model FILE.tflite (written by `ienet export`)")
     check_settings(args.threads, args.runs, args.warmup)  # before any slow conversion
-    flatbuffers = {args.model.name: _read_tflite(args.model)}
+    flatbuffers = {model.name: _read_tflite(model)}
     if args.compare:
-        flatbuffers.update(_counterparts(args.model))
+        flatbuffers.update(counterparts(model, progress=_progress))
     terminal = sys.stderr.isatty()
 
     def progress(done: int, total: int, name: str = "") -> None:
@@ -256,32 +232,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             args.warmup,
             args.reference_bconv,
             progress=lambda d, t, name=name: progress(d, t, name),
-            source=str(args.model) if name == args.model.name else None,
+            source=str(model) if name == model.name else None,
         )
         for name, flatbuffer in flatbuffers.items()
     ]
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
-        return 0
-    base = results[0]
-    print(
-        f"{'model':<32} {'median ms':>10} {'min':>8} {'max':>8} {'size KB':>9} "
-        f"{'latency x':>10} {'size x':>7}"
-    )
-    for r in results:
-        print(
-            f"{r.model:<32} {r.median_ms:>10.2f} {r.min_ms:>8.2f} {r.max_ms:>8.2f} "
-            f"{r.size_bytes / 1e3:>9.1f} {r.median_ms / base.median_ms:>10.2f} "
-            f"{r.size_bytes / base.size_bytes:>7.2f}"
-        )
-    print(
-        f"({base.threads} thread(s), {base.runs} runs, {base.machine}; ratios to "
-        f"{base.model})\n{X86_CAVEAT}"
-    )
+    else:
+        print(results_table(results))
     return 0
 
 
+def _require(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The options that are required under one of their spellings."""
+    for dest, option in (("run", "--run"), ("weights", "--weights")):
+        if getattr(args, f"{dest}_required", False) and getattr(args, dest) is None:
+            parser.error(f"{args.command}: the following arguments are required: {option}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `ienet` command line. One vocabulary: `--config` (+ `--set`) is what to build,
+    `--run DIR` a run directory, `--output PATH` what a command writes, `--model FILE` a
+    .tflite; `--verbose` shows more. Old spellings (`--checkpoint`, `--output-dir`, bench's
+    positional model) are hidden aliases."""
     parser = argparse.ArgumentParser(
         prog="ienet", description="Information-enhanced binary neural networks (IE-Net)."
     )
@@ -300,34 +273,61 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config value, e.g. --set train.epochs=5 (repeatable)",
         )
 
+    def with_verbose(command):
+        command.add_argument(
+            "--verbose",
+            type=int,
+            choices=(0, 1, 2),
+            default=1,
+            help="Keras progress: 0 silent, 1 a progress bar (one line per epoch when "
+            "stdout is not a terminal), 2 one line per epoch (default: 1)",
+        )
+
     train = commands.add_parser("train", help="train a config (resumes an interrupted run)")
     with_config(train)
-    train.add_argument("--output-dir", type=path_arg, help="default: runs/<config name>")
-    train.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    run_option(
+        train, required=False, old="--output-dir", help="run directory (default: runs/<config>)"
+    )
+    with_verbose(train)
     train.set_defaults(handler=_cmd_train)
 
     tune = commands.add_parser("tune", help="keras-tuner search over K and T_min/T_max")
     with_config(tune)
-    tune.add_argument("--output-dir", type=path_arg, help="default: runs/<config name>")
-    tune.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    tune.add_argument(
+        "--output", type=path_arg, metavar="DIR", help="search directory (default: runs/<config>)"
+    )
+    tune.add_argument("--output-dir", type=path_arg, dest="output", help=argparse.SUPPRESS)
+    with_verbose(tune)
     tune.set_defaults(handler=_cmd_tune)
 
     evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run")
-    evaluate.add_argument("--checkpoint", type=path_arg, required=True, help="a run directory")
+    run_option(evaluate, help="a run directory of `ienet train` or `ienet import-torch`")
     evaluate.add_argument("--which", choices=RUN_FILES, help=WHICH_HELP)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     cost = commands.add_parser("cost", help="parameters, memory, MACs, binary ops, FLOPs")
     with_config(cost)
-    cost.add_argument("--json", action="store_true", help="one JSON object")
+    cost.add_argument("--json", action="store_true", help="print one JSON object, not a table")
     cost.set_defaults(handler=_cmd_cost)
 
     export = commands.add_parser("export", help="LCE .tflite, verified (ops and parity)")
-    export.add_argument("--checkpoint", type=path_arg, required=True, help="a run directory")
-    export.add_argument("--output", type=path_arg, required=True, help="the .tflite to write")
+    run_option(export, help="the run directory to export")
+    export.add_argument(
+        "--output", type=path_arg, required=True, metavar="FILE", help="the .tflite to write"
+    )
     export.add_argument("--which", choices=RUN_FILES, help=WHICH_HELP)
     export.add_argument(
-        "--tolerance", type=positive_arg(float), help="max |LCE - Keras| on the logits (1e-3)"
+        "--tolerance",
+        type=positive_arg(float),
+        help="max |LCE - Keras| on the logits (default 1e-3); with --int8, output steps (8)",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="binary + int8: the run's int8 QAT model (train with --set export.int8=true)",
+    )
+    export.add_argument(
+        "--int8-io", action="store_true", help="with --int8: int8 input and output tensors"
     )
     export.add_argument(
         "--verbose",
@@ -342,19 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
         "import-torch", help="start a run from the IE-Net authors' PyTorch checkpoint"
     )
     import_torch.add_argument(
-        "--checkpoint", type=path_arg, required=True, help=".pth / .pth.tar / .th (torch) or .npz"
+        "--weights",
+        type=path_arg,
+        metavar="FILE",
+        help="the release's checkpoint: .pth / .pth.tar / .th (torch) or .npz",
     )
+    import_torch.add_argument("--checkpoint", type=path_arg, dest="weights", help=argparse.SUPPRESS)
+    import_torch.set_defaults(weights_required=True)
     with_config(import_torch)
-    import_torch.add_argument(
-        "--output-dir", type=path_arg, required=True, help="the new run directory to write"
-    )
+    run_option(import_torch, old="--output-dir", help="the new run directory to write")
     import_torch.set_defaults(handler=_cmd_import_torch)
 
     bench = commands.add_parser("bench", help="LCE interpreter latency of a .tflite")
     bench.add_argument(
-        "model",
+        "--model",
         type=path_arg,
+        metavar="FILE",
         help="a .tflite written by `ienet export` (verified, then run in a child process)",
+    )
+    bench.add_argument(
+        "model_positional", nargs="?", type=path_arg, metavar="MODEL", help=argparse.SUPPRESS
     )
     bench.add_argument(
         "--threads", type=int, default=1, help="LCE interpreter threads, 1 to 64 (default: 1)"
@@ -392,7 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     and exit code 2; any other exception is a bug and keeps its traceback (`--debug` shows
     the traceback of user errors too)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _require(args, parser)
     try:
         return args.handler(args)
     except IENetError as error:

@@ -1,14 +1,14 @@
 """`ienet report`: figures and a report.md for a finished (or interrupted) run.
 
-Wired into `ienet_tf.cli.main` with `add_parser(commands)`; user errors are `ValueError` or
-`TrainingError`, which `main` prints as one line (exit 2).
+Wired into `ienet_tf.cli.main` with `add_parser(commands)`; user errors are
+`ienet_tf.errors.IENetError`s, which `main` prints as one line (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ienet_tf.cli.args import path_arg
+from ienet_tf.cli.args import path_arg, run_option
 
 __all__ = ["add_parser"]
 
@@ -16,7 +16,7 @@ __all__ = ["add_parser"]
 def _cmd_report(args: argparse.Namespace) -> int:
     from ienet_tf.report import write_report
 
-    print(write_report(args.checkpoint, args.output_dir, k_sweep_source=args.k_sweep))
+    print(write_report(args.run, args.output, k_sweep_source=args.k_sweep))
     return 0
 
 
@@ -25,8 +25,11 @@ def add_parser(commands) -> None:
     report = commands.add_parser(
         "report", help="figures + report.md: weights, IEE surrogate, thresholds, entropy"
     )
-    report.add_argument("--checkpoint", type=path_arg, required=True, help="a run directory")
-    report.add_argument("--output-dir", type=path_arg, help="default: <checkpoint>/report")
+    run_option(report, help="the run directory to report on")
+    report.add_argument(
+        "--output", type=path_arg, metavar="DIR", help="where to write (default: <run>/report)"
+    )
+    report.add_argument("--output-dir", type=path_arg, dest="output", help=argparse.SUPPRESS)
     report.add_argument(
         "--k-sweep",
         type=path_arg,

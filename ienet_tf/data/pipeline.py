@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 
 import tensorflow as tf
 
+from ienet_tf.checks import is_int
 from ienet_tf.data import augment
 from ienet_tf.data.catalog import check_split
 from ienet_tf.data.registry import SourceOptions, record
@@ -20,7 +20,7 @@ _ENCODED_BUFFER = 10_000
 
 
 def _check_int(name: str, value, minimum: int | None) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+    if not is_int(value):
         raise ValueError(f"`{name}` must be an integer, got {value!r}.")
     if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` must be at least {minimum}, got {value!r}.")

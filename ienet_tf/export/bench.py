@@ -34,11 +34,14 @@ import textwrap
 import threading
 from collections.abc import Callable
 
+from ienet_tf.checks import is_int
 from ienet_tf.errors import UsageError
 from ienet_tf.export.flatbuffer import verify
 from ienet_tf.io import one_line
 
 __all__ = [
+    "counterparts",
+    "results_table",
     "MAX_RUNS",
     "MAX_THREADS",
     "MAX_WARMUP",
@@ -101,7 +104,7 @@ def check_settings(threads: int, runs: int, warmup: int) -> None:
         ("runs", runs, 1, MAX_RUNS),
         ("warmup", warmup, 0, MAX_WARMUP),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not is_int(value, low, high):
             raise UsageError(
                 f"{option} must be an integer from {low} to {high}, got {value!r} "
                 f"(set --{option} in that range)"
@@ -320,7 +323,11 @@ def _child_main() -> None:  # pragma: no cover - runs in the child process
             flatbuffer, request["threads"], request["reference_bconv"], False, False
         )
         shape = interpreter.input_shapes[0]
-        image = np.random.default_rng(0).normal(size=(1, *shape[1:])).astype(np.float32)
+        rng = np.random.default_rng(0)
+        if interpreter.input_types[0] == np.int8:  # a binary + int8 model with int8 input
+            image = rng.integers(-128, 128, size=(1, *shape[1:])).astype(np.int8)
+        else:
+            image = rng.normal(size=(1, *shape[1:])).astype(np.float32)
         for _ in range(request["warmup"]):
             interpreter.predict([image])
             send(warmup=True)
@@ -333,3 +340,61 @@ def _child_main() -> None:  # pragma: no cover - runs in the child process
         send(timings=timings)
     except Exception as error:
         send(error=" ".join(f"{type(error).__name__}: {error}".split())[:300])
+
+
+def counterparts(
+    tflite: str | os.PathLike, variants=("fp", "bireal"), progress: Callable[[str], None] = print
+) -> dict[str, bytes]:
+    """The float and Bi-Real (K = 1) versions of an exported model's architecture,
+    converted: `{"<model> <variant>": flatbuffer}`. The architecture comes from the sidecar
+    `ienet export` wrote beside `tflite` (`<file>.json`)."""
+    from ienet_tf import config as config_lib
+    from ienet_tf import models
+    from ienet_tf.export.tflite import convert
+
+    sidecar = f"{os.fspath(tflite)}.json"
+    try:
+        with open(sidecar) as f:
+            report = json.load(f)
+        config = config_lib.from_dict(report["source"]["config"])
+    except (OSError, KeyError, ValueError):
+        raise UsageError(
+            f"--compare needs {sidecar} with the source config (to build the float and "
+            "Bi-Real counterparts), as `ienet export` writes it"
+        ) from None
+    converted = {}
+    for variant in variants:
+        model = models.build(
+            config.model.name,
+            variant,
+            num_classes=report.get("num_classes"),
+            input_shape=tuple(report["input_shape"]),
+        )
+        progress(f"converting the {variant} counterpart of {config.model.name} ...")
+        converted[f"{config.model.name} {variant}"], _ = convert(model)
+    return converted
+
+
+def results_table(results: list[BenchResult]) -> str:
+    """The results as a table, with latency and size ratios to the first one."""
+    from tabulate import tabulate
+
+    base = results[0]
+    rows = [
+        [
+            r.model,
+            f"{r.median_ms:.2f}",
+            f"{r.min_ms:.2f}",
+            f"{r.max_ms:.2f}",
+            f"{r.size_bytes / 1e3:.1f}",
+            f"{r.median_ms / base.median_ms:.2f}",
+            f"{r.size_bytes / base.size_bytes:.2f}",
+        ]
+        for r in results
+    ]
+    header = ["model", "median ms", "min", "max", "size KB", "latency x", "size x"]
+    table = tabulate(rows, header, tablefmt="simple", disable_numparse=True)
+    return (
+        f"{table}\n({base.threads} thread(s), {base.runs} runs, {base.machine}; ratios to "
+        f"{base.model})\n{X86_CAVEAT}"
+    )

@@ -131,8 +131,9 @@ def read_graph(flatbuffer: bytes) -> Graph:
         raise FlatbufferError(f"corrupt TFLite flatbuffer ({type(error).__name__})") from None
 
 
-def _read(flatbuffer: bytes) -> Graph:
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+def operator_names(model) -> list[str]:
+    """The name of each operator code of a parsed `schema.Model` (custom ops by their
+    custom code), in opcode order."""
     names = []
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
@@ -142,6 +143,12 @@ def _read(flatbuffer: bytes) -> Graph:
             names.append(
                 builtin_name(_builtin_code(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
             )
+    return names
+
+
+def _read(flatbuffer: bytes) -> Graph:
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    names = operator_names(model)
     operators = []
     constant_bytes: dict[int, int] = {}
     for s in range(model.SubgraphsLength()):

@@ -39,6 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from ienet_tf import errors
+from ienet_tf.checks import input_batch
+from ienet_tf.export import int8_verify
 from ienet_tf.export.flatbuffer import read_graph
 from ienet_tf.export.rules import binary_layers, check_model, is_binary_conv
 from ienet_tf.io import one_line
@@ -55,6 +57,7 @@ __all__ = [
     "Parity",
     "check_output_path",
     "convert",
+    "convert_int8",
     "expected_ops",
     "lce_predict",
     "op_histogram",
@@ -168,64 +171,8 @@ def _format_shape(shape) -> str:
 
 def _check_inputs(inputs, model: tf.keras.Model) -> np.ndarray:
     """The parity batch as a float32 array of the model's input shape, or a `UsageError`
-    naming what is wrong with `inputs` (shape, missing batch axis, empty, dtype, NaN/inf).
-    """
-    input_shape = model.input_shape
-    expected = _format_shape(input_shape) if isinstance(input_shape, tuple) else None
-    takes = f"{model.name} takes batches of shape {expected}" if expected else ""
-    try:
-        array = np.asarray(inputs)
-    except (ValueError, TypeError) as error:
-        raise errors.UsageError(
-            f"inputs cannot be read as one array ({one_line(error, 120)}); pass a float "
-            f"array{' of shape ' + expected if expected else ''}."
-        ) from None
-    if array.dtype.kind == "O":
-        try:
-            array = array.astype(np.float32)
-        except (ValueError, TypeError):
-            pass
-    if array.dtype.kind not in "biuf":
-        raise errors.UsageError(
-            f"inputs has dtype {array.dtype}, which does not convert to float32; pass "
-            f"float (or integer) images{' of shape ' + expected if expected else ''}."
-        )
-    if isinstance(input_shape, tuple):
-        dims = input_shape[1:]
-
-        def fits(shape) -> bool:
-            return len(shape) == len(dims) and all(
-                d is None or d == s for s, d in zip(shape, dims, strict=True)
-            )
-
-        if fits(array.shape):
-            raise errors.UsageError(
-                f"inputs has shape {array.shape}: one input without the batch axis, but "
-                f"{takes}; add the axis (inputs[None] for a single input)."
-            )
-        if array.ndim >= 1 and array.shape[0] == 0:
-            raise errors.UsageError(
-                f"inputs is an empty batch (shape {array.shape}); pass at least one input "
-                "(parity needs real inputs, e.g. the first 64 test images)."
-            )
-        if not fits(array.shape[1:]):
-            raise errors.UsageError(
-                f"inputs has shape {array.shape}, but {takes}; pass inputs of the data set "
-                "the model was built for."
-            )
-    elif array.ndim == 0 or array.shape[0] == 0:
-        raise errors.UsageError(f"inputs has shape {array.shape}; pass a non-empty batch.")
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = array.astype(np.float32)
-    finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise errors.UsageError(
-            f"inputs has NaN or infinite values (as float32) in {len(bad)} of {len(array)} "
-            f"inputs (first: index {bad[0]}); pass finite inputs (check the data's "
-            "normalization)."
-        )
-    return array
+    naming what is wrong with `inputs` (see `checks.input_batch`)."""
+    return input_batch(inputs, model.input_shape, model.name, "inputs")
 
 
 def op_histogram(flatbuffer: bytes) -> dict[str, int]:
@@ -383,6 +330,36 @@ def convert(
         {**histogram, MUL_AFTER_BCONV: graph.multiplies_after("LceBconv2d")}, expected_ops(model)
     )
     return flatbuffer, histogram
+
+
+def convert_int8(
+    model: tf.keras.Model,
+    int8_io: bool = False,
+    verbose: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[bytes, list, tf.keras.Model]:
+    """Convert an int8 QAT model (`ienet_tf.int8.qat_model`) with LCE into binary + int8
+    (int8 input and output tensors with `int8_io`, else float I/O) and verify its ops
+    (`int8_verify.verify_int8_ops`). Returns the flatbuffer, its classified ops and the Keras
+    model it must match (a copy of `model` with its biases on the converter's grid)."""
+    import larq_compute_engine as lce
+
+    model = inference_model(model)
+    int8_verify.check_qat_model(model)
+    reference = int8_verify.reference_model(model)
+    io_type = tf.int8 if int8_io else tf.float32
+    if progress is not None:
+        progress("converting with LCE (binary + int8) ...")
+    with _quiet(not verbose), tempfile.TemporaryDirectory() as saved_model:
+        int8_verify.save_inference(reference, saved_model)
+        flatbuffer = lce.convert_saved_model(
+            saved_model, inference_input_type=io_type, inference_output_type=io_type, target="arm"
+        )
+    if progress is not None:
+        progress("checking ops ...")
+    ops = int8_verify.int8_ops(flatbuffer)
+    int8_verify.verify_int8_ops(ops, int8_verify.expected_int8_ops(reference), int8_io)
+    return flatbuffer, ops, reference
 
 
 def lce_predict(flatbuffer: bytes, inputs: np.ndarray, num_threads: int = 1) -> np.ndarray:
@@ -563,9 +540,10 @@ def to_tflite(
     `int8=True` exports an int8 QAT model (`ienet_tf.int8.qat_model`, calibrated and
     fine-tuned) as binary + int8: everything that is not a binary convolution computes in
     int8, with int8 input and output tensors if `int8_io` (else float I/O with a QUANTIZE
-    and a DEQUANTIZE at the ends). Its checks are `ienet_tf.int8.verify`'s: no float op, no
+    and a DEQUANTIZE at the ends). Its checks are `int8_verify`'s: no float op, no
     LceDequantize, exact op counts, and parity with the QAT model counted in output
-    quantization steps (`lsb_tolerance`, default 4; `tolerance` is for float exports).
+    quantization steps (`lsb_tolerance`, default 8, sign-flip aware; `tolerance` is for float
+    exports). Pass real images (test images) as `inputs` for a binary + int8 export.
     """
     path = check_output_path(path)
     tolerance = _check_number(tolerance, "tolerance")
@@ -583,17 +561,15 @@ def to_tflite(
         inputs = _check_inputs(inputs, model)
     int8_details = None
     if int8:
-        from ienet_tf.int8.verify import verified_int8
-
-        flatbuffer, histogram, agreement, weights, int8_details = verified_int8(
-            model,
-            inputs,
-            int8_io=int8_io,
-            lsb_tolerance=lsb_tolerance,
-            min_agreement=min_agreement,
-            verbose=verbose,
-            progress=progress,
-        )
+        lsb_tolerance = int8_verify.check_lsb_tolerance(lsb_tolerance)
+        flatbuffer, ops, reference = convert_int8(model, int8_io, verbose, progress)
+        if progress is not None:
+            progress(f"parity on {len(inputs)} inputs ...")
+        agreement = int8_verify.int8_parity(reference, flatbuffer, inputs, lsb_tolerance)
+        int8_verify.check_parity(agreement, min_agreement)
+        histogram = read_graph(flatbuffer).histogram()
+        weights = int8_verify.int8_weight_bytes(flatbuffer)
+        int8_details = int8_verify.sidecar_section(flatbuffer, ops, reference, int8_io)
         expected = int8_details["expected_ops"]
     else:
         if int8_io:

@@ -11,12 +11,12 @@ of training, as in larq-zoo); information restriction, IR²Net's training half, 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 from collections.abc import Callable
 
 import tensorflow as tf
 
+from ienet_tf.checks import is_int, is_positive_int
 from ienet_tf.models import bottleneck, cifar, imagenet, tiny
 from ienet_tf.models.blocks import Trunk, pooled_head
 from ienet_tf.models.recovery import information_recovery
@@ -114,9 +114,7 @@ def spec(name: str) -> ModelSpec:
 
 def _check_input_shape(model: ModelSpec, input_shape) -> tuple[int, int, int]:
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(
-        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape
-    ):
+    if len(shape) != 3 or not all(is_positive_int(d) for d in shape):
         raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
     if min(shape[:2]) < model.min_size:
         raise ValueError(
@@ -162,7 +160,7 @@ def build(
         variant, k, model.lambda_mode, compat=compat, release_init=model.release_init
     )
     num_classes = model.num_classes if num_classes is None else num_classes
-    if not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+    if not is_int(num_classes, 2):
         raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
     shape = _check_input_shape(model, model.input_shape if input_shape is None else input_shape)
     inputs = tf.keras.Input(shape, name="image")

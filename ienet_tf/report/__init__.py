@@ -8,7 +8,7 @@ rows = figures.entropy_table(model)  # entropy and quantization error per binary
 ```
 
 `stats` holds the definitions (numpy), `figures` one function per figure, `writer` the
-report (`ienet report --checkpoint DIR`).
+report (`ienet report --run DIR`).
 """
 
 from ienet_tf.report import figures, stats

@@ -27,7 +27,7 @@ import tensorflow as tf
 from ienet_tf import callbacks, data, ir2net, models
 from ienet_tf import config as config_lib
 from ienet_tf.errors import RunError
-from ienet_tf.runs import STATE_VERSION, Run
+from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run
 from ienet_tf.train import recipes
 
 __all__ = [
@@ -92,12 +92,16 @@ def _metrics(config: config_lib.Config) -> list:
     return metrics
 
 
-def compile_model(model: tf.keras.Model, config: config_lib.Config) -> None:
-    """Compile with the config's optimizer, cross-entropy on logits and its metrics."""
+def compile_model(
+    model: tf.keras.Model, config: config_lib.Config, jit_compile: bool = False
+) -> None:
+    """Compile with the config's optimizer, cross-entropy on logits and its metrics
+    (`jit_compile`: XLA, which measured slower on CPU; see benchmarks/throughput.py)."""
     model.compile(
         optimizer=recipes.make_optimizer(config.train),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=_metrics(config),
+        jit_compile=jit_compile,
     )
 
 
@@ -171,15 +175,20 @@ def iee_schedule(config: config_lib.Config, steps: int | None) -> callbacks.IEES
     )
 
 
+def _training_part(config: config_lib.Config) -> dict:
+    """The config without its `export` section: what the trained weights depend on."""
+    return {key: value for key, value in config_lib.to_dict(config).items() if key != "export"}
+
+
 def _check_directory(run: Run, config: config_lib.Config) -> None:
     """A directory of another config is refused once it has trained an epoch; before that
-    it holds nothing to lose and takes the new config."""
+    it holds nothing to lose and takes the new config. The `export` section may change."""
     if not run.exists() or (run.state() is None and not run.is_complete()):
         return
     previous = run.config()
-    if previous == config:
+    if _training_part(previous) == _training_part(config):
         return
-    old, new = config_lib.to_dict(previous), config_lib.to_dict(config)
+    old, new = _training_part(previous), _training_part(config)
     diffs = [
         f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new[section][key]!r}"
         for section in new
@@ -268,8 +277,9 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
     Nothing is written before the config, the data and the model are known to be good.
     """
     run = Run(output_dir)
-    if run.exists() and run.is_complete() and run.config() == config:
-        return run.metrics()
+    if run.exists() and run.is_complete():
+        _check_directory(run, config)
+        return run.metrics() if _int8_done(run, config) else _int8_only(run, config, verbose)
     _check_directory(run, config)
     tf.keras.utils.set_random_seed(config.train.seed)
     monitor_split = "validation" if config.data.validation_examples else "test"
@@ -286,7 +296,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
 
     with run.lock():
         _check_directory(run, config)  # again, now that no one else writes it
-        if run.is_complete():
+        if run.is_complete():  # another process finished it meanwhile
             return run.metrics()
         run.recover()
         state = run.state()
@@ -326,10 +336,75 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
                 f"training diverged (NaN loss) in {run.path}; lower train.learning_rate "
                 "(the epochs before the divergence are kept)."
             )
-        return _finish(run, config, model, datasets, commit, monitor_split)
+        return _finish(run, config, model, datasets, commit, monitor_split, strategy, verbose)
 
 
-def _finish(run: Run, config, model, datasets, commit: _EpochCommit, monitor_split) -> dict:
+def _int8_done(run: Run, config: config_lib.Config) -> bool:
+    """Whether a complete run has what `config.export` asks for."""
+    return not config.export.int8 or MODEL_FILES["int8"] in run.artefacts()
+
+
+def _int8_fine_tune(config, model, datasets, strategy, verbose) -> tuple[tf.keras.Model, dict]:
+    """The int8 QAT counterpart of the trained classifier (`ienet_tf.int8.qat_model`),
+    calibrated on training batches and fine-tuned for `export.int8_epochs` epochs with a
+    cosine learning rate from `export.int8_learning_rate`; its test metrics."""
+    from ienet_tf import int8
+
+    e = config.export
+    tf.keras.utils.set_random_seed(config.train.seed)
+    lr = e.int8_learning_rate or config.train.learning_rate / 100
+    with strategy.scope():
+        qat = int8.qat_model(
+            model, datasets["train"], calibration_batches=e.int8_calibration_batches
+        )
+        # No weight decay: the BatchNorm scales are folded into the weights.
+        qat.compile(
+            optimizer=recipes.make_optimizer(dataclasses.replace(config.train, learning_rate=lr)),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=_metrics(config),
+        )
+    calibrated = qat.evaluate(datasets["test"], verbose=0, return_dict=True)
+    if e.int8_epochs:
+        qat.fit(
+            datasets["train"],
+            epochs=e.int8_epochs,
+            verbose=_fit_verbose(verbose),
+            callbacks=[
+                tf.keras.callbacks.LearningRateScheduler(
+                    lambda epoch: 0.5 * lr * (1 + math.cos(math.pi * epoch / e.int8_epochs))
+                ),
+                tf.keras.callbacks.TerminateOnNaN(),
+            ],
+        )
+    final = qat.evaluate(datasets["test"], verbose=0, return_dict=True)
+    return qat, {
+        "int8_test_accuracy": float(final["accuracy"]),
+        "int8_test_accuracy_calibrated": float(calibrated["accuracy"]),
+        "int8_epochs": e.int8_epochs,
+        "int8_learning_rate": lr,
+    }
+
+
+def _int8_only(run: Run, config, verbose) -> dict:
+    """A complete run given `export.int8` afterwards: only the int8 fine-tune runs."""
+    datasets = load_datasets(config, ("train", "test"))
+    strategy = recipes.make_strategy(config.train.strategy)
+    with run.lock():
+        run.recover()
+        metrics = run.metrics()
+        if _int8_done(run, config):
+            return metrics
+        start = time.perf_counter()
+        qat, int8_metrics = _int8_fine_tune(config, run.model("final"), datasets, strategy, verbose)
+        pending = {"int8": run.write_pending("int8", qat.save)}
+        run.write_config(config)
+        wall = metrics.get("wall_time_s", 0.0) + time.perf_counter() - start
+        return run.commit({**metrics, **int8_metrics, "wall_time_s": wall}, pending, final=True)
+
+
+def _finish(
+    run: Run, config, model, datasets, commit: _EpochCommit, monitor_split, strategy, verbose
+) -> dict:
     """Evaluate the final (and best-on-validation) model on the test split and commit
     `model.keras` and `metrics.json`."""
     start = time.perf_counter()
@@ -363,8 +438,12 @@ def _finish(run: Run, config, model, datasets, commit: _EpochCommit, monitor_spl
         "invocations": state["invocations"],
         "train_examples": train_examples(config),
         "validation_examples": d.validation_examples or 0,
-        "wall_time_s": state.get("wall_time_s", 0.0) + time.perf_counter() - start,
     }
+    if config.export.int8:
+        qat, int8_metrics = _int8_fine_tune(config, model, datasets, strategy, verbose)
+        pending["int8"] = run.write_pending("int8", qat.save)
+        metrics.update(int8_metrics)
+    metrics["wall_time_s"] = state.get("wall_time_s", 0.0) + time.perf_counter() - start
     return run.commit(metrics, pending, final=True)
 
 

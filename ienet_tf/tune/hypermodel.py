@@ -7,7 +7,7 @@ import dataclasses
 import keras_tuner as kt
 import tensorflow as tf
 
-from ienet_tf import callbacks
+from ienet_tf import callbacks, compat
 from ienet_tf.config import Config, TuneFileConfig
 from ienet_tf.train import (
     add_weight_decay,
@@ -73,6 +73,10 @@ class IENetHyperModel(kt.HyperModel):
         return trial_config(self.config, self._values(hp))
 
     def build(self, hp: kt.HyperParameters) -> tf.keras.Model:
+        # Each trial builds a new model: free the previous ones' graphs (see
+        # `compat.forget_custom_gradients`), or a long search keeps every trial's kernels.
+        tf.keras.backend.clear_session()
+        compat.forget_custom_gradients()
         config = self.trial_config(hp)
         model = training_model(config, build_model(config))
         add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
