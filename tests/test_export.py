@@ -363,7 +363,7 @@ def test_converter_log_is_hidden_unless_verbose(converted, capfd, monkeypatch):
             raise RuntimeError("conversion failed")
         return flatbuffer
 
-    monkeypatch.setattr(lce, "convert_keras_model", noisy)
+    monkeypatch.setattr(lce, "convert_saved_model", noisy)
     capfd.readouterr()
     messages = []
     assert export.convert(model, progress=messages.append) == (flatbuffer, histogram)
@@ -375,7 +375,7 @@ def test_converter_log_is_hidden_unless_verbose(converted, capfd, monkeypatch):
     assert "C++ stdout line" in out and "python print" in out
     assert "Estimated count" in err and "python warning" in err
     # A failing conversion shows what the converter said.
-    monkeypatch.setattr(lce, "convert_keras_model", lambda *a, **k: noisy(fail=True))
+    monkeypatch.setattr(lce, "convert_saved_model", lambda *a, **k: noisy(fail=True))
     with pytest.raises(RuntimeError, match="conversion failed"):
         export.convert(model)
     out, err = capfd.readouterr()

@@ -104,9 +104,6 @@ class Graph:
     def histogram(self) -> dict[str, int]:
         return dict(sorted(collections.Counter(op.name for op in self.operators).items()))
 
-    def producer(self, tensor: int) -> Operator | None:
-        return next((op for op in self.operators if tensor in op.outputs), None)
-
     def multiplies_after(self, op_name: str) -> int:
         """MUL operators that consume an output of an `op_name` operator directly."""
         produced = {t for op in self.operators if op.name == op_name for t in op.outputs}

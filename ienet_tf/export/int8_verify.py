@@ -81,7 +81,6 @@ __all__ = [
     "int8_weight_bytes",
     "op_summary",
     "reference_model",
-    "save_inference",
     "sidecar_section",
     "snap_biases",
     "verify_int8_ops",
@@ -351,22 +350,6 @@ def reference_model(model: tf.keras.Model) -> tf.keras.Model:
     copy.set_weights(model.get_weights())
     snap_biases(copy)
     return copy
-
-
-def save_inference(model: tf.keras.Model, folder: str) -> None:
-    """Save `model`'s inference function alone as a SavedModel for the converter.
-
-    What `lce.convert_keras_model` does, `model.save(folder, save_format="tf")`, traces and
-    serializes every layer's call in training and inference mode: ~4x the whole conversion
-    time of these models. The converter reads only the serving signature, so that is what
-    is saved (with the variables it reads); the flatbuffer has the same ops and outputs.
-    """
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], model.inputs[0].dtype)
-    module = tf.Module()
-    module.weights = list(model.variables)
-    serve = tf.function(lambda x: {"output": model(x, training=False)}, input_signature=[spec])
-    signature = serve.get_concrete_function()
-    tf.saved_model.save(module, folder, signatures={"serving_default": signature})
 
 
 def _io_quantization(flatbuffer: bytes) -> tuple[tuple, tuple]:
