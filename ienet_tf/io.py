@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a part."""
+"""File helpers: atomic writes (a reader sees the old file or the complete new one, never a
+part) and reads that fail as one line naming the file."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["load_keras_model", "one_line", "write_atomically"]
+__all__ = ["load_keras_model", "one_line", "read_bytes", "require_file", "write_atomically"]
 
 
 def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
@@ -26,6 +27,25 @@ def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def require_file(path: str | os.PathLike, what: str, error: type[Exception]) -> Path:
+    """`path` if it is a file; otherwise `error("<what> <path> does not exist.")`."""
+    path = Path(path)
+    if not path.is_file():
+        kind = " (it is a directory)" if path.is_dir() else ""
+        raise error(f"{what} {path} does not exist{kind}.")
+    return path
+
+
+def read_bytes(path: str | os.PathLike, what: str, error: type[Exception]) -> bytes:
+    """The bytes of `path`; a missing or unreadable file raises `error` with one line naming
+    `what` and the path (never a traceback for a user's wrong path)."""
+    path = require_file(path, what, error)
+    try:
+        return path.read_bytes()
+    except OSError as problem:
+        raise error(f"cannot read {what} {path} ({problem.strerror or problem}).") from None
 
 
 def one_line(text: object, limit: int = 300) -> str:
@@ -79,9 +99,7 @@ def load_keras_model(path: str | os.PathLike):
     from ienet_tf.errors import RunError
 
     ienet_tf.register_all()  # the custom objects the file names
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path} does not exist.")
+    path = require_file(path, "model file", RunError)
     fix = "the file is damaged or was not written by this version of ienet-tf"
     if not zipfile.is_zipfile(path):
         raise RunError(f"cannot load {path}: not a .keras file (not a zip archive); {fix}.")

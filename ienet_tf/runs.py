@@ -1,4 +1,6 @@
-"""The run directory of `ienet train`: one owner for its layout, its state and its lock.
+"""The directories the commands write: one owner each for their layout, state and lock.
+
+`Run`, the run directory of `ienet train`:
 
     config.yaml              the resolved config (a rerun must match it)
     state.json               the committed training state: epochs done, history rows, best
@@ -28,6 +30,7 @@ model = run.model("best")  # verified against state.json
 
 A directory is written by one process at a time: `Run.lock()` takes an exclusive `flock`
 on `.lock`, which the kernel releases when the holder dies (a stale lock is no lock).
+`Search` is the output directory of `ienet tune`, locked the same way (`hold`).
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ienet_tf.errors import RunError, RunLockedError
 from ienet_tf.io import write_atomically
 
-__all__ = ["MODEL_FILES", "Run", "sha256"]
+__all__ = ["MODEL_FILES", "Run", "Search", "hold", "sha256"]
 
 #: `which` -> the model file of a run, relative to its directory.
 MODEL_FILES = {
@@ -60,6 +64,11 @@ _PENDING = {which: f"checkpoints/.pending-{which}.keras" for which in MODEL_FILE
 _PENDING["final"] = ".pending-model.keras"
 _PENDING["int8"] = ".pending-model_int8.keras"
 STATE_VERSION = 1
+#: The run's own files and folders besides its models (relative paths).
+_OWN_FILES = frozenset(
+    {*MODEL_FILES.values(), "config.yaml", "state.json", "metrics.json", "history.csv", ".lock"}
+)
+_OWN_FOLDERS = ("resume/", "tensorboard/")
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -121,16 +130,41 @@ class Run:
             raise RunError(f"unknown model {which!r}; choose one of {list(MODEL_FILES)}.")
         return self.path / MODEL_FILES[which]
 
+    @classmethod
+    def enclosing(cls, path: str | os.PathLike) -> Run | None:
+        """The nearest run directory above `path` (a folder with config.yaml and state.json
+        or metrics.json), or None."""
+        for folder in Path(path).parents:
+            run = cls(folder)
+            if run.exists() and (run.state_path.is_file() or run.metrics_path.is_file()):
+                return run
+        return None
+
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether `path` (inside the directory) is one of the run's own files, which only
+        `ienet train` may write: its models (also pending), metadata, resume/ and
+        tensorboard/."""
+        relative = Path(path).relative_to(self.path).as_posix()
+        return (
+            relative in _OWN_FILES
+            or relative.startswith(_OWN_FOLDERS)
+            or Path(path).name.startswith(".pending-")
+        )
+
     # -- reading ------------------------------------------------------------------------
     def exists(self) -> bool:
         """Whether the directory holds a run (its config.yaml)."""
         return self.config_path.is_file()
 
     def _require(self) -> None:
+        if not self.path.is_dir():
+            raise RunError(
+                f"run directory {self.path} does not exist; pass the --run of an `ienet train`."
+            )
         if not self.exists():
             raise RunError(
-                f"{self.path} is not an `ienet train` output directory (no config.yaml); "
-                "pass the --output-dir of a run."
+                f"{self.path} is not an `ienet train` run directory (no config.yaml); "
+                "pass the --run of an `ienet train`."
             )
 
     def config(self, schema=None):
@@ -204,28 +238,9 @@ class Run:
         return load_keras_model(self.verified_model_path(which))
 
     # -- writing (under `lock()`) --------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the directory for this process, or fail at once naming the holder."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path / ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise RunLockedError(
-                    f"{self.path} is in use by another process (PID {holder}); wait for it to "
-                    "finish or use another --output-dir."
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+        return hold(self.path, "use another --run")
 
     def write_config(self, config) -> None:
         from ienet_tf import config as config_lib
@@ -295,6 +310,67 @@ class Run:
         writer.writerows(rows)
         write_atomically(self.history_path, text.getvalue())
 
+    # -- a copy for distribution ---------------------------------------------------------
+    def publish(
+        self,
+        destination: str | os.PathLike,
+        finish: Callable[[Run], None] | None = None,
+        which: str = "final",
+    ) -> Run:
+        """A self-contained run at `destination` holding only one model of this complete
+        run as its `model.keras`: the final one, or with `which="best"` the checkpoint
+        chosen on the monitored split (the validation split when the run has one). Beside
+        it `config.yaml` and `metrics.json` (this run's metrics with `test_accuracy` that of
+        the published model, naming the new file's SHA-256 and the source). Every command
+        that reads a run reads it (`evaluate`, `export`, `report`).
+
+        It is built in a staging directory beside `destination`, `finish(staged_run)` adds
+        to it (an export, say), and only then is it renamed into place, replacing an older
+        `destination`: a failure leaves the old one, or none, never a half one."""
+        from ienet_tf.io import load_keras_model
+
+        metrics = self.metrics()
+        if not (metrics and metrics.get("completed")):
+            raise RunError(f"{self.path} has not finished; only a complete run is published.")
+        if which not in ("final", "best"):
+            raise ValueError(f"which must be 'final' or 'best', not {which!r}")
+        source = self.verified_model_path(which)
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
+        try:
+            staged = Run(staging)
+            shutil.copyfile(self.config_path, staged.config_path)
+            load_keras_model(source).save(staged.model_path("final"))  # uncompiled: no optimizer
+            record = {
+                **{key: value for key, value in metrics.items() if key != "artefacts"},
+                **({"test_accuracy": _best_test_accuracy(metrics)} if which == "best" else {}),
+                "published_from": {
+                    "run": self.path.name,
+                    "model": MODEL_FILES[which],
+                    "sha256": sha256(source),
+                },
+                "artefacts": {MODEL_FILES["final"]: sha256(staged.model_path("final"))},
+            }
+            write_atomically(staged.metrics_path, json.dumps(record, indent=2) + "\n")
+            if finish is not None:
+                finish(staged)
+        except BaseException:
+            _remove(staging)
+            raise
+        old = staging.with_name(f"{staging.name}.old")
+        if destination.exists():
+            os.replace(destination, old)  # a directory cannot be renamed over a full one
+        try:
+            os.replace(staging, destination)
+        except BaseException:
+            if old.exists() and not destination.exists():
+                os.replace(old, destination)
+            _remove(staging)
+            raise
+        _remove(old)
+        return Run(destination)
+
     def new_resume_dir(self, epoch: int | str) -> tuple[Path, Path]:
         """(temporary, final) directories for the resume checkpoint after `epoch` (or of
         a named state such as "imported"); a leftover temporary one is removed."""
@@ -302,6 +378,102 @@ class Run:
         tmp = self.resume_dir / f".{name}.tmp"
         _remove(tmp)
         return tmp, self.resume_dir / name
+
+
+@contextlib.contextmanager
+def hold(directory: Path, alternative: str) -> Iterator[None]:
+    """An exclusive `flock` on `directory/.lock` (created with the directory) for the life of
+    the block, recording this PID; a `RunLockedError` naming the holder's PID and
+    `alternative` when another process holds it. The kernel drops the lock of a dead
+    process, so a stale lock file is no lock."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunLockedError(
+                f"{directory} is in use by another process (PID {holder}); wait for it to "
+                f"finish or {alternative}."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _best_test_accuracy(metrics: dict) -> float:
+    """The test accuracy of `best.keras`: chosen on the validation split when the run has
+    one, else on the test split itself (`monitor: test`, the papers' releases' way)."""
+    if "test_accuracy_best_val" in metrics:
+        return metrics["test_accuracy_best_val"]
+    return metrics["best_test_accuracy"]
+
+
+class Search:
+    """The output directory of `ienet tune`:
+
+        config.yaml        the resolved tune config (a rerun must match it)
+        tuner/             keras-tuner's own state (a rerun continues the search)
+        trials.csv/.md     one row per trial
+        best_config.yaml   the best completed trial as an `ienet train` config
+
+    Written by one process at a time (`lock()`, as `Run.lock`)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Search({str(self.path)!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def tuner_dir(self) -> Path:
+        return self.path / "tuner"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.path / "trials.csv"
+
+    @property
+    def trials_markdown(self) -> Path:
+        return self.path / "trials.md"
+
+    @property
+    def best_config_path(self) -> Path:
+        return self.path / "best_config.yaml"
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return hold(self.path, "use another --output")
+
+    def config(self):
+        """The search's validated tune config (None before the search has started)."""
+        from ienet_tf import config as config_lib
+
+        if not self.config_path.is_file():
+            return None
+        return config_lib.load(self.config_path, schema=config_lib.TuneFileConfig)
+
+    def objective(self) -> str | None:
+        """`tune.objective` of the search's config.yaml, read without validating it (a
+        search of another version still names its objective); None without a config."""
+        import yaml
+
+        if not self.config_path.is_file():
+            return None
+        try:
+            raw = yaml.safe_load(self.config_path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise RunError(f"{self.config_path} is unreadable ({error}).") from None
+        tune = raw.get("tune") if isinstance(raw, dict) else None
+        return (tune if isinstance(tune, dict) else {}).get("objective", "val_accuracy")
 
 
 def _remove(path: Path) -> None:

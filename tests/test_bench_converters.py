@@ -107,7 +107,7 @@ def test_bench_json_and_compare(exported, capsys):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda d: d / "missing.tflite", "no such file"),
+        (lambda d: d / "missing.tflite", "missing.tflite does not exist"),
         (
             lambda d: (d / "junk.tflite").write_bytes(b"not a model") and d / "junk.tflite",
             "not a TFLite flatbuffer",

@@ -273,7 +273,7 @@ def test_misspelled_keys_get_a_suggestion(tmp_path):
     assert message.endswith("; did you mean 'epochs'?")
     typo = _file(tmp_path, BASE.read_text().replace("train:", "trian:"))
     assert _error(typo) == (
-        f"{typo}: trian: unknown key; allowed: ['data', 'iee', 'model', 'train']; "
+        f"{typo}: trian: unknown key; allowed: ['data', 'export', 'iee', 'model', 'train']; "
         "did you mean 'train'?"
     )
     assert _error(BASE, ["model.learningrate=1"]).endswith("'variant'].")  # nothing close

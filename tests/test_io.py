@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from ienet_tf.io import write_atomically
+from ienet_tf.errors import DataError
+from ienet_tf.io import read_bytes, write_atomically
 
 
 def test_written_file_has_the_permissions_of_a_plain_open(tmp_path):
@@ -24,3 +25,12 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
     with pytest.raises(TypeError):
         write_atomically(tmp_path / "a.bin", 3)  # not bytes or str
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_a_missing_file_or_a_directory_is_one_line_naming_it(tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"\x00\x01")
+    assert read_bytes(tmp_path / "f.bin", "IDX file", DataError) == b"\x00\x01"
+    with pytest.raises(DataError, match=r"^IDX file .*absent\.bin does not exist\.$"):
+        read_bytes(tmp_path / "absent.bin", "IDX file", DataError)
+    with pytest.raises(DataError, match=r"does not exist \(it is a directory\)\.$"):
+        read_bytes(tmp_path, "IDX file", DataError)

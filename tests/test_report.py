@@ -297,10 +297,14 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
             str(trials),
         ]
     )
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    printed, told = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(told):
         assert args.handler(args) == 0
-    assert printed.getvalue().strip() == str(out / "report.md")
+    assert printed.getvalue().strip() == str(out / "report.md")  # stdout: the result only
+    steps = told.getvalue().splitlines()
+    assert steps[0].startswith("ienet report: loading model.keras")
+    assert "ienet report: weight histograms of 3 saved model(s)" in steps
+    assert f"ienet report: error vs K from {trials}" in steps
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["report.md", *FIGURE_FILES.values()]
     )  # and no staging directory left behind

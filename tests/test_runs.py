@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ienet_tf import config as config_lib
@@ -284,3 +285,61 @@ def test_damaged_keras_files_are_one_line_errors(tiny_run, tmp_path, case, messa
     err = capsys.readouterr().err.strip()
     assert err.startswith("ienet evaluate: error: cannot load") and "\n" not in err
     assert "Traceback" not in err
+
+
+def test_publish_copies_a_model_as_a_run_and_replaces_only_when_finished(tiny_run, tmp_path):
+    source = Run(tiny_run)
+    destination = tmp_path / "ready" / "model"
+    published = source.publish(destination)
+    assert sorted(p.name for p in destination.iterdir()) == [
+        "config.yaml",
+        "metrics.json",
+        "model.keras",
+    ]
+    assert published.config() == source.config() and published.is_complete()
+    metrics = published.metrics()
+    assert metrics["test_accuracy"] == source.metrics()["test_accuracy"]
+    assert metrics["published_from"] == {
+        "run": source.path.name,
+        "model": "model.keras",
+        "sha256": sha256(source.model_path("final")),
+    }
+    # The same weights, without the optimizer's state.
+    original, copy = source.model("final"), published.model("final")
+    shape = (4, *original.input_shape[1:])
+    images = np.random.default_rng(0).normal(size=shape).astype("float32")
+    np.testing.assert_array_equal(original(images), copy(images))
+    assert destination.joinpath("model.keras").stat().st_size < source.model_path().stat().st_size
+    assert published.checkpoints() == {"final": destination / "model.keras"}
+
+    before = {p.name: p.read_bytes() for p in destination.iterdir()}
+
+    def fail(staged: Run) -> None:
+        (staged.path / "half.tflite").write_bytes(b"half")
+        raise RuntimeError("export failed")
+
+    with pytest.raises(RuntimeError, match="export failed"):
+        source.publish(destination, finish=fail)
+    assert {p.name: p.read_bytes() for p in destination.iterdir()} == before
+    assert [p.name for p in destination.parent.iterdir()] == ["model"]  # no staging left
+
+    source.publish(destination, finish=lambda staged: (staged.path / "extra").write_text("x"))
+    assert (destination / "extra").read_text() == "x"
+    assert [p.name for p in destination.parent.iterdir()] == ["model"]
+
+    # The checkpoint chosen on the monitored split, with that checkpoint's test accuracy.
+    best = source.publish(tmp_path / "best", which="best")
+    assert best.metrics()["published_from"]["model"] == "checkpoints/best.keras"
+    assert source.metrics()["monitor"] == "test"  # no validation split: best is best-on-test
+    assert best.metrics()["test_accuracy"] == source.metrics()["best_test_accuracy"]
+    np.testing.assert_array_equal(source.model("best")(images), best.model("final")(images))
+    with pytest.raises(ValueError, match="which must be 'final' or 'best'"):
+        source.publish(tmp_path / "last", which="last")
+
+
+def test_an_unfinished_run_is_not_published(tmp_path):
+    train(_config("train.epochs=1"), tmp_path / "run", verbose=0)
+    Run(tmp_path / "run").metrics_path.unlink()  # as if it had stopped after the epoch
+    with pytest.raises(RunError, match="has not finished"):
+        Run(tmp_path / "run").publish(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -187,7 +187,9 @@ def test_cost_json_reproduces_table_6(capsys):
 
 def test_cost_of_resnet20_by_formula(capsys):
     assert main(["cost", "--config", "configs/cifar10_resnet20_ienet.yaml", "--json"]) == 0
-    cost = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    cost = json.loads(printed.out)  # stdout: the result only; progress on stderr
+    assert printed.err.startswith("ienet cost: building resnet20 (ienet) at input [32, 32, 3]")
     macs = 0
     c_in, size = 16, 32
     for stage, width in enumerate((16, 32, 64)):
@@ -242,8 +244,11 @@ def test_ir2net_run_trains_with_restriction_and_exports_the_classifier(tmp_path,
             ["cost", "--config", str(DEMO), "--set", "model.input_shape=[4, 4, 1]"],
             "model.input_shape [4, 4, 1] does not match",
         ),
-        (["evaluate", "--checkpoint", "/nonexistent/run"], "not an `ienet train` output"),
-        (["export", "--checkpoint", ".", "--output", "x.tflite"], "not an `ienet train` output"),
+        (
+            ["evaluate", "--run", "/nonexistent/run"],
+            "run directory /nonexistent/run does not exist",
+        ),
+        (["export", "--run", ".", "--output", "x.tflite"], "not an `ienet train` run directory"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_2(argv, message, capsys):
@@ -257,6 +262,50 @@ def test_cli_bad_arguments_exit_2_from_the_console():
     result = _run_cli("train")
     assert result.returncode == 2 and "--config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bug_keeps_its_traceback_and_debug_shows_user_errors_too(monkeypatch, capsys):
+    import ienet_tf.cost
+
+    def broken(model):
+        raise RuntimeError("a bug in the cost model")
+
+    monkeypatch.setattr(ienet_tf.cost, "model_cost", broken)
+    with pytest.raises(RuntimeError, match="a bug in the cost model"):  # not exit 2
+        main(["cost", "--config", str(DEMO)])
+    capsys.readouterr()
+    argv = ["--debug", "cost", "--config", str(DEMO), "--set", "model.k=0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("ienet cost: error:")
+
+
+def _console(*argv: str, probe: str = "") -> subprocess.CompletedProcess:
+    """The `ienet` console script as installed (argv[0] `ienet`), TF's log level unset."""
+    script = (
+        "import sys, atexit\n"
+        f"atexit.register(lambda: {probe or 'None'})\n"
+        f"sys.argv = ['ienet', *{list(argv)!r}]\n"
+        "from ienet_tf.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_help_does_not_import_tensorflow_and_commands_print_only_their_own_lines():
+    probe = "print('tensorflow imported:', 'tensorflow' in sys.modules, file=sys.stderr)"
+    result = _console("--help", probe=probe)
+    assert result.returncode == 0 and "usage: ienet" in result.stdout
+    assert result.stderr.strip() == "tensorflow imported: False"
+    result = _console("cost", "--config", str(DEMO), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    json.loads(result.stdout)
+    # No TensorFlow start-up or library warnings: every stderr line is the command's progress.
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("ienet cost: ") for line in lines), lines
 
 
 MIRRORED_SCRIPT = textwrap.dedent(

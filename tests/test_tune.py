@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import keras_tuner as kt
@@ -9,6 +10,7 @@ import pytest
 
 from ienet_tf import config as config_lib
 from ienet_tf.cli import main
+from ienet_tf.runs import Search
 from ienet_tf.tune import COLUMNS, IENetHyperModel, trial_config
 
 TUNE = "configs/tune_digits.yaml"
@@ -166,3 +168,14 @@ def test_a_search_whose_trials_all_fail_reports_no_best(tmp_path, capsys, monkey
     assert "no trial of the search" in capsys.readouterr().err
     assert not (out / "best_config.yaml").exists()
     assert {row["status"] for row in _rows(out)} == {"FAILED"}
+
+
+def test_a_search_directory_in_use_is_refused_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "search"
+    args = ["tune", "--config", TUNE, "--output", str(out), "--verbose", "0", *SMALL]
+    with Search(out).lock():
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out} is in use by another process (PID {os.getpid()})" in err
+    assert "use another --output" in err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing else written

@@ -1,11 +1,23 @@
-"""argparse types shared by the `ienet` sub-commands."""
+"""argparse types and output helpers shared by the `ienet` sub-commands."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["path_arg", "positive_arg", "run_option"]
+__all__ = ["path_arg", "positive_arg", "progress_lines", "run_option"]
+
+
+def progress_lines(command: str) -> Callable[[str], None]:
+    """A progress callback printing `ienet <command>: <message>` lines on stderr (stdout
+    keeps the command's result)."""
+
+    def progress(message: str) -> None:
+        print(f"ienet {command}: {message}", file=sys.stderr, flush=True)
+
+    return progress
 
 
 def path_arg(text: str) -> Path:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ienet_tf.cli import report
-from ienet_tf.cli.args import path_arg, positive_arg, run_option
+from ienet_tf.cli.args import path_arg, positive_arg, progress_lines, run_option
 from ienet_tf.errors import IENetError
-from ienet_tf.io import one_line
+from ienet_tf.io import one_line, read_bytes
 from ienet_tf.runs import MODEL_FILES, Run
 
 __all__ = ["UserError", "main"]
@@ -83,9 +83,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_cost(args: argparse.Namespace) -> int:
     from ienet_tf.cost import model_cost
-    from ienet_tf.train import build_model
+    from ienet_tf.train import build_model, model_input_shape
 
-    cost = model_cost(build_model(_load_config(args)))
+    config = _load_config(args)
+    shape = model_input_shape(config)  # a config error before any progress line
+    say = progress_lines("cost")
+    m = config.model
+    say(f"building {m.name} ({m.variant}) at input {list(shape)} ...")
+    model = build_model(config)
+    say(f"counting {len(model.layers)} layers ...")
+    cost = model_cost(model)
     print(json.dumps(cost.as_dict(), indent=2) if args.json else cost.table())
     return 0
 
@@ -127,7 +134,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         DEFAULT_TOLERANCE if args.int8 else tolerance,
         source,
         verbose=args.verbose,
-        progress=lambda message: _progress(f"ienet export: {message}"),
+        progress=progress_lines("export"),
         int8=args.int8,
         int8_io=args.int8_io or (args.int8 and config.export.int8_io),
         lsb_tolerance=args.tolerance if args.int8 else None,
@@ -155,11 +162,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{p.top1_agreement:.2%}"
     )
     return 0
-
-
-def _progress(message: str) -> None:
-    """A progress line on stderr (stdout keeps the command's result)."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def _cmd_import_torch(args: argparse.Namespace) -> int:
@@ -190,12 +192,7 @@ def _cmd_import_torch(args: argparse.Namespace) -> int:
 def _read_tflite(path: Path) -> bytes:
     from ienet_tf.export.flatbuffer import verify
 
-    try:
-        flatbuffer = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no such file: {path}") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
+    flatbuffer = read_bytes(path, ".tflite file", UserError)
     try:
         verify(flatbuffer)
     except ValueError as error:
@@ -212,7 +209,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     check_settings(args.threads, args.runs, args.warmup)  # before any slow conversion
     flatbuffers = {model.name: _read_tflite(model)}
     if args.compare:
-        flatbuffers.update(counterparts(model, progress=_progress))
+        flatbuffers.update(counterparts(model, progress=progress_lines("bench")))
     terminal = sys.stderr.isatty()
 
     def progress(done: int, total: int, name: str = "") -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ienet_tf.cli.args import path_arg, run_option
+from ienet_tf.cli.args import path_arg, progress_lines, run_option
 
 __all__ = ["add_parser"]
 
@@ -16,7 +16,10 @@ __all__ = ["add_parser"]
 def _cmd_report(args: argparse.Namespace) -> int:
     from ienet_tf.report import write_report
 
-    print(write_report(args.run, args.output, k_sweep_source=args.k_sweep))
+    path = write_report(
+        args.run, args.output, k_sweep_source=args.k_sweep, progress=progress_lines("report")
+    )
+    print(path)
     return 0
 
 

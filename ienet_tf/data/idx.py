@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ienet_tf.errors import DataError
+from ienet_tf.io import read_bytes
 
 __all__ = [
     "FASHION_MNIST_DIR",
@@ -59,12 +60,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"IDX file {path} does not exist.") from None
-    except OSError as error:
-        raise DataError(f"Cannot read IDX file {path}: {error}.") from None
+    raw = read_bytes(path, "IDX file", DataError)
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:

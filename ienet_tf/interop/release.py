@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from ienet_tf.errors import CheckpointImportError
-from ienet_tf.io import one_line
+from ienet_tf.io import one_line, require_file
 from ienet_tf.ir2net import inference_model
 from ienet_tf.layers import IEBinaryConv2D
 
@@ -376,9 +376,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     the `torch` extra: `pip install "ienet-tf[torch]"`). `.npz`: numpy archives, read
     without pickle.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointImportError(f"checkpoint file {path} does not exist.")
+    path = require_file(path, "checkpoint file", CheckpointImportError)
     if path.name.endswith(".npz"):
         try:
             with np.load(path, allow_pickle=False) as archive:

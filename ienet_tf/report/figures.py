@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
@@ -33,8 +32,9 @@ from matplotlib.figure import Figure
 
 from ienet_tf import compat, quantizers
 from ienet_tf import inspection as stats
-from ienet_tf.errors import UsageError
+from ienet_tf.errors import RunError, UsageError
 from ienet_tf.io import write_atomically
+from ienet_tf.runs import Run, Search
 from ienet_tf.schedule import iee_q, iee_r
 
 __all__ = [
@@ -365,15 +365,17 @@ def _run_k(config: dict) -> int:
 def _points_from_dirs(root: Path) -> tuple[dict[int, list[float]], list[str]]:
     accuracies: dict[int, list[float]] = {}
     skipped = []
-    for run in _run_dirs(root):
-        config_path, metrics_path = run / "config.yaml", run / "metrics.json"
-        if not (config_path.is_file() and metrics_path.is_file()):
+    for path in _run_dirs(root):
+        run = Run(path)
+        if not (run.exists() and run.metrics_path.is_file()):
             continue
         try:
-            k = _run_k(yaml.safe_load(config_path.read_text()) or {})
-            accuracy = float(json.loads(metrics_path.read_text())["test_accuracy"])
-        except (KeyError, TypeError, ValueError, yaml.YAMLError) as error:
-            skipped.append(f"{run}: {type(error).__name__}: {error}")
+            # The raw YAML, not `run.config()`: a sweep may hold runs of older versions whose
+            # configs no longer validate, and only K is needed from them.
+            k = _run_k(yaml.safe_load(run.config_path.read_text()) or {})
+            accuracy = float(run.metrics()["test_accuracy"])
+        except (KeyError, TypeError, ValueError, yaml.YAMLError, RunError) as error:
+            skipped.append(f"{path}: {type(error).__name__}: {error}")
             continue
         accuracies.setdefault(k, []).append(accuracy)
     return accuracies, skipped
@@ -385,14 +387,12 @@ def _accuracy_column(path: Path, columns: Sequence[str]) -> str:
     if "val_accuracy" in columns:
         return "val_accuracy"
     if "objective" in columns:
-        search_config = path.parent / "config.yaml"
-        raw = yaml.safe_load(search_config.read_text()) if search_config.is_file() else None
-        tune = raw.get("tune") if isinstance(raw, dict) else None
-        objective = (tune or {}).get("objective", "val_accuracy")
+        search = Search(path.parent)
+        objective = search.objective() or "val_accuracy"  # no config.yaml: the default
         if objective == "val_accuracy":
             return "objective"
         raise UsageError(
-            f"{path}: the search's objective is {objective!r} ({search_config}), not an "
+            f"{path}: the search's objective is {objective!r} ({search.config_path}), not an "
             "accuracy: it gives no error vs K."
         )
     raise UsageError(

@@ -15,11 +15,11 @@ in the output directory is left alone. The figures also go to TensorBoard, as im
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +27,12 @@ import tensorflow as tf
 
 from ienet_tf import callbacks
 from ienet_tf.data import DataError
-from ienet_tf.errors import UsageError
+from ienet_tf.errors import IENetError, UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.ir2net import inference_model
 from ienet_tf.report import figures, stats
-from ienet_tf.train import TrainingError, load_datasets, load_run
+from ienet_tf.runs import MODEL_FILES, Run
+from ienet_tf.train import load_datasets
 
 __all__ = ["FIGURE_FILES", "write_report"]
 
@@ -45,12 +46,8 @@ FIGURE_FILES = {
     "entropy": "entropy.png",
     "k_sweep": "k_sweep.png",
 }
-#: The saved models of a run, by the label the weight histograms give them.
-_CHECKPOINTS = {
-    "model.keras": "model.keras",
-    "checkpoints/best.keras": "checkpoints/best.keras",
-    "checkpoints/last.keras": "checkpoints/last.keras",
-}
+#: The saved float models of a run the weight histograms overlay (not the int8 QAT model).
+_HISTOGRAM_MODELS = ("final", "best", "last")
 
 DEFINITIONS = r"""## Definitions
 
@@ -78,19 +75,21 @@ Per binary layer, with `W` the latent kernel (output channel on the last axis, `
 """
 
 
-def _checkpoint_models(run: Path, which: str, model: tf.keras.Model) -> dict:
-    """Every saved model of the run, labelled by its file (the loaded one reused)."""
-    loaded_file = "model.keras" if which == "final" else f"checkpoints/{which}.keras"
+def _checkpoint_models(run: Run, which: str, model: tf.keras.Model) -> dict:
+    """Every committed float model of the run, labelled by its file (the loaded one reused);
+    a model that fails its SHA-256 check or cannot be loaded is skipped with a warning."""
     models = {}
-    for label, relative in _CHECKPOINTS.items():
-        if relative == loaded_file:
+    for name in _HISTOGRAM_MODELS:
+        if name not in run.checkpoints():
+            continue
+        label = MODEL_FILES[name]
+        if name == which:
             models[label] = model
-        elif (run / relative).is_file():
-            try:
-                loaded = tf.keras.models.load_model(run / relative, compile=False)
-                models[label] = inference_model(loaded)
-            except (OSError, ValueError) as error:
-                logger.warning("report: skipping %s (cannot load it: %s)", run / relative, error)
+            continue
+        try:
+            models[label] = inference_model(run.model(name))
+        except IENetError as error:
+            logger.warning("report: skipping %s (%s)", label, error)
     return models
 
 
@@ -134,7 +133,7 @@ def _entropy_markdown(rows: list[figures.LayerStats]) -> str:
 
 
 def _render(
-    run: Path,
+    run: Run,
     which: str,
     config,
     model: tf.keras.Model,
@@ -147,7 +146,7 @@ def _render(
     k = stats.layer_k(stats.binary_kernel_layers(model)[0])
     parts = [
         f"# Report: {model.name} ({m.name}, variant `{m.variant}`, K={k}) on {config.data.name}\n",
-        f"Run `{run}`, model `{which}` ({'model.keras' if which == 'final' else which}); "
+        f"Run `{run.path}`, model `{which}` ({MODEL_FILES[which]}); "
         f"{config.train.epochs} epochs, IEE schedule t_min={config.iee.t_min:g}, "
         f"t_max={config.iee.t_max:g}{q_now}.\n",
         "## Metrics (metrics.json)\n",
@@ -190,6 +189,7 @@ def write_report(
     output_dir: str | Path | None = None,
     image: np.ndarray | None = None,
     k_sweep_source: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the figures and `report.md` of the run in `run_dir`; returns report.md's path.
 
@@ -198,27 +198,28 @@ def write_report(
     figure uses `image` (H, W, C), by default the first image of the run's test split (the
     figure is left out, with a note, when the data set is not available here); the K sweep
     figure is drawn from `k_sweep_source` when given (see `figures.k_sweep_points`).
-    `output_dir` defaults to `run_dir/report`.
+    `output_dir` defaults to `run_dir/report`. `progress(message)` is told each step.
     """
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise TrainingError(f"run directory {run} does not exist.")
-    which = "final" if (run / "model.keras").is_file() else "last"
-    config, model = load_run(run, which)
-    model = inference_model(model)  # the classifier of an IR²Net training wrapper
+    say = progress or (lambda message: None)
+    run = Run(run_dir)
+    which = run.latest()
+    say(f"loading {MODEL_FILES[which]} of {run.path}")
+    config = run.config()
+    # the classifier of an IR²Net training wrapper
+    model = inference_model(run.model(which))
     if not stats.binary_kernel_layers(model):
         raise UsageError(
-            f"the model of {run} ({config.model.name}, variant {config.model.variant!r}) has "
-            "no binary layers: there is nothing to report."
+            f"the model of {run.path} ({config.model.name}, variant {config.model.variant!r}) "
+            "has no binary layers: there is nothing to report."
         )
-    metrics_path = run / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    output_dir = Path(output_dir) if output_dir is not None else run / "report"
+    metrics = run.metrics() or {}
+    output_dir = Path(output_dir) if output_dir is not None else run.path / "report"
     if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"--output-dir {output_dir} exists and is not a directory.")
+        raise UsageError(f"--output {output_dir} exists and is not a directory.")
     image_note = ""
     if image is None:
         try:
+            say(f"reading the first {config.data.name} test image")
             image = _first_test_image(config)
             image_note = f"the first image of the {config.data.name} test split"
         except DataError as error:
@@ -238,6 +239,7 @@ def write_report(
             image,
             image_note,
             k_sweep_source,
+            say,
         )
         write_atomically(
             staging / "report.md", _render(run, which, config, model, metrics, sections)
@@ -250,13 +252,14 @@ def write_report(
         raise
     shutil.rmtree(staging, ignore_errors=True)
     step = int(metrics.get("epochs", config.train.epochs))
-    _write_tensorboard(run / "tensorboard" / "report", output_dir, produced, step)
+    _write_tensorboard(run.tensorboard_dir / "report", output_dir, produced, step)
     return output_dir / "report.md"
 
 
-def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source):
+def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source, say):
     """Every figure into `staging`; returns the markdown sections and the figures drawn."""
     sections, produced = {}, []
+    say(f"weight histograms of {len(checkpoints)} saved model(s)")
     figures.weight_distributions(checkpoints, staging / FIGURE_FILES["weights"])
     produced.append("weights")
     sections["weights"] = "## Weight distributions (Fig. 4/8)\n\n" + _figure(
@@ -265,6 +268,7 @@ def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source
         "Histograms of the standardized latent weights Ŵ of each binary layer, for "
         f"{', '.join(f'`{label}`' for label in checkpoints)}; dashed lines at ±1.",
     )
+    say("entropy and quantization error per layer")
     rows = figures.entropy_table(model, staging / FIGURE_FILES["entropy"])
     produced.append("entropy")
     sections["entropy"] = (
@@ -286,6 +290,7 @@ def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source
     )
     heading = "## Thresholded activations (Fig. 6)\n\n"
     if image is not None:
+        say("thresholded activations")
         shown = figures.threshold_activations(model, image, staging / FIGURE_FILES["activations"])
         produced.append("activations")
         betas = np.array2string(shown["thresholds"][:, shown["channel"]], precision=3)
@@ -298,6 +303,7 @@ def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source
     else:
         sections["activations"] = heading + f"Figure {image_note}.\n"
     if k_sweep_source is not None:
+        say(f"error vs K from {k_sweep_source}")
         points = figures.k_sweep(k_sweep_source, staging / FIGURE_FILES["k_sweep"])
         produced.append("k_sweep")
         table = ["| K | error (mean) | min | max | runs |", "|---|---|---|---|---|"] + [

@@ -39,6 +39,7 @@ __all__ = [
     "iee_schedule",
     "load_datasets",
     "load_run",
+    "model_input_shape",
     "start_from_weights",
     "steps_per_epoch",
     "test_images",
@@ -51,7 +52,9 @@ __all__ = [
 TrainingError = RunError
 
 
-def _input_shape(config: config_lib.Config) -> tuple[int, int, int]:
+def model_input_shape(config: config_lib.Config) -> tuple[int, int, int]:
+    """The input shape the config's model is built at: its data set's (a `model.input_shape`
+    that disagrees is a `ConfigError`)."""
     shape = tuple(data.info(config.data.name).input_shape)
     if config.model.input_shape is not None and tuple(config.model.input_shape) != shape:
         raise config_lib.ConfigError(
@@ -68,7 +71,7 @@ def build_model(config: config_lib.Config) -> tf.keras.Model:
         variant=config.model.variant,
         k=config.model.k,
         num_classes=data.info(config.data.name).num_classes,
-        input_shape=_input_shape(config),
+        input_shape=model_input_shape(config),
         recovery_ratio=config.model.recovery_ratio,
         compat=config.model.compat,
     )

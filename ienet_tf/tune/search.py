@@ -1,12 +1,9 @@
 """`ienet tune`: a resumable keras-tuner search, its results table and the best config.
 
-The output directory holds:
-
-    config.yaml        the resolved tune config (a rerun must match it)
-    tuner/             keras-tuner's own state: rerunning continues the search and never
-                       redoes a finished trial
-    trials.csv/.md     one row per trial: hyperparameters, objective, wall time, cost
-    best_config.yaml   the best trial as a complete `ienet train` config
+The output directory (`ienet_tf.runs.Search`, written by one process at a time) holds
+the resolved config, keras-tuner's state (rerunning continues the search and never redoes
+a finished trial), `trials.csv`/`.md` (one row per trial: hyperparameters, objective, wall
+time, cost) and `best_config.yaml` (the best completed trial as an `ienet train` config).
 
 The objective is measured on `tune.validation_examples` examples held out from the
 training split (disjoint from the examples trained on), never on the test set.
@@ -28,6 +25,7 @@ from ienet_tf import config as config_lib
 from ienet_tf import data
 from ienet_tf.cost import model_cost
 from ienet_tf.io import write_atomically
+from ienet_tf.runs import Search
 from ienet_tf.train import TrainingError, load_datasets
 from ienet_tf.tune.hypermodel import IENetHyperModel, held_out, trial_config
 
@@ -103,22 +101,19 @@ def _datasets(config: config_lib.TuneFileConfig):
     return pipelines["train"], pipelines["validation"]
 
 
-def _check_output_dir(config: config_lib.TuneFileConfig, output_dir: Path) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    saved = output_dir / "config.yaml"
-    if not saved.exists():
-        write_atomically(saved, config_lib.dump(config))
-        return
-    previous = config_lib.to_dict(config_lib.load(saved, schema=config_lib.TuneFileConfig))
-    current = config_lib.to_dict(config)
-    # A larger trial budget continues the same search; anything else is another search.
-    previous["tune"].pop("max_trials"), current["tune"].pop("max_trials")
-    if previous != current:
-        raise TrainingError(
-            f"{output_dir} holds a search with a different config; use another --output-dir, "
-            "or the same config (only tune.max_trials may grow) to resume it."
-        )
-    write_atomically(saved, config_lib.dump(config))
+def _check_config(config: config_lib.TuneFileConfig, search: Search) -> None:
+    """Record the config of a new search, or check that it continues the one there."""
+    previous = search.config()
+    if previous is not None:
+        before, now = config_lib.to_dict(previous), config_lib.to_dict(config)
+        # A larger trial budget continues the same search; anything else is another search.
+        before["tune"].pop("max_trials"), now["tune"].pop("max_trials")
+        if before != now:
+            raise TrainingError(
+                f"{search.path} holds a search with a different config; use another --output, "
+                "or the same config (only tune.max_trials may grow) to resume it."
+            )
+    write_atomically(search.config_path, config_lib.dump(config))
 
 
 def _rows(tuner: kt.Tuner, config: config_lib.TuneFileConfig) -> list[dict]:
@@ -150,12 +145,12 @@ def _rows(tuner: kt.Tuner, config: config_lib.TuneFileConfig) -> list[dict]:
     return rows
 
 
-def _write_tables(rows: list[dict], objective: str, output_dir: Path) -> None:
+def _write_tables(rows: list[dict], objective: str, search: Search) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomically(output_dir / "trials.csv", text.getvalue())
+    write_atomically(search.trials_csv, text.getvalue())
 
     def cell(value):
         if value is None:
@@ -165,7 +160,7 @@ def _write_tables(rows: list[dict], objective: str, output_dir: Path) -> None:
     header = [objective if c == "objective" else c for c in COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
-    write_atomically(output_dir / "trials.md", "\n".join(lines) + "\n")
+    write_atomically(search.trials_markdown, "\n".join(lines) + "\n")
 
 
 def _best_completed(tuner: kt.Tuner, objective: str):
@@ -183,30 +178,31 @@ def _best_completed(tuner: kt.Tuner, objective: str):
 
 def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbose: int = 1) -> dict:
     """Run (or resume) the search; write the tables and the best config. Returns a summary."""
-    output_dir = Path(output_dir)
+    search = Search(output_dir)
     train, validation = _datasets(config)  # data errors before anything is written
-    _check_output_dir(config, output_dir)
-    tf.keras.utils.set_random_seed(config.train.seed)
-    tuner = _make_tuner(config, output_dir / "tuner")
-    tuner.search(train, validation_data=validation, epochs=config.train.epochs, verbose=verbose)
-    rows = _rows(tuner, config)
-    _write_tables(rows, config.tune.objective, output_dir)
-    best = _best_completed(tuner, config.tune.objective)
-    if best is None:
-        failed = [row["trial"] for row in rows if row["status"] != "COMPLETED"]
-        raise TrainingError(
-            f"no trial of the search in {output_dir} completed ({len(failed)} failed: trials "
-            f"{', '.join(failed[:5]) or 'none'}); see their logs in {output_dir / 'tuner'} "
-            "(no best_config.yaml was written)."
+    with search.lock():
+        _check_config(config, search)
+        tf.keras.utils.set_random_seed(config.train.seed)
+        tuner = _make_tuner(config, search.tuner_dir)
+        tuner.search(train, validation_data=validation, epochs=config.train.epochs, verbose=verbose)
+        rows = _rows(tuner, config)
+        _write_tables(rows, config.tune.objective, search)
+        best = _best_completed(tuner, config.tune.objective)
+        if best is None:
+            failed = [row["trial"] for row in rows if row["status"] != "COMPLETED"]
+            raise TrainingError(
+                f"no trial of the search in {search.path} completed ({len(failed)} failed: "
+                f"trials {', '.join(failed[:5]) or 'none'}); see their logs in "
+                f"{search.tuner_dir} (no best_config.yaml was written)."
+            )
+        best_config = trial_config(config, best.hyperparameters.values)
+        write_atomically(
+            search.best_config_path,
+            "# The best trial of `ienet tune`; train it with `ienet train`.\n"
+            + config_lib.dump(config_lib.validate(best_config)),
         )
-    best_config = trial_config(config, best.hyperparameters.values)
-    write_atomically(
-        output_dir / "best_config.yaml",
-        "# The best trial of `ienet tune`; train it with `ienet train`.\n"
-        + config_lib.dump(config_lib.validate(best_config)),
-    )
     return {
-        "output_dir": str(output_dir),
+        "output_dir": str(search.path),
         "trials": len(rows),
         "best": {
             "k": best_config.model.k,
