@@ -74,6 +74,11 @@ class Budget:
     config_template: str = "configs/fashion_mnist_resnet20_{base}.yaml"
 
     @property
+    def name(self) -> str:
+        """Data set and model of the runs, from the config template (`fashion_mnist_resnet20`)."""
+        return Path(self.config_template).stem.replace("_{base}", "").removesuffix("_ienet")
+
+    @property
     def id(self) -> str:
         parts = [f"e{self.epochs}", f"b{self.batch_size}", f"v{self.validation_examples}"]
         if self.subset:
@@ -265,6 +270,82 @@ def summarize(budget: Budget, work_dir: Path, results_dir: Path, output: Path, a
     return payload
 
 
+# ----------------------------------------------------------------------------- the ready model
+
+PUBLISHED_GROUP = "ienet_k2"  # IE-Net, K=2, LCE-exportable (not the release-compat network)
+READY_DIR = ROOT / "converters" / "ready"
+
+
+def best_run(budget: Budget, results_dir: Path, all_jobs, group: str = PUBLISHED_GROUP):
+    """The complete run of `group` with the best validation top-1 (never chosen on the
+    test split); None when none has finished."""
+    done = [
+        (result["val_top1_best"], -job.seed, job)
+        for job in all_jobs
+        if job.group == group and (result := finished(job, budget, results_dir))
+    ]
+    return max(done, key=lambda entry: entry[:2])[2] if done else None
+
+
+def publish(budget: Budget, work_dir: Path, results_dir: Path, destination: Path, all_jobs):
+    """Publish the best complete `PUBLISHED_GROUP` run at `destination`: its final model as
+    a self-contained run (`Run.publish`), the verified LCE `.tflite` with its sidecar, and
+    a README with its numbers. Returns the published `Run`."""
+    from ienet_tf.export import to_tflite
+    from ienet_tf.runs import Run
+    from ienet_tf.train import test_images
+
+    job = best_run(budget, results_dir, all_jobs)
+    if job is None:
+        raise SystemExit(f"--publish: no complete {PUBLISHED_GROUP} run yet; see --list")
+    result = finished(job, budget, results_dir)
+
+    def export(staged: Run) -> None:
+        config = staged.config()
+        images = test_images(config, 64)
+        source = {
+            "campaign_run": job.name,
+            "budget": budget.id,
+            "selected_by": f"best validation top-1 of the complete {PUBLISHED_GROUP} runs",
+            "parity_inputs": f"first {len(images)} {config.data.name} test images",
+        }
+        exported = to_tflite(staged.model(), staged.path / "model.tflite", images, source=source)
+        readme = READY_README.format(
+            name=destination.name,
+            run=job.name,
+            budget=budget.id,
+            test=result["test_top1_best_val"] * 100,
+            epoch=result["best_epoch"],
+            val=result["val_top1_best"] * 100,
+            keras=staged.model_path("final").stat().st_size,
+            tflite=exported.size_bytes,
+            ops=exported.op_histogram,
+        )
+        (staged.path / "README.md").write_text(readme)
+
+    # The checkpoint chosen on validation, not the final model: a run whose last epochs
+    # collapse (seen: ienet_k2_s0) still publishes what validation picked.
+    return Run(work_dir / job.name).publish(destination, finish=export, which="best")
+
+
+READY_README = """# {name}
+
+IE-Net (K=2) ResNet-20 on Fashion-MNIST (28x28), the campaign run `{run}` (budget
+`{budget}`), chosen as the complete IE-Net K=2 run with the best validation top-1; its
+checkpoint with the best validation top-1 (epoch {epoch}, validation {val:.2f}%) has test
+top-1 {test:.2f}%. Written by
+`python benchmarks/campaign.py --publish`; do not edit.
+
+- `model.keras` ({keras:,} bytes): that checkpoint, weights only. This directory is an
+  `ienet train` run: `ienet evaluate --run DIR`, `ienet export --run DIR --output X.tflite`,
+  `ienet report --run DIR` read it.
+- `model.tflite` ({tflite:,} bytes) and `model.tflite.json`: the LCE conversion, verified
+  (op check, parity against the Keras model). Ops: {ops}.
+  `ienet bench --model DIR/model.tflite`, or see converters/ for ARM devices.
+- `config.yaml`, `metrics.json`: the run's config and metrics (`test_accuracy`: this model's).
+"""
+
+
 def _worker_command(job: Job, args: argparse.Namespace) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", job.name]
     command += ["--threads", str(args.threads), "--work-dir", str(args.work_dir)]
@@ -318,6 +399,15 @@ def _parser() -> argparse.ArgumentParser:
     add("--only", nargs="+", metavar="RUN", help="train only these runs (names from --list)")
     add("--list", action="store_true", help="print the runs and whether they are finished")
     add("--summarize", action="store_true", help="only regenerate campaign.json")
+    add(
+        "--publish",
+        nargs="?",
+        const=True,
+        type=Path,
+        metavar="DIR",
+        help="publish the best complete ienet K=2 run as a ready model "
+        "(default converters/ready/<data>_<model>_ienet_k2)",
+    )
     add("--smoke", action="store_true", help="the harness on tiny digits runs (CI)")
     add("--work-dir", type=Path, help="run directories (default runs/campaign/<budget id>)")
     add("--results-dir", type=Path, help="per-run results (default benchmarks/results/campaign)")
@@ -348,6 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for job in all_jobs:
             state = "finished" if finished(job, budget, args.results_dir) else "pending"
             print(f"{job.name:<28} {state}")
+        return 0
+    if args.publish:
+        default = (base / "ready" if base else READY_DIR) / f"{budget.name}_{PUBLISHED_GROUP}"
+        destination = default if args.publish is True else args.publish
+        published = publish(budget, args.work_dir, args.results_dir, destination, all_jobs)
+        print(f"published {published.path}")
         return 0
     if args.summarize:
         summarize(budget, args.work_dir, args.results_dir, args.output, all_jobs)

@@ -40,10 +40,22 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def portable_command(argv: list[str]) -> str:
+    """`argv` as a command line that names no path of this machine: paths inside the
+    repository relative to it, other absolute paths as `<name>` placeholders."""
+    words = []
+    for word in argv:
+        if word.startswith("/"):
+            path = Path(word).resolve()
+            word = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else f"<{path.name}>"
+        words.append(word)
+    return " ".join(words)
+
+
 def provenance() -> dict:
     """The command, commit, date, machine and versions of the running benchmark."""
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": portable_command([Path(sys.executable).name, *sys.argv]),
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

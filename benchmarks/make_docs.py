@@ -11,11 +11,16 @@ missing result file gives a "not run yet" section naming the command that makes 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import portable_command
 from ienet_tf.io import write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +79,7 @@ def provenance_lines(result: dict) -> list[str]:
         " (uncommitted changes)" if prov.get("dirty") else ""
     )
     lines = [
-        f"- command: `{prov.get('command', '?')}`",
+        f"- command: `{portable_command(str(prov.get('command', '?')).split(' '))}`",
         f"- commit {commit}, {prov.get('date', '?')}",
         f"- machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('arch', '')}"
@@ -102,6 +107,26 @@ def not_run(name: str, path: Path) -> list[str]:
     return [f"_Not run yet_: no `{path.name}`; `{COMMANDS.get(name, 'make bench')}` writes it.", ""]
 
 
+def section(name: str, heading: str) -> Callable[[Callable[..., list[str]]], Callable]:
+    """A results-page section drawn from `<name>.json`: the heading, then the body's lines,
+    or a "not run yet" line naming the command that writes the file. The body gets the
+    parsed result and the section's other arguments."""
+
+    def decorate(body: Callable[..., list[str]]) -> Callable[..., list[str]]:
+        @functools.wraps(body)
+        def render(results_dir: Path, *args: object) -> list[str]:
+            path = results_dir / f"{name}.json"
+            result = load(path)
+            lines = [heading, ""]
+            if result is None:
+                return [*lines, *not_run(name, path)]
+            return [*lines, *body(result, *args)]
+
+        return render
+
+    return decorate
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
@@ -116,19 +141,13 @@ def _errors(rows: Sequence[dict], label: Callable[[dict], str]) -> list[str]:
 # ----------------------------------------------------------------------------- sections
 
 
-def bench_run_section(results_dir: Path) -> list[str]:
-    path = results_dir / "bench_run.json"
-    result = load(path)
-    if result is None:
-        return ["## `make bench`", "", *not_run("bench_run", path)]
-    steps = result.get("steps", [])
+@section("bench_run", "## `make bench`")
+def bench_run_section(result: dict) -> list[str]:
     rows = [
         (f"`{step['command']}`", _duration(step["seconds"]), step.get("status", ""))
-        for step in steps
+        for step in result.get("steps", [])
     ]
     return [
-        "## `make bench`",
-        "",
         f"Total wall time: **{_duration(result.get('wall_seconds', 0))}**.",
         "",
         *(table(("step", "wall time", "status"), rows) if rows else []),
@@ -203,17 +222,13 @@ def _paired_rows(runs: Sequence[dict]) -> list[list[str]]:
     return rows
 
 
-def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list[str]:
+@section("campaign", "## Campaign: Fashion-MNIST, ResNet-20, the paper's Table 3 at a real budget")
+def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]:
     """The Fashion-MNIST campaign: Table 3 at a real budget, paired differences, the K sweep
     and accuracy-vs-epoch curves, from campaign.json."""
-
     from ienet_tf.report import figures
 
-    path = results_dir / "campaign.json"
-    result = load(path)
-    lines = ["## Campaign: Fashion-MNIST, ResNet-20, the paper's Table 3 at a real budget", ""]
-    if result is None:
-        return [*lines, *not_run("campaign", path)]
+    lines: list[str] = []
     budget, runs = result["budget"], result["runs"]
     done = [run for run in runs if run["complete"]]
     lines += [
@@ -281,14 +296,10 @@ def campaign_section(results_dir: Path, figures_dir: Path, output: Path) -> list
     return [*lines, *provenance_lines(result)]
 
 
-def padding_section(results_dir: Path) -> list[str]:
+@section("padding", "## LCE cost of zero padding (the release's) vs one padding (LCE's fast path)")
+def padding_section(result: dict) -> list[str]:
     """Zero vs one padding of binarized inputs in LCE (the release pads with 0)."""
-
-    path = results_dir / "padding.json"
-    result = load(path)
-    lines = ["## LCE cost of zero padding (the release's) vs one padding (LCE's fast path)", ""]
-    if result is None:
-        return [*lines, *not_run("padding", path)]
+    lines: list[str] = []
     rows = [
         [
             pair["name"],
@@ -322,13 +333,10 @@ def padding_section(results_dir: Path) -> list[str]:
     ]
 
 
-def int8_section(results_dir: Path) -> list[str]:
+@section("int8", "## Binary + int8: the float remainder in 8 bits")
+def int8_section(result: dict) -> list[str]:
     """Binary + int8: sizes of every model, and the accuracy pair of a trained run."""
-    path = results_dir / "int8.json"
-    result = load(path)
-    lines = ["## Binary + int8: the float remainder in 8 bits", ""]
-    if result is None:
-        return [*lines, *not_run("int8", path)]
+    lines: list[str] = []
     sizes = result.get("sizes")
     if sizes:
         by_model: dict[str, dict[str, dict]] = {}
@@ -495,13 +503,9 @@ def _before_after(results_dir: Path) -> list[str]:
     ]
 
 
-def cost_section(results_dir: Path) -> list[str]:
-    path = results_dir / "cost.json"
-    result = load(path)
-    lines = ["## Model cost (the paper's Table 6)", ""]
-    if result is None:
-        return [*lines, *not_run("cost", path)]
-    lines += [
+@section("cost", "## Model cost (the paper's Table 6)")
+def cost_section(result: dict) -> list[str]:
+    lines = [
         f"`ienet cost` of every registered model x variant at its default input size. "
         f"{result.get('conventions', '')}. The paper column is Table 6 (memory Mbit / FLOPs).",
         "",
@@ -553,13 +557,9 @@ def _paper_cell(published: dict, diff: dict) -> str:
     return "; ".join(parts) or "-"
 
 
-def sizes_section(results_dir: Path) -> list[str]:
-    path = results_dir / "sizes.json"
-    result = load(path)
-    lines = ["## `.tflite` sizes", ""]
-    if result is None:
-        return [*lines, *not_run("sizes", path)]
-    lines += [
+@section("sizes", "## `.tflite` sizes")
+def sizes_section(result: dict) -> list[str]:
+    lines = [
         "LCE conversion (`ienet_tf.export.convert`, the checks of `ienet export`) of random "
         f"weights ({result.get('weights', '')}); binary weights are bitpacked, float weights "
         "32-bit.",
@@ -599,12 +599,9 @@ def sizes_section(results_dir: Path) -> list[str]:
     return [*lines, *provenance_lines(result)]
 
 
-def export_section(results_dir: Path) -> list[str]:
-    path = results_dir / "export.json"
-    result = load(path)
-    lines = ["## Deployment: ResNet-18 at 224x224 and LCE parity", ""]
-    if result is None:
-        return [*lines, *not_run("export", path)]
+@section("export", "## Deployment: ResNet-18 at 224x224 and LCE parity")
+def export_section(result: dict) -> list[str]:
+    lines: list[str] = []
     r18 = result.get("resnet18_224", {})
     rows = [
         (

@@ -130,3 +130,23 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
     text = docs.read_text()
     assert "## Campaign" in text and "| ienet" in text and "ienet_k2 - bireal" in text
     assert (tmp_path / "docs" / "figures" / "campaign_curves.png").stat().st_size > 0
+    # The ready model: the complete ienet K=2 run, as a run directory with a verified .tflite.
+    ready = tmp_path / "ready"
+    _run("campaign.py", *args, "--publish", str(ready))
+    assert sorted(p.name for p in ready.iterdir()) == [
+        "README.md",
+        "config.yaml",
+        "metrics.json",
+        "model.keras",
+        "model.tflite",
+        "model.tflite.json",
+    ]
+    ienet_row = next(row for row in campaign["runs"] if row["group"] == "ienet_k2")
+    published = json.loads((ready / "metrics.json").read_text())
+    assert published["test_accuracy"] == ienet_row["test_top1_best_val"]
+    assert published["published_from"]["run"] == ienet_row["run"]
+    sidecar = json.loads((ready / "model.tflite.json").read_text())
+    assert sidecar["op_histogram"].get("LceBconv2d", 0) > 0
+    from ienet_tf.train import evaluate
+
+    assert evaluate(ready)["top1"] == pytest.approx(ienet_row["test_top1_best_val"], abs=1e-6)
