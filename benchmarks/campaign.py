@@ -331,10 +331,10 @@ def publish(budget: Budget, work_dir: Path, results_dir: Path, destination: Path
 READY_README = """# {name}
 
 IE-Net (K=2) ResNet-20 on Fashion-MNIST (28x28), the campaign run `{run}` (budget
-`{budget}`), chosen as the complete IE-Net K=2 run with the best validation top-1; its
-checkpoint with the best validation top-1 (epoch {epoch}, validation {val:.2f}%) has test
-top-1 {test:.2f}%. Written by
-`python benchmarks/campaign.py --publish`; do not edit.
+`{budget}`), chosen as the complete IE-Net K=2 run with the best validation top-1. Its
+checkpoint with the best validation top-1 (epoch {epoch}, validation {val:.2f}%) is the
+model here: test top-1 {test:.2f}%. Written by `python benchmarks/campaign.py --publish`;
+do not edit.
 
 - `model.keras` ({keras:,} bytes): that checkpoint, weights only. This directory is an
   `ienet train` run: `ienet evaluate --run DIR`, `ienet export --run DIR --output X.tflite`,

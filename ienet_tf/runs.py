@@ -338,6 +338,9 @@ class Run:
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
         try:
             staged = Run(staging)
             shutil.copyfile(self.config_path, staged.config_path)

@@ -287,6 +287,12 @@ def test_damaged_keras_files_are_one_line_errors(tiny_run, tmp_path, case, messa
     assert "Traceback" not in err
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def test_publish_copies_a_model_as_a_run_and_replaces_only_when_finished(tiny_run, tmp_path):
     source = Run(tiny_run)
     destination = tmp_path / "ready" / "model"
@@ -297,6 +303,7 @@ def test_publish_copies_a_model_as_a_run_and_replaces_only_when_finished(tiny_ru
         "model.keras",
     ]
     assert published.config() == source.config() and published.is_complete()
+    assert destination.stat().st_mode & 0o777 == 0o777 & ~_umask()  # as a plain mkdir's
     metrics = published.metrics()
     assert metrics["test_accuracy"] == source.metrics()["test_accuracy"]
     assert metrics["published_from"] == {

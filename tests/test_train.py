@@ -258,10 +258,15 @@ def test_user_errors_are_one_line_with_exit_2(argv, message, capsys):
     assert "\n" not in err and "Traceback" not in err
 
 
-def test_cli_bad_arguments_exit_2_from_the_console():
+def test_cli_bad_arguments_exit_2_from_the_console(capsys):
     result = _run_cli("train")
     assert result.returncode == 2 and "--config" in result.stderr
     assert "Traceback" not in result.stderr
+    for old_or_new in ("--run", "--output-dir"):  # "" would silently be the current directory
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--config", str(DEMO), old_or_new, ""])
+        assert exit_info.value.code == 2
+        assert "expected a path, got an empty string" in capsys.readouterr().err
 
 
 def test_a_bug_keeps_its_traceback_and_debug_shows_user_errors_too(monkeypatch, capsys):
