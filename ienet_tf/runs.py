@@ -89,39 +89,37 @@ def _read_json(path: Path) -> dict | None:
         raise RunError(f"{path} is unreadable or corrupt ({error}).") from None
 
 
-class Run:
-    """The run directory `path` of `ienet train` (see the module docstring)."""
+class _Entry:
+    """One entry of a directory's layout, read as `obj.path / name`: the layout is a list
+    of names, declared once per class."""
 
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: _Directory | None, owner: type | None = None) -> Path:
+        if obj is None:
+            return Path(self.name)  # on the class: the relative name
+        return obj.path / self.name
+
+
+class _Directory:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class Run(_Directory):
+    """The run directory `path` of `ienet train` (see the module docstring)."""
 
     # -- layout -------------------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def state_path(self) -> Path:
-        return self.path / "state.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def history_path(self) -> Path:
-        return self.path / "history.csv"
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / "tensorboard"
-
-    @property
-    def resume_dir(self) -> Path:
-        return self.path / "resume"
+    config_path = _Entry("config.yaml")
+    state_path = _Entry("state.json")
+    metrics_path = _Entry("metrics.json")
+    history_path = _Entry("history.csv")
+    tensorboard_dir = _Entry("tensorboard")
+    resume_dir = _Entry("resume")
 
     def model_path(self, which: str = "final") -> Path:
         """Where the `final`, `best` or `last` model of the run is (whether or not it
@@ -417,7 +415,7 @@ def _best_test_accuracy(metrics: dict) -> float:
     return metrics["best_test_accuracy"]
 
 
-class Search:
+class Search(_Directory):
     """The output directory of `ienet tune`:
 
         config.yaml        the resolved tune config (a rerun must match it)
@@ -427,31 +425,11 @@ class Search:
 
     Written by one process at a time (`lock()`, as `Run.lock`)."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __repr__(self) -> str:
-        return f"Search({str(self.path)!r})"
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def tuner_dir(self) -> Path:
-        return self.path / "tuner"
-
-    @property
-    def trials_csv(self) -> Path:
-        return self.path / "trials.csv"
-
-    @property
-    def trials_markdown(self) -> Path:
-        return self.path / "trials.md"
-
-    @property
-    def best_config_path(self) -> Path:
-        return self.path / "best_config.yaml"
+    config_path = _Entry("config.yaml")
+    tuner_dir = _Entry("tuner")
+    trials_csv = _Entry("trials.csv")
+    trials_markdown = _Entry("trials.md")
+    best_config_path = _Entry("best_config.yaml")
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return hold(self.path, "use another --output")
