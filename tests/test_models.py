@@ -219,3 +219,20 @@ def test_model_saves_and_loads(tmp_path):
     model.save(tmp_path / "m.keras")
     restored = tf.keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet20"])
+def test_build_returns_the_plain_classifier_for_every_variant(name):
+    """Models are only models: no training wrapper, whatever the modifiers (IR²Net's
+    restriction is the trainer's business, `train.training_model`)."""
+    from ienet_tf.ir2net import InformationRestriction
+
+    shape = (8, 8, 1) if name == "convnet" else (16, 16, 3)
+    binary = [base for base, spec in models.VARIANTS.items() if spec.binary]
+    names = [*models.VARIANTS, *(f"{b}+el" for b in binary), *(f"{b}+ir2net" for b in binary)]
+    names.append("ienet+el+ir2net")
+    for variant in names:
+        model = models.build(name, variant, input_shape=shape)
+        assert isinstance(model, tf.keras.Model) and not isinstance(model, InformationRestriction)
+        assert type(model).__name__ == "Functional", (variant, type(model))  # Keras' own
+        assert model.output_shape == (None, 10), variant
