@@ -288,9 +288,10 @@ def best_run(budget: Budget, results_dir: Path, all_jobs, group: str = PUBLISHED
 
 
 def publish(budget: Budget, work_dir: Path, results_dir: Path, destination: Path, all_jobs):
-    """Publish the best complete `PUBLISHED_GROUP` run at `destination`: its final model as
-    a self-contained run (`Run.publish`), the verified LCE `.tflite` with its sidecar, and
-    a README with its numbers. Returns the published `Run`."""
+    """Publish the best complete `PUBLISHED_GROUP` run at `destination`: its checkpoint
+    chosen on validation as a self-contained run (`Run.publish(..., which="best")`), the
+    verified LCE `.tflite` with its sidecar, and a README with its numbers. Returns the
+    published `Run`."""
     from ienet_tf.export import to_tflite
     from ienet_tf.runs import Run
     from ienet_tf.train import test_images

@@ -7,7 +7,22 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["load_keras_model", "one_line", "read_bytes", "require_file", "write_atomically"]
+__all__ = [
+    "load_keras_model",
+    "one_line",
+    "plain_mode",
+    "read_bytes",
+    "require_file",
+    "write_atomically",
+]
+
+
+def plain_mode(mode: int) -> int:
+    """`mode` less the process umask: the permissions a plain `open()` (0o666) or `mkdir`
+    (0o777) would give, for files and folders made by `tempfile` (0600 / 0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
@@ -16,10 +31,7 @@ def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, plain_mode(0o666))  # mkstemp's 0600 -> what a plain open() gives
         with os.fdopen(fd, "w" if isinstance(payload, str) else "wb") as f:
             f.write(payload)
         os.replace(tmp, path)

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ienet_tf.errors import RunError, RunLockedError
-from ienet_tf.io import write_atomically
+from ienet_tf.io import plain_mode, write_atomically
 
 __all__ = ["MODEL_FILES", "Run", "Search", "hold", "sha256"]
 
@@ -336,9 +336,7 @@ class Run(_Directory):
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+        staging.chmod(plain_mode(0o777))  # mkdtemp's 0700 would outlive the rename
         try:
             staged = Run(staging)
             shutil.copyfile(self.config_path, staged.config_path)

@@ -79,8 +79,9 @@ def _checkpoint_models(run: Run, which: str, model: tf.keras.Model) -> dict:
     """Every committed float model of the run, labelled by its file (the loaded one reused);
     a model that fails its SHA-256 check or cannot be loaded is skipped with a warning."""
     models = {}
+    committed = run.checkpoints()
     for name in _HISTOGRAM_MODELS:
-        if name not in run.checkpoints():
+        if name not in committed:
             continue
         label = MODEL_FILES[name]
         if name == which:
