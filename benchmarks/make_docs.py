@@ -47,6 +47,7 @@ COMMANDS = {
     "export": "python benchmarks/export_bench.py",
     "padding": "python benchmarks/padding.py",
     "int8": "python benchmarks/int8.py sizes; python benchmarks/int8.py accuracy --run RUN",
+    "stability": "python benchmarks/stability.py gradients; python benchmarks/stability.py replay",
     "bench_run": "make bench",
 }
 
@@ -193,7 +194,9 @@ def _table3_rows(runs: Sequence[dict]) -> list[list[str]]:
         best = [run["test_top1_best_val"] for run in done]
         val = [run["val_top1_best"] for run in done]
         spread = f"{min(final) * 100:.2f}-{max(final) * 100:.2f}"
-        rows.append([label, k, status, _mean_std(final), spread, _mean_std(best), _mean_std(val)])
+        rows.append(
+            [label, k, status, _mean_std(final), spread, _mean_std(best), _mean_std(val), cifar]
+        )
     return rows
 
 
@@ -252,6 +255,7 @@ def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]
         "min-max",
         "test top-1 % (best on val)",
         "val top-1 % (best)",
+        "CIFAR-10 paper (orientation)",
     ]
     table3 = _table3_rows(runs)
     lines += table(header, table3)
@@ -292,6 +296,117 @@ def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]
             "",
             f"![accuracy vs epoch]({os.path.relpath(figure, output.parent)})",
             "",
+        ]
+    return [*lines, *provenance_lines(result)]
+
+
+EARLIER_CAMPAIGN = "campaign-e8_b128_v5000"  # the first budget: per-epoch learning rate
+
+
+@section("stability", "## Why the first campaign budget's IE-Net collapsed")
+def stability_section(result: dict, results_dir: Path) -> list[str]:
+    """The gradient scale along the IEE schedule and the replayed last epochs, beside the
+    first budget's results (benchmarks/results/campaign-e8_b128_v5000/)."""
+    lines: list[str] = []
+    earlier = load(results_dir / EARLIER_CAMPAIGN / "campaign.json")
+    if earlier:
+        lines += [
+            f"The first budget (`{earlier['budget']['id']}`: per-step IEE schedule, "
+            f"{earlier['budget']['optimizer']}), seed 0 (superseded; kept in "
+            f"`benchmarks/results/{EARLIER_CAMPAIGN}/`):",
+            "",
+            *table(
+                [
+                    "variant",
+                    "K",
+                    "runs",
+                    "test top-1 % (final)",
+                    "min-max",
+                    "test top-1 % (best on val)",
+                    "val top-1 % (best)",
+                    "CIFAR-10 paper",
+                ],
+                _table3_rows([run for run in earlier["runs"] if run["complete"]]),
+            ),
+        ]
+    grads = result.get("gradients")
+    if grads:
+        groups = [
+            g
+            for g in ("binary kernels", "thresholds", "lambdas", "alpha", "batch norm", "float")
+            if any(g in row["groups"] for row in grads["rows"])
+        ]
+        rows = [
+            [
+                f"{row['q']:g}",
+                f"{row['schedule_fraction']:.2f}",
+                f"{row['global']:.3g}",
+                *(f"{row['groups'].get(g, 0):.2g}" for g in groups),
+                f"{row['lr_per_epoch']:.2g}",
+                f"{row['step_per_epoch_lr']:.2g}",
+                f"{row['lr_per_step']:.2g}",
+                f"{row['step_per_step_lr']:.2g}",
+            ]
+            for row in grads["rows"]
+        ]
+        lines += [
+            f"Training-gradient L2 norm of `{grads['run']}` at each IEE sharpness q (mean over "
+            f"{grads['batches']} training batches of {grads['batch_size']}; only the surrogate "
+            "gradient depends on q), per parameter group, and the size of an SGD step "
+            f"lr x |g| where the {grads['budget_epochs']}-epoch budget's per-step schedule "
+            "reaches q, with the learning rate stepped per epoch (the release's) or per step:",
+            "",
+            *table(
+                [
+                    "q",
+                    "schedule",
+                    r"\|g\|",
+                    *groups,
+                    "lr/epoch",
+                    r"lr x \|g\|",
+                    "lr/step",
+                    r"lr x \|g\|",
+                ],
+                rows,
+            ),
+        ]
+    replay = result.get("replay")
+    if replay:
+        rows = []
+        for arm in replay["arms"]:
+            for epoch in arm["epochs"]:
+                rows.append(
+                    [
+                        arm["arm"],
+                        epoch["epoch"],
+                        f"{epoch['iee_q']:.3g}",
+                        f"{epoch['accuracy'] * 100:.2f}",
+                        f"{epoch['val_accuracy'] * 100:.2f}",
+                        f"{epoch['max_abs_threshold']:.3g}",
+                        f"{epoch['max_abs_lambda']:.3g}",
+                        f"{epoch['max_abs_bn_gamma']:.3g}",
+                    ]
+                )
+            rows.append([arm["arm"], "test", "", "", f"{arm['test_top1'] * 100:.2f}", "", "", ""])
+        lines += [
+            f"The checkpoint of `{replay['run']}` trained on for the budget's last epochs, "
+            "once per learning-rate arm (same per-step IEE schedule, data order and fresh "
+            "momentum; top-1 % at each epoch's end; the largest |threshold|, |lambda| and BN "
+            "gamma of the network):",
+            "",
+            *table(
+                [
+                    "arm",
+                    "epoch",
+                    "q (end)",
+                    "train",
+                    "val",
+                    r"max \|threshold\|",
+                    r"max \|lambda\|",
+                    r"max \|BN gamma\|",
+                ],
+                rows,
+            ),
         ]
     return [*lines, *provenance_lines(result)]
 
@@ -674,6 +789,7 @@ def render(results_dir: Path, output: Path, figures_dir: Path) -> str:
         bench_run_section(results_dir),
         campaign_section(results_dir, figures_dir, output),
         throughput_section(results_dir),
+        stability_section(results_dir, results_dir),
         padding_section(results_dir),
         int8_section(results_dir),
         cost_section(results_dir),

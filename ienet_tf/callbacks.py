@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 from larq import utils as lq_utils
 
@@ -11,7 +13,7 @@ from ienet_tf.inspection import iee_quantizers
 from ienet_tf.quantizers import IEESign
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
 
-__all__ = ["BinaryStatsLogger", "IEESchedule", "iee_quantizers"]
+__all__ = ["BinaryStatsLogger", "IEESchedule", "PerStepLearningRate", "iee_quantizers"]
 
 
 @lq_utils.register_keras_custom_object
@@ -107,6 +109,43 @@ class IEESchedule(tf.keras.callbacks.Callback):
             "steps_per_epoch": self.steps_per_epoch,
             "verbose": self.verbose,
         }
+
+
+class PerStepLearningRate(tf.keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before every training step to
+    `schedule(epoch, step)` (0-based epoch, batch index within it): Keras'
+    `LearningRateScheduler` at the granularity of `IEESchedule(steps_per_epoch=N)`.
+
+    Like `LearningRateScheduler` it uses the real epoch index, so a run resumed at epoch
+    `e` continues the schedule there, and it adds the learning rate of the epoch's last
+    step to the epoch logs as `lr`.
+
+    ```python
+    n = len(ds)
+    lr = PerStepLearningRate(lambda e, b: 0.05 * (1 + math.cos(math.pi * (e * n + b) / (E * n))))
+    model.fit(ds, epochs=E, callbacks=[lr, IEESchedule(E, steps_per_epoch=n)])
+    ```
+
+    # Arguments
+        schedule: a function of `(epoch, step)` returning the learning rate (a float).
+    """
+
+    def __init__(self, schedule: Callable[[int, int], float]):
+        super().__init__()
+        self.schedule = schedule
+        self._epoch = 0
+        self._lr: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._lr = float(self.schedule(self._epoch, batch))
+        tf.keras.backend.set_value(self.model.optimizer.learning_rate, self._lr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._lr is not None:
+            logs["lr"] = self._lr
 
 
 @lq_utils.register_keras_custom_object

@@ -223,8 +223,19 @@ class TrainConfig:
         'or "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf before 0.2)',
         one_of(WEIGHT_DECAY_SCOPES),
     )
-    lr_schedule: str = setting("cosine", "per epoch, after the warm-up", one_of(LR_SCHEDULES))
+    lr_schedule: str = setting("cosine", "after the warm-up", one_of(LR_SCHEDULES))
     warmup_epochs: int = setting(0, "linear warm-up epochs")
+    lr_per_step: bool = setting(
+        False,
+        "set the learning rate before every step (warm-up and cosine over steps) instead of "
+        "once per epoch (the release's); pair it with iee.per_step on short budgets",
+    )
+    clip_norm: float | None = setting(
+        None,
+        "clip the gradient to this global L2 norm before each step (Keras' global_clipnorm); "
+        "null: no clipping (the release's)",
+        positive(True),
+    )
     seed: int = setting(0, "the random seed (initialisation, data order, augmentation)")
     strategy: str = setting("default", "the tf.distribute strategy", one_of(STRATEGIES))
     log_binary_stats: bool = setting(

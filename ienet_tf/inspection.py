@@ -21,7 +21,8 @@ for layer in stats.binary_kernel_layers(model):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 
 import larq as lq
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "channel_weight_entropy",
     "entropy_bits",
     "flip_ratio",
+    "gradient_norms",
     "iee_quantizers",
     "is_binary",
     "is_binary_conv",
@@ -281,3 +283,98 @@ def flip_ratio(previous_binary: np.ndarray, current_binary: np.ndarray) -> float
     if previous.size == 0:
         raise ValueError("`previous_binary` is empty.")
     return float(np.mean((previous >= 0) != (current >= 0)))
+
+
+#: The parameter groups of `gradient_norms`.
+GRADIENT_GROUPS = ("binary kernels", "thresholds", "lambdas", "alpha", "batch norm", "float")
+
+
+def _gradient_groups(model: tf.keras.Model) -> dict:
+    """`variable.ref() -> group` for every trainable variable of `model`."""
+    groups = {}
+    for layer in _walk(model):
+        named = {}
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            named = {"batch norm": [layer.gamma, layer.beta]}
+        elif layer in binary_kernel_layers([layer]):
+            named = {
+                "binary kernels": [layer.kernel],
+                **{
+                    name: [getattr(layer, name)]
+                    for name in ("thresholds", "lambdas", "alpha")
+                    if getattr(layer, name, None) is not None
+                },
+            }
+        for group, variables in named.items():
+            for variable in variables:
+                if variable is not None:
+                    groups[variable.ref()] = group
+    return groups
+
+
+def gradient_norms(
+    model: tf.keras.Model,
+    batches: Iterable,
+    q_values: Iterable[float],
+    loss: Callable | None = None,
+) -> list[dict]:
+    r"""The L2 norm of the training gradient at each IEE sharpness `q`, in total and per
+    parameter group (`GRADIENT_GROUPS`), averaged over `batches` of `(x, y)`.
+
+    For every `q`, every IEE quantizer of the model is set to `q` and the gradient of
+    `loss(y, model(x, training=True))` (default: sparse cross-entropy on logits) is taken
+    for each batch. The forward pass does not depend on `q`, only the surrogate gradient
+    does, so this isolates what the schedule alone does to the step size. The model's
+    non-trainable state (`q`, BatchNorm statistics) is restored afterwards.
+
+    Returns `[{"q", "global", "global_max", "groups": {group: mean norm}}]`, where
+    `global` is the mean over batches of \(\lVert g \rVert_2\) and `global_max` its maximum.
+
+    ```python
+    rows = stats.gradient_norms(model, dataset.take(4), [1.0, 3.0, 10.0])
+    ```
+    """
+    loss = loss or tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    batches = list(batches)
+    if not batches:
+        raise ValueError("`batches` is empty: give at least one (x, y) batch.")
+    quantizers_ = list(iee_quantizers(model))
+    if not quantizers_:
+        raise ValueError("the model has no IEE quantizer: q changes nothing.")
+    groups = _gradient_groups(model)
+    saved = [variable.numpy() for variable in model.non_trainable_variables]
+    rows = []
+    try:
+        for q in q_values:
+            for quantizer in quantizers_:
+                quantizer.q.assign(q)
+            totals, by_group = [], {}
+            for x, y in batches:
+                with tf.GradientTape() as tape:
+                    value = loss(y, model(x, training=True))
+                gradients = tape.gradient(value, model.trainable_variables)
+                squares = {}
+                for variable, gradient in zip(model.trainable_variables, gradients, strict=True):
+                    if gradient is not None:
+                        group = groups.get(variable.ref(), "float")
+                        square = float(tf.reduce_sum(tf.square(gradient)))
+                        squares[group] = squares.get(group, 0.0) + square
+                totals.append(math.sqrt(sum(squares.values())))
+                for group, square in squares.items():
+                    by_group.setdefault(group, []).append(math.sqrt(square))
+            rows.append(
+                {
+                    "q": float(q),
+                    "global": float(np.mean(totals)),
+                    "global_max": float(np.max(totals)),
+                    "groups": {
+                        group: float(np.mean(by_group[group]))
+                        for group in GRADIENT_GROUPS
+                        if group in by_group
+                    },
+                }
+            )
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved, strict=True):
+            variable.assign(value)
+    return rows

@@ -186,3 +186,40 @@ def test_per_step_schedule_sets_q_before_every_step_and_resumes_at_the_step():
 def test_per_step_schedule_rejects_bad_steps(steps):
     with pytest.raises(ValueError, match="`steps_per_epoch` must be a positive integer or None"):
         callbacks.IEESchedule(epochs=3, steps_per_epoch=steps)
+
+
+class _RecordStepLR(tf.keras.callbacks.Callback):
+    """Records the optimizer's learning rate before every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen.append(float(self.model.optimizer.learning_rate.numpy()))
+
+
+def test_per_step_learning_rate_is_set_before_every_step_and_resumes_at_the_step():
+    model = _tiny_model()
+    x, y = _data(16)  # 4 steps of 4 per epoch
+
+    def schedule(epoch, step):
+        return 0.1 / (1 + 4 * epoch + step)
+
+    record = _RecordStepLR()
+    lr = callbacks.PerStepLearningRate(schedule)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[lr, record])
+    assert record.seen == pytest.approx([0.1 / (1 + s) for s in range(12)], rel=1e-6)
+    # The epoch logs carry the learning rate of the epoch's last step.
+    assert history.history["lr"] == pytest.approx([0.1 / (4 * e + 4) for e in range(3)])
+    resumed = _RecordStepLR()
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        initial_epoch=2,
+        verbose=0,
+        callbacks=[callbacks.PerStepLearningRate(schedule), resumed],
+    )
+    assert resumed.seen == pytest.approx([0.1 / (1 + s) for s in range(8, 12)], rel=1e-6)

@@ -118,6 +118,62 @@ def test_latent_and_binary_kernels_of_the_layers():
         stats.latent_standardized(model.get_layer("stem"))
 
 
+def test_gradient_norms_are_the_tapes_per_group_and_leave_the_model_unchanged():
+    inputs = tf.keras.Input((6, 6, 2))
+    x = tf.keras.layers.BatchNormalization(name="stem_bn")(
+        tf.keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    )
+    x = layers.IEBinaryConv2D(8, 3, k=2, name="iebc")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.BatchNormalization()(x))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="logits")(x))
+    x_data, y_data = _data(8)
+    state = [v.numpy().copy() for v in model.non_trainable_variables]
+    rows = stats.gradient_norms(model, [(x_data, y_data)], [0.05, 4.0])
+    for row in rows:  # against the tape at that q, group by group
+        for quantizer in callbacks.iee_quantizers(model):
+            quantizer.q.assign(row["q"])
+        with tf.GradientTape() as tape:
+            loss = tf.keras.losses.sparse_categorical_crossentropy(
+                y_data, model(x_data, training=True), from_logits=True
+            )
+            loss = tf.reduce_mean(loss)
+        grads = dict(
+            zip(
+                [v.ref() for v in model.trainable_variables],
+                tape.gradient(loss, model.trainable_variables),
+                strict=True,
+            )
+        )
+        iebc = model.get_layer("iebc")
+
+        def norm(*variables, grads=grads):
+            return math.sqrt(sum(float(tf.reduce_sum(grads[v.ref()] ** 2)) for v in variables))
+
+        assert row["groups"]["thresholds"] == pytest.approx(norm(iebc.thresholds), rel=1e-4)
+        assert row["groups"]["lambdas"] == pytest.approx(norm(iebc.lambdas), rel=1e-4)
+        assert row["groups"]["binary kernels"] == pytest.approx(norm(iebc.kernel), rel=1e-4)
+        assert row["global"] == pytest.approx(norm(*model.trainable_variables), rel=1e-4)
+        assert set(row["groups"]) == {
+            "binary kernels",
+            "thresholds",
+            "lambdas",
+            "alpha",
+            "batch norm",
+            "float",
+        }
+        for v, before in zip(model.non_trainable_variables, state, strict=True):
+            v.assign(before)
+    # Only the surrogate gradient depends on q: a sharper estimator, another gradient.
+    assert rows[0]["global"] != pytest.approx(rows[1]["global"], rel=1e-3)
+    # q and the BatchNorm statistics are restored.
+    for v, before in zip(model.non_trainable_variables, state, strict=True):
+        np.testing.assert_array_equal(v.numpy(), before)
+    with pytest.raises(ValueError, match="no IEE quantizer"):
+        stats.gradient_norms(
+            tf.keras.Sequential([tf.keras.layers.Dense(2)]), [(x_data, y_data)], [1]
+        )
+
+
 # --- figures -------------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """The run directory as a transaction (`ienet_tf.runs`): validation before writing, the
 lock, atomic epoch commits that survive a crash at any point, the validation split."""
 
+import math
 import os
 import re
 import subprocess
@@ -44,7 +45,12 @@ def _assert_consistent(run_dir: Path, epochs: int) -> dict:
 
 
 def test_validation_split_selects_best_and_reports_both_test_numbers(tmp_path):
-    config = _config("data.validation_examples=48", "train.epochs=3", "iee.per_step=true")
+    config = _config(
+        "data.validation_examples=48",
+        "train.epochs=3",
+        "iee.per_step=true",
+        "train.lr_per_step=true",
+    )
     metrics = train(config, tmp_path, verbose=0)
     _assert_consistent(tmp_path, 3)
     history = Run(tmp_path).history()
@@ -58,6 +64,10 @@ def test_validation_split_selects_best_and_reports_both_test_numbers(tmp_path):
     steps = [3 * e + 2 for e in range(3)]
     expected = [10 ** (-2 + 3 * s / 9) for s in steps]
     assert [row["iee_q"] for row in history] == pytest.approx(expected, rel=1e-5)
+    # ... and so does the per-step cosine learning rate.
+    lr = config.train.learning_rate
+    expected = [0.5 * lr * (1 + math.cos(math.pi * s / 9)) for s in steps]
+    assert [row["lr"] for row in history] == pytest.approx(expected, rel=1e-5)
 
 
 def test_without_a_validation_split_the_test_split_is_monitored(tmp_path):

@@ -44,6 +44,48 @@ def test_learning_rate_schedule(epochs, warmup, lr):
     assert learning_rate_at(start, train_cfg) == pytest.approx(lr)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "keras_sgd", "adam"])
+def test_clip_norm_bounds_the_global_gradient_norm(optimizer):
+    from ienet_tf.train import make_optimizer
+
+    def step(clip_norm):
+        train_cfg = config_lib.TrainConfig(
+            optimizer=optimizer, learning_rate=0.1, momentum=0.0, clip_norm=clip_norm
+        )
+        opt = make_optimizer(train_cfg)
+        a, b = tf.Variable([0.0, 0.0]), tf.Variable([0.0])
+        opt.apply_gradients([(tf.constant([30.0, 0.0]), a), (tf.constant([40.0]), b)])
+        return np.concatenate([a.numpy(), b.numpy()])
+
+    unclipped, clipped = step(None), step(1.0)
+    if optimizer == "adam":  # Adam's first step is lr * sign(g): clipping keeps the direction
+        np.testing.assert_allclose(clipped, unclipped, rtol=1e-3)
+    else:  # SGD: lr * g, with |g| = 50 scaled to 1
+        np.testing.assert_allclose(unclipped, [-3.0, 0.0, -4.0], rtol=1e-6)
+        np.testing.assert_allclose(clipped, [-0.06, 0.0, -0.08], rtol=1e-5)
+
+
+@pytest.mark.parametrize("epochs, warmup, steps", [(8, 0, 5), (6, 2, 3)])
+def test_learning_rate_schedule_per_step(epochs, warmup, steps):
+    train_cfg = config_lib.TrainConfig(epochs=epochs, warmup_epochs=warmup, learning_rate=0.1)
+    total, warm = epochs * steps, warmup * steps
+    start = max(warm - 1, 0)
+    got = [learning_rate_at(s // steps, train_cfg, s % steps, steps) for s in range(total)]
+    expected = [
+        0.1 * (s + 1) / warm
+        if s < warm
+        else 0.05 * (1 + math.cos(math.pi * (s - start) / (total - start)))
+        for s in range(total)
+    ]
+    assert got == pytest.approx(expected)
+    # Annealed within the last epoch, not held at its first step's value.
+    assert got[-1] < got[-steps] / 5
+    # One step per epoch is the per-epoch schedule.
+    assert [learning_rate_at(e, train_cfg, 0, 1) for e in range(epochs)] == pytest.approx(
+        [learning_rate_at(e, train_cfg) for e in range(epochs)]
+    )
+
+
 @pytest.mark.parametrize(
     "scope, names",
     [

@@ -4,6 +4,7 @@ from ienet_tf.train.recipes import (
     add_weight_decay,
     decayed_variables,
     learning_rate_at,
+    learning_rate_callback,
     make_optimizer,
     make_strategy,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "evaluate",
     "iee_schedule",
     "learning_rate_at",
+    "learning_rate_callback",
     "load_datasets",
     "load_run",
     "make_optimizer",

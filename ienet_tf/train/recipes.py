@@ -6,6 +6,7 @@ import math
 
 import tensorflow as tf
 
+from ienet_tf.callbacks import PerStepLearningRate
 from ienet_tf.compat import TorchSGD
 from ienet_tf.config import TrainConfig
 from ienet_tf.models.blocks import PROJECTION_SUFFIX
@@ -14,40 +15,72 @@ __all__ = [
     "add_weight_decay",
     "decayed_variables",
     "learning_rate_at",
+    "learning_rate_callback",
     "make_optimizer",
     "make_strategy",
 ]
 
 
-def learning_rate_at(epoch: int, train: TrainConfig) -> float:
-    """Per-epoch learning rate, as the IE-Net release steps PyTorch's schedulers.
+def learning_rate_at(
+    epoch: int, train: TrainConfig, step: int = 0, steps_per_epoch: int = 1
+) -> float:
+    """The learning rate of batch `step` of 0-based `epoch`, as the IE-Net release steps
+    PyTorch's schedulers, counted in units of `1 / steps_per_epoch` epochs.
 
-    Without warm-up (CIFAR): cosine annealing to 0 over the epochs,
-    `lr_e = lr / 2 * (1 + cos(pi * e / E))`, PyTorch's `CosineAnnealingLR` stepped once per
-    epoch. With `W` warm-up epochs (ImageNet, W = 5): `lr * (e + 1) / W` for `e < W`, then
-    the cosine over the last `E - W + 1` epochs counted from the last warm-up epoch,
-    `lr / 2 * (1 + cos(pi * (e - W + 1) / (E - W + 1)))`, which is the release's
-    `CosineAnnealingLR(T_max=E - 4)` stepped from epoch 4 on.
+    Per epoch (`steps_per_epoch=1`, the release's): without warm-up (CIFAR), cosine
+    annealing to 0 over the epochs, `lr_e = lr / 2 * (1 + cos(pi * e / E))`, PyTorch's
+    `CosineAnnealingLR` stepped once per epoch. With `W` warm-up epochs (ImageNet, W = 5):
+    `lr * (e + 1) / W` for `e < W`, then the cosine over the last `E - W + 1` epochs
+    counted from the last warm-up epoch, `lr / 2 * (1 + cos(pi * (e - W + 1) / (E - W +
+    1)))`, which is the release's `CosineAnnealingLR(T_max=E - 4)` stepped from epoch 4 on.
+
+    Per step (`steps_per_epoch=N`, config `train.lr_per_step`): the same formulas over
+    step `s = e * N + step` of `E * N`, with `W * N` warm-up steps. The per-epoch LR is
+    constant within an epoch, so with a per-step IEE schedule on a short budget `q` would
+    reach its sharp end (whose gradients are two orders of magnitude larger) at the last
+    epoch's learning rate instead of at a learning rate annealed towards 0 (see
+    docs/results.md, "the campaign's IE-Net collapse").
     """
-    base, warmup = train.learning_rate, train.warmup_epochs
-    if epoch < warmup:
-        return base * (epoch + 1) / warmup
+    n = steps_per_epoch
+    base, warmup = train.learning_rate, train.warmup_epochs * n
+    s = epoch * n + step
+    if s < warmup:
+        return base * (s + 1) / warmup
     if train.lr_schedule == "constant":
         return base
     start = max(warmup - 1, 0)
-    progress = (epoch - start) / (train.epochs - start)
+    progress = min((s - start) / (train.epochs * n - start), 1.0)
     return 0.5 * base * (1.0 + math.cos(math.pi * progress))
+
+
+def learning_rate_callback(
+    train: TrainConfig, steps_per_epoch: int | None
+) -> tf.keras.callbacks.Callback:
+    """The callback that applies `learning_rate_at`: Keras' `LearningRateScheduler` once
+    per epoch, or with `train.lr_per_step` a `PerStepLearningRate` over `steps_per_epoch`
+    steps (required then)."""
+    if not train.lr_per_step:
+        return tf.keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate_at(epoch, train)
+        )
+    if steps_per_epoch is None:
+        raise ValueError("train.lr_per_step needs the number of steps per epoch.")
+    return PerStepLearningRate(
+        lambda epoch, step: learning_rate_at(epoch, train, step, steps_per_epoch)
+    )
 
 
 def make_optimizer(train: TrainConfig) -> tf.keras.optimizers.Optimizer:
     """SGD with momentum in PyTorch's form (`"sgd"`, the release's; `compat.TorchSGD`),
-    Keras' SGD (`"keras_sgd"`) or Adam; the learning rate is set per epoch by a
-    `LearningRateScheduler`, weight decay is a loss term (see `add_weight_decay`)."""
+    Keras' SGD (`"keras_sgd"`) or Adam; the learning rate is set by
+    `learning_rate_callback`, weight decay is a loss term (see `add_weight_decay`); with
+    `train.clip_norm` the gradient (weight decay included) is clipped to that global norm."""
+    clip = {"global_clipnorm": train.clip_norm}
     if train.optimizer == "adam":
-        return tf.keras.optimizers.Adam(train.learning_rate)
+        return tf.keras.optimizers.Adam(train.learning_rate, **clip)
     if train.optimizer == "keras_sgd":
-        return tf.keras.optimizers.SGD(train.learning_rate, momentum=train.momentum)
-    return TorchSGD(train.learning_rate, momentum=train.momentum)
+        return tf.keras.optimizers.SGD(train.learning_rate, momentum=train.momentum, **clip)
+    return TorchSGD(train.learning_rate, momentum=train.momentum, **clip)
 
 
 _CONV_AND_FC_WEIGHTS = ("kernel", "depthwise_kernel", "alpha", "bias")

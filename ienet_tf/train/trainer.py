@@ -315,9 +315,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         commit = _EpochCommit(run, checkpoint, state, monitor="val_accuracy")
         fit_callbacks = [
             iee_schedule(config, steps),
-            tf.keras.callbacks.LearningRateScheduler(
-                lambda epoch: recipes.learning_rate_at(epoch, train_cfg)
-            ),
+            recipes.learning_rate_callback(train_cfg, steps),
             stop_on_nan,
             tf.keras.callbacks.TensorBoard(str(run.tensorboard_dir)),
         ]

@@ -13,7 +13,7 @@ from ienet_tf.train import (
     add_weight_decay,
     build_model,
     compile_model,
-    learning_rate_at,
+    learning_rate_callback,
     steps_per_epoch,
     training_model,
 )
@@ -89,11 +89,13 @@ class IENetHyperModel(kt.HyperModel):
         warmup = min(config.train.warmup_epochs, epochs - 1)
         train = dataclasses.replace(config.train, epochs=epochs, warmup_epochs=warmup)
         steps = None
-        if config.iee.per_step and args:
+        if (config.iee.per_step or train.lr_per_step) and args:
             steps = steps_per_epoch(args[0])
         schedule = [
-            callbacks.IEESchedule(epochs, config.iee.t_min, config.iee.t_max, steps),
-            tf.keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, train)),
+            callbacks.IEESchedule(
+                epochs, config.iee.t_min, config.iee.t_max, steps if config.iee.per_step else None
+            ),
+            learning_rate_callback(train, steps),
         ]
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *schedule]
         return model.fit(*args, **kwargs)

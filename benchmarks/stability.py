@@ -1,0 +1,294 @@
+"""Why IE-Net collapsed late in a short budget: the gradient scale along the IEE schedule,
+and the last epochs replayed under each learning-rate schedule.
+
+    nice -n 10 .venv/bin/python benchmarks/stability.py gradients [--run RUN] [--batches 16]
+    nice -n 10 .venv/bin/python benchmarks/stability.py replay [--run RUN] [--arms ...]
+
+Both start from a trained run (default: the published campaign model,
+converters/ready/fashion_mnist_resnet20_ienet_k2, the checkpoint of the first campaign
+budget chosen on validation: the end of epoch 5 of 8) and write their section of
+benchmarks/results/stability.json (`--output`), with the provenance block.
+
+- `gradients`: `ienet_tf.inspection.gradient_norms` on `--batches` training batches at
+  every `q` of `--q`: the training gradient's L2 norm, in total and per parameter group
+  (only the surrogate gradient depends on `q`; the forward pass does not). Next to it, the
+  learning rate the campaign budget (`benchmarks/campaign.py`, `BUDGET`) applies where its
+  per-step IEE schedule reaches that `q`, per epoch (the release's LR stepping) and per
+  step (`train.lr_per_step`), and the products lr x |g|: the size of an SGD step.
+- `replay`: the run's checkpoint trained on for its config's remaining epochs (from the
+  epoch after the checkpoint's) once per arm, each arm a set of config overrides (default:
+  the first budget's per-epoch LR; `train.lr_per_step=true`; and that with
+  `train.clip_norm=1`), with the same per-step IEE schedule and data order. Recorded per
+  epoch: train and validation top-1, the largest |threshold|, |lambda| and BatchNorm
+  gamma; at the end the test top-1. The optimizer starts fresh (the checkpoint has no
+  momentum), so the replay shows the mechanism, not the original run's exact trajectory.
+
+`--smoke` runs both on a two-epoch digits run of the demo config (trained here first if
+missing; its arms train a third epoch), into runs/bench-smoke/stability.json unless
+`--output` says otherwise: the harness and the schema in seconds, for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.common import RESULTS, write_result
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = RESULTS / "stability.json"
+DEFAULT_RUN = ROOT / "converters" / "ready" / "fashion_mnist_resnet20_ienet_k2"
+DEFAULT_Q = (0.1, 0.3, 1.0, 1.78, 3.0, 4.2, 7.5, 10.0)
+DEFAULT_ARMS = (
+    "per-epoch LR=train.lr_per_step=false",
+    "per-step LR=train.lr_per_step=true",
+    "per-step LR + clip 1=train.lr_per_step=true,train.clip_norm=1.0",
+)
+SMOKE_ARMS = (
+    "per-epoch LR=train.epochs=3",
+    "per-step LR + clip=train.epochs=3,train.lr_per_step=true,train.clip_norm=1.0",
+)
+SMOKE_DIR = ROOT / "runs" / "bench-smoke"
+SMOKE_RUN = SMOKE_DIR / "stability-run"
+
+
+def _merge(output: Path, section: str, payload: dict) -> None:
+    """Write `payload` as `section` of `output`, keeping the other section."""
+    found = {}
+    if output.is_file():
+        found = json.loads(output.read_text())
+        found.pop("provenance", None)
+    found[section] = payload
+    write_result(output, found)
+
+
+def _threads(count: int) -> None:
+    if count > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def _schedule_position(q: float, t_min: float, t_max: float) -> float:
+    """The fraction of the IEE schedule at which `q` is reached (clamped to [0, 1])."""
+    return min(max((math.log10(q) - t_min) / (t_max - t_min), 0.0), 1.0)
+
+
+def gradients(run: Path, batches: int, q_values: Sequence[float], budget) -> dict:
+    from ienet_tf import inspection
+    from ienet_tf.config import TrainConfig
+    from ienet_tf.train import learning_rate_at, load_datasets, load_run
+
+    config, model = load_run(run, "final")
+    tf.keras.utils.set_random_seed(config.train.seed)  # the same batches every time
+    data = list(load_datasets(config, ("train",))["train"].take(batches))
+    rows = inspection.gradient_norms(model, data, q_values)
+    steps = 1000  # fine enough a grid for the per-step learning rate
+    base = TrainConfig(epochs=budget.epochs, learning_rate=config.train.learning_rate)
+    per_step = dataclasses.replace(base, lr_per_step=True)
+    for row in rows:
+        f = _schedule_position(row["q"], config.iee.t_min, config.iee.t_max)
+        epoch = min(int(f * budget.epochs), budget.epochs - 1)
+        step = min(int(f * budget.epochs * steps), budget.epochs * steps - 1)
+        row["schedule_fraction"] = f
+        row["lr_per_epoch"] = learning_rate_at(epoch, base)
+        row["lr_per_step"] = learning_rate_at(step // steps, per_step, step % steps, steps)
+        row["step_per_epoch_lr"] = row["lr_per_epoch"] * row["global"]
+        row["step_per_step_lr"] = row["lr_per_step"] * row["global"]
+        print(
+            f"q={row['q']:<6g} |g|={row['global']:.3g}  lr x |g|: per epoch "
+            f"{row['step_per_epoch_lr']:.2g}, per step {row['step_per_step_lr']:.2g}",
+            flush=True,
+        )
+    return {
+        "run": os.path.relpath(run, ROOT),
+        "batches": len(data),
+        "batch_size": config.train.batch_size,
+        "budget_epochs": budget.epochs,
+        "t_min": config.iee.t_min,
+        "t_max": config.iee.t_max,
+        "rows": rows,
+    }
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def _parse_arm(text: str) -> tuple[str, list[str]]:
+    label, _, overrides = text.partition("=")
+    if not overrides:
+        raise SystemExit(f"--arms: expected LABEL=KEY=VALUE[,KEY=VALUE], got {text!r}")
+    return label, overrides.split(",")
+
+
+class _Extremes(tf.keras.callbacks.Callback):
+    """Per epoch: the largest |threshold|, |lambda| of the IE-BC layers and |gamma| of BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ienet_tf import inspection
+
+        def largest(arrays):
+            return max((float(np.max(np.abs(a))) for a in arrays), default=0.0)
+
+        binary = inspection.binary_kernel_layers(self.model)
+        bns = [
+            layer
+            for layer in inspection._walk(self.model)
+            if isinstance(layer, tf.keras.layers.BatchNormalization)
+        ]
+        self.rows.append(
+            {
+                "epoch": epoch,
+                "accuracy": float(logs["accuracy"]),
+                "val_accuracy": float(logs["val_accuracy"]),
+                "lr": float(logs.get("lr", float("nan"))),
+                "iee_q": float(logs.get("iee_q", float("nan"))),
+                "max_abs_threshold": largest(
+                    getattr(layer, "thresholds", None).numpy()
+                    for layer in binary
+                    if getattr(layer, "thresholds", None) is not None
+                ),
+                "max_abs_lambda": largest(
+                    layer.lambdas.numpy()
+                    for layer in binary
+                    if getattr(layer, "lambdas", None) is not None
+                ),
+                "max_abs_bn_gamma": largest(layer.gamma.numpy() for layer in bns),
+            }
+        )
+        print(json.dumps(self.rows[-1]), flush=True)
+
+
+def replay_arm(run: Path, overrides: list[str]) -> dict:
+    """Train the run's final checkpoint on for its config's remaining epochs with
+    `overrides` applied to its config."""
+    from ienet_tf import config as config_lib
+    from ienet_tf.runs import Run
+    from ienet_tf.train import (
+        add_weight_decay,
+        compile_model,
+        iee_schedule,
+        learning_rate_callback,
+        load_datasets,
+        steps_per_epoch,
+    )
+
+    source = Run(run)
+    metrics = source.metrics()
+    # A published run's model is the checkpoint chosen on validation; a run's, its last.
+    start = metrics["best_epoch"] + 1 if "published_from" in metrics else metrics["epochs"]
+    config = config_lib.from_dict(
+        config_lib.apply_overrides(config_lib.to_dict(source.config()), overrides)
+    )
+    tf.keras.utils.set_random_seed(config.train.seed)
+    datasets = load_datasets(config, ("train", "validation", "test"))
+    steps = steps_per_epoch(datasets["train"])
+    model = source.model("final")
+    add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
+    compile_model(model, config)
+    extremes = _Extremes()
+    began = time.perf_counter()
+    model.fit(
+        datasets["train"],
+        validation_data=datasets["validation"],
+        epochs=config.train.epochs,
+        initial_epoch=start,
+        callbacks=[
+            iee_schedule(config, steps),
+            learning_rate_callback(config.train, steps),
+            extremes,
+        ],
+        verbose=0,
+    )
+    test = model.evaluate(datasets["test"], verbose=0, return_dict=True)
+    return {
+        "overrides": overrides,
+        "from_epoch": start,
+        "epochs": extremes.rows,
+        "test_top1": float(test["accuracy"]),
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def replay(run: Path, arms: Sequence[str]) -> dict:
+    results = []
+    for text in arms:
+        label, overrides = _parse_arm(text)
+        print(f"arm {label}: {overrides}", flush=True)
+        results.append({"arm": label, **replay_arm(run, overrides)})
+    return {"run": os.path.relpath(run, ROOT), "arms": results}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _smoke_run() -> Path:
+    """A two-epoch digits run (the demo config) to replay from, trained once."""
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import train
+
+    config = config_lib.load(
+        ROOT / "configs" / "digits_convnet_ienet.yaml",
+        ["train.epochs=2", "data.subset=128", "data.validation_examples=64", "iee.per_step=true"],
+    )
+    train(config, SMOKE_RUN, verbose=0)
+    return SMOKE_RUN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    grad = commands.add_parser("gradients", help="gradient norm vs q")
+    grad.add_argument("--batches", type=int, default=16)
+    grad.add_argument("--q", type=float, nargs="+", default=list(DEFAULT_Q))
+    rep = commands.add_parser("replay", help="the last epochs again, per LR schedule")
+    rep.add_argument(
+        "--arms", nargs="+", default=list(DEFAULT_ARMS), help="LABEL=KEY=VALUE[,KEY=VALUE]"
+    )
+    for sub in (grad, rep):
+        sub.add_argument("--run", type=Path, default=DEFAULT_RUN)
+        sub.add_argument("--output", type=Path, help=f"default {os.path.relpath(OUTPUT, ROOT)}")
+        sub.add_argument("--threads", type=int, default=1, help="TF threads (0: TF's default)")
+        sub.add_argument("--smoke", action="store_true", help="digits, seconds (CI)")
+    args = parser.parse_args(argv)
+    _threads(args.threads)
+    from benchmarks.campaign import BUDGET, SMOKE_BUDGET
+
+    output = args.output or (SMOKE_DIR / "stability.json" if args.smoke else OUTPUT)
+    run = _smoke_run() if args.smoke else args.run
+    if args.command == "gradients":
+        budget = SMOKE_BUDGET if args.smoke else BUDGET
+        q_values = args.q[:3] if args.smoke else args.q
+        payload = gradients(run, 1 if args.smoke else args.batches, q_values, budget)
+    else:
+        # The smoke run is complete at its 2 epochs: its arms train one epoch more.
+        arms = SMOKE_ARMS if args.smoke else args.arms
+        payload = replay(run, arms)
+    _merge(output, args.command, payload)
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
