@@ -18,10 +18,11 @@ benchmarks/results/stability.json (`--output`), with the provenance block.
 - `replay`: the run's checkpoint trained on for its config's remaining epochs (from the
   epoch after the checkpoint's) once per arm, each arm a set of config overrides (default:
   the first budget's per-epoch LR; `train.lr_per_step=true`; and that with
-  `train.clip_norm=1`), with the same per-step IEE schedule and data order. Recorded per
-  epoch: train and validation top-1, the largest |threshold|, |lambda| and BatchNorm
-  gamma; at the end the test top-1. The optimizer starts fresh (the checkpoint has no
-  momentum), so the replay shows the mechanism, not the original run's exact trajectory.
+  `train.clip_norm=5`, the campaign budget's), with the same per-step IEE schedule and
+  data order. Recorded per epoch: train and validation top-1, the largest |threshold|,
+  |lambda| and BatchNorm gamma; at the end the test top-1. The optimizer starts fresh (the
+  checkpoint has no momentum), so the replay shows the mechanism, not the original run's
+  exact trajectory.
 
 `--smoke` runs both on a two-epoch digits run of the demo config (trained here first if
 missing; its arms train a third epoch), into runs/bench-smoke/stability.json unless
@@ -57,7 +58,7 @@ DEFAULT_Q = (0.1, 0.3, 1.0, 1.78, 3.0, 4.2, 7.5, 10.0)
 DEFAULT_ARMS = (
     "per-epoch LR=train.lr_per_step=false",
     "per-step LR=train.lr_per_step=true",
-    "per-step LR + clip 1=train.lr_per_step=true,train.clip_norm=1.0",
+    "per-step LR + clip 5=train.lr_per_step=true,train.clip_norm=5.0",
 )
 SMOKE_ARMS = (
     "per-epoch LR=train.epochs=3",
