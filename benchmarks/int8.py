@@ -17,10 +17,11 @@ provenance block (command, commit, machine, versions).
 - `accuracy --run RUN`: a trained run directory (`ienet train`). The binary + float parent
   is its final model (Keras and its `.tflite` in the LCE interpreter); the binary + int8
   model is the run's int8 QAT model when the run has one (`model_int8.keras`, written by
-  `ienet train --set export.int8=true`), else this script makes it: `qat_model`,
-  calibration on `--calibration-batches` training batches and `--qat-epochs` epochs of
-  fine-tuning with the run's optimizer at `--qat-lr-scale` x its learning rate (cosine to
-  0), seeded with the run's `train.seed`. Both `.tflite` files are evaluated on the test
+  `ienet train --set export.int8=true`), else this script makes it with the same
+  `ienet_tf.train.int8_fine_tune`: `qat_model`, calibration on `--calibration-batches`
+  training batches and `--qat-epochs` epochs of fine-tuning with `--qat-optimizer`
+  (default Adam) at `--qat-lr` (cosine to 0 over the steps), seeded with the run's
+  `train.seed`. Both `.tflite` files are evaluated on the test
   split in the LCE interpreter (the int8 one with parity against its QAT model), and timed
   on x86 (single image, 1 thread).
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import tempfile
 import time
@@ -162,34 +162,9 @@ def _keras_top1(model: tf.keras.Model, dataset) -> float:
     return correct / total
 
 
-def _fine_tune(qat, config, datasets, epochs: int, lr_scale: float) -> dict:
-    """QAT fine-tune: the run's optimizer at lr_scale x its learning rate, cosine to 0."""
-    from ienet_tf.train import recipes
-
-    base = config.train.learning_rate * lr_scale
-    train = dataclasses.replace(config.train, learning_rate=base)
-    qat.compile(
-        optimizer=recipes.make_optimizer(train),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-
-    def schedule(epoch: int) -> float:
-        return 0.5 * base * (1 + math.cos(math.pi * epoch / epochs))
-
-    history = qat.fit(
-        datasets["train"],
-        epochs=epochs,
-        callbacks=[tf.keras.callbacks.LearningRateScheduler(schedule)],
-        verbose=2,
-    )
-    logs = {key: [float(v) for v in values] for key, values in history.history.items()}
-    return {"epochs": epochs, "learning_rate": base, "history": logs}
-
-
 def accuracy(args) -> dict:
     from ienet_tf.runs import Run
-    from ienet_tf.train import load_datasets, load_run
+    from ienet_tf.train import int8_fine_tune, load_datasets, load_run
 
     config, model = load_run(args.run, "final")
     if args.test_subset:
@@ -217,18 +192,30 @@ def accuracy(args) -> dict:
     run = Run(args.run)
     if (run.path / INT8_MODEL_FILE).is_file() and not args.refine:
         qat = _classifier(tf.keras.models.load_model(run.path / INT8_MODEL_FILE))
-        result["qat"] = {"source": f"{INT8_MODEL_FILE} of the run"}
-    else:
-        tf.keras.utils.set_random_seed(config.train.seed)
-        qat = int8.qat_model(model)
-        used = int8.calibrate(qat, datasets["train"], args.calibration_batches)
         result["qat"] = {
-            "source": "this script",
-            "calibration_batches": used,
-            "keras_top1_calibrated": _keras_top1(qat, datasets["test"]),
-            **_fine_tune(qat, config, datasets, args.qat_epochs, args.qat_lr_scale),
+            "source": f"{INT8_MODEL_FILE} of the run",
+            "keras_top1": _keras_top1(qat, datasets["test"]),
         }
-    result["qat"]["keras_top1"] = _keras_top1(qat, datasets["test"])
+    else:  # the same fine-tune as `ienet train --set export.int8=true`
+        export_cfg = dataclasses.replace(
+            config.export,
+            int8=True,
+            int8_epochs=args.qat_epochs,
+            int8_optimizer=args.qat_optimizer,
+            int8_learning_rate=args.qat_lr,
+            int8_calibration_batches=args.calibration_batches,
+        )
+        config = dataclasses.replace(config, export=export_cfg)
+        qat, metrics = int8_fine_tune(config, model, datasets, verbose=2)
+        result["qat"] = {
+            "source": "this script (ienet_tf.train.int8_fine_tune)",
+            "calibration_batches": args.calibration_batches,
+            "keras_top1_calibrated": metrics["int8_test_accuracy_calibrated"],
+            "epochs": args.qat_epochs,
+            "optimizer": args.qat_optimizer,
+            "learning_rate": metrics["int8_learning_rate"],
+            "keras_top1": metrics["int8_test_accuracy"],
+        }
 
     images, _ = next(iter(datasets["test"]))
     with tempfile.TemporaryDirectory() as folder:
@@ -280,7 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     acc = commands.add_parser("accuracy", help="binary + float vs binary + int8 of a run")
     acc.add_argument("--run", type=Path, required=True, help="a finished `ienet train` run")
     acc.add_argument("--qat-epochs", type=int, default=2)
-    acc.add_argument("--qat-lr-scale", type=float, default=0.01)
+    acc.add_argument("--qat-optimizer", default="adam", choices=("adam", "sgd", "keras_sgd"))
+    acc.add_argument(
+        "--qat-lr", type=float, help="default: 1e-5 with adam, the run's LR / 100 with SGD"
+    )
     acc.add_argument("--calibration-batches", type=int, default=8)
     acc.add_argument("--test-subset", type=int, help="evaluate the first N test examples")
     acc.add_argument("--runs", type=int, default=20, help="timed runs per model")

@@ -260,8 +260,18 @@ class ExportConfig:
         "`ienet export --int8` converts (binary + int8)",
     )
     int8_epochs: int = setting(2, "QAT fine-tune epochs (0: calibration only)", at_least(0))
+    int8_optimizer: str = setting(
+        "adam",
+        "QAT fine-tune optimizer: adam (default: BatchNorm folded into the binary convs' "
+        "scales gives those ~100x the others' gradients, which SGD cannot follow), sgd or "
+        "keras_sgd",
+        one_of(OPTIMIZERS),
+    )
     int8_learning_rate: float | None = setting(
-        None, "QAT learning rate, cosine to 0; null: train.learning_rate / 100", positive(True)
+        None,
+        "QAT learning rate, cosine to 0 over the fine-tune's steps; null: 1e-5 with adam, "
+        "train.learning_rate / 100 with SGD",
+        positive(True),
     )
     int8_calibration_batches: int = setting(
         8, "training batches that calibrate the int8 ranges", positive()

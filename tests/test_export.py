@@ -4,6 +4,7 @@ import collections
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from ienet_tf import errors, export, layers
+from ienet_tf.export import tflite as tflite_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -385,6 +387,31 @@ def test_converter_log_is_hidden_unless_verbose(converted, capfd, monkeypatch):
     # The descriptors are back: later output is not swallowed.
     os.write(1, b"after\n")
     assert capfd.readouterr().out == "after\n"
+    # The log lives only while the converter runs.
+    assert not tflite_module.converter_log_path().exists()
+
+
+def test_a_converter_that_aborts_leaves_its_log_and_a_fatal_error_line(tmp_path):
+    """A C++ abort() in the converter kills the process without a Python exception: the
+    captured log must survive it and the real stderr must say what died."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from ienet_tf.export import tflite
+        print(tflite.converter_log_path(), flush=True)
+        with tflite._quiet():
+            os.write(2, b"LCE: unsupported op, aborting\\n")
+            os.abort()
+        """
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode in (-signal.SIGABRT, 128 + signal.SIGABRT)
+    assert "Fatal Python error: Aborted" in done.stderr and "_quiet" not in done.stdout
+    log = Path(done.stdout.strip().splitlines()[-1])
+    assert log.parent == tmp_path and "unsupported op, aborting" in log.read_text()
 
 
 def _sha256(path: Path) -> str:

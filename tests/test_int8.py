@@ -455,6 +455,7 @@ def test_export_int8_config_switch_trains_the_qat_model_and_the_cli_exports_it(t
     assert main([*base, "--run", str(run), *small, *int8_args]) == 0  # the int8 phase only
     metrics = Run(run).metrics()
     assert metrics["epochs_this_invocation"] == 1 and 0 <= metrics["int8_test_accuracy"] <= 1
+    assert (metrics["int8_optimizer"], metrics["int8_learning_rate"]) == ("adam", 1e-5)
     assert Run(run).verified_model_path("int8").name == "model_int8.keras"
     capsys.readouterr()
     out = tmp_path / "m_int8.tflite"
@@ -464,3 +465,19 @@ def test_export_int8_config_switch_trains_the_qat_model_and_the_cli_exports_it(t
     sidecar = json.loads((tmp_path / "m_int8.tflite.json").read_text())
     assert sidecar["int8"]["op_kinds"]["float"] == 0
     assert sidecar["weight_bytes"]["int8"] > 0
+
+
+def test_the_qat_learning_rate_follows_the_optimizer():
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import int8_learning_rate
+
+    def lr(*overrides):
+        return int8_learning_rate(
+            config_lib.load(
+                "configs/digits_convnet_ienet.yaml", ["train.learning_rate=0.2", *overrides]
+            )
+        )
+
+    assert lr() == 1e-5  # Adam, the default
+    assert lr("export.int8_optimizer=sgd") == pytest.approx(0.002)  # the recipe's LR / 100
+    assert lr("export.int8_optimizer=sgd", "export.int8_learning_rate=3e-4") == 3e-4

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import faulthandler
 import fcntl
 import hashlib
 import io
@@ -228,27 +229,62 @@ def _flush_streams() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
+#: Where `_quiet` keeps the converter's log while it runs (`{pid}`: the process id); the
+#: file is removed when the block ends, so it is left only by a crash of the process.
+CONVERTER_LOG = "ienet-lce-convert-{pid}.log"
+
+
+def converter_log_path(pid: int | None = None) -> Path:
+    """The converter log `_quiet` keeps in the temporary directory while it runs: what a
+    hard crash of the converter (SIGABRT/SIGSEGV, no Python exception) leaves behind."""
+    return Path(tempfile.gettempdir()) / CONVERTER_LOG.format(pid=pid or os.getpid())
+
+
+@contextlib.contextmanager
+def _fatal_errors_to(fd: int) -> Iterator[None]:
+    """Python's `faulthandler` on descriptor `fd` during the block: a fatal signal (the
+    converter's C++ `abort()`) prints "Fatal Python error" and the Python stack there
+    instead of dying silently; the previous state is restored after."""
+    was_enabled = faulthandler.is_enabled()
+    try:
+        faulthandler.enable(file=fd)
+    except (OSError, ValueError, RuntimeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        faulthandler.disable()
+        if was_enabled:
+            with contextlib.suppress(Exception):
+                faulthandler.enable(file=sys.stderr)
+
+
 @contextlib.contextmanager
 def _quiet(enabled: bool = True) -> Iterator[None]:
     """Send what the block writes to file descriptors 1 and 2 (the converter's C++ log)
-    and to `sys.stdout`/`sys.stderr` (Python warnings) to temporary buffers; re-print it on
-    stderr if the block raises (not on KeyboardInterrupt). Output of other threads during
-    the block is captured too."""
+    and to `sys.stdout`/`sys.stderr` (Python warnings) to `converter_log_path()`; re-print
+    it on stderr if the block raises (not on KeyboardInterrupt) and remove it when the
+    block ends. If the process dies in the block (the converter aborts), the log stays
+    there and `faulthandler` prints the fatal error on the real stderr. Output of other
+    threads during the block is captured too."""
     if not enabled:
         yield
         return
     _flush_streams()
     log = None
     saved: list[int] = []
+    path = converter_log_path()
     try:
-        log = tempfile.TemporaryFile()
+        log = path.open("w+b")
         for fd in (1, 2):
             saved.append(os.dup(fd))
-    except OSError:  # no temporary file, or no stdout/stderr (a closed descriptor)
+    except OSError:  # no temporary directory, or no stdout/stderr (a closed descriptor)
         for fd in saved:
             os.close(fd)
         if log is not None:
             log.close()
+            path.unlink(missing_ok=True)
         yield
         return
     python = io.StringIO()
@@ -256,7 +292,11 @@ def _quiet(enabled: bool = True) -> Iterator[None]:
         try:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
-            with contextlib.redirect_stdout(python), contextlib.redirect_stderr(python):
+            with (
+                _fatal_errors_to(saved[1]),
+                contextlib.redirect_stdout(python),
+                contextlib.redirect_stderr(python),
+            ):
                 yield
         finally:
             _flush_streams()
@@ -274,6 +314,7 @@ def _quiet(enabled: bool = True) -> Iterator[None]:
         for fd in saved:
             os.close(fd)
         log.close()
+        path.unlink(missing_ok=True)
 
 
 def lce_convert(model: tf.keras.Model, int8_io: bool = False) -> bytes:
