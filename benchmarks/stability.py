@@ -154,9 +154,9 @@ class _Extremes(tf.keras.callbacks.Callback):
 
         binary = inspection.binary_kernel_layers(self.model)
         bns = [
-            layer
-            for layer in inspection._walk(self.model)
-            if isinstance(layer, tf.keras.layers.BatchNormalization)
+            module
+            for module in self.model.submodules
+            if isinstance(module, tf.keras.layers.BatchNormalization)
         ]
         self.rows.append(
             {
