@@ -157,10 +157,12 @@ def _write_tables(rows: list[dict], objective: str, search: Search) -> None:
             return "-"
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
+    from tabulate import tabulate
+
     header = [objective if c == "objective" else c for c in COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
-    write_atomically(search.trials_markdown, "\n".join(lines) + "\n")
+    cells = [[cell(row[c]) for c in COLUMNS] for row in rows]
+    table = tabulate(cells, header, tablefmt="github", disable_numparse=True)
+    write_atomically(search.trials_markdown, table + "\n")
 
 
 def _best_completed(tuner: kt.Tuner, objective: str):
