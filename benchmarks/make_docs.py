@@ -511,7 +511,14 @@ def int8_section(result: dict) -> list[str]:
             f"{accuracy['test_examples']} test images, both in the LCE interpreter): int8 minus "
             f"float remainder {accuracy['int8_minus_float_points']:+.2f} points (goal: at most "
             f"0.5 below it: {'met' if accuracy['within_half_point'] else 'NOT met'}); QAT "
-            f"{accuracy['qat']['epochs']} epochs at lr {accuracy['qat']['learning_rate']:g}.",
+            f"fine-tune {accuracy['qat'].get('epochs', '?')} epoch(s), "
+            f"{accuracy['qat'].get('optimizer', 'the run optimizer')} at lr "
+            f"{accuracy['qat'].get('learning_rate', float('nan')):g}"
+            + (
+                f" (calibration alone: Keras {calibrated * 100:.2f}%)."
+                if (calibrated := accuracy["qat"].get("keras_top1_calibrated")) is not None
+                else "."
+            ),
             "",
             *table(["model", "test top-1 %", "bytes", "x86 ms (1 thread)"], rows),
             latency.get("caveat", ""),
