@@ -75,3 +75,14 @@ def write_result(path: Path, payload: dict) -> Path:
     text = json.dumps({"provenance": provenance(), **payload}, indent=2) + "\n"
     write_atomically(path, text)
     return path
+
+
+def merge_result(path: Path, section: str, payload: dict) -> Path:
+    """Write `payload` as `section` of the result file `path`, keeping its other sections
+    (the provenance block is the latest writer's)."""
+    found = {}
+    if path.is_file():
+        found = json.loads(path.read_text())
+        found.pop("provenance", None)
+    found[section] = payload
+    return write_result(path, found)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, merge_result
 
 OUTPUT = RESULTS / "int8.json"
 SIZE_VARIANTS = ("fp", "ienet", "ienet int8")
@@ -248,16 +247,6 @@ def accuracy(args) -> dict:
     return result
 
 
-def _merge(output: Path, section: str, payload: dict) -> None:
-    """Write `payload` as `section` of `output`, keeping the other section."""
-    found = {}
-    if output.is_file():
-        found = json.loads(output.read_text())
-        found.pop("provenance", None)
-    found[section] = payload
-    write_result(output, found)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -284,12 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sizes":
         payload = sizes(args.models or models.available(), args.imagenet_size)
-        _merge(args.output, "sizes", payload)
+        merge_result(args.output, "sizes", payload)
         failed = sum(1 for row in payload["rows"] if row["error"])
         print(f"wrote {args.output}; ResNet-18 goal: {payload['resnet18_goal']}")
         return 1 if failed else 0
     payload = accuracy(args)
-    _merge(args.output, "accuracy", payload)
+    merge_result(args.output, "accuracy", payload)
     print(f"wrote {args.output}\n{X86_CAVEAT}")
     return 0
 

@@ -177,6 +177,19 @@ def _mean_std(values: Sequence[float]) -> str:
     return text + (f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else "")
 
 
+#: The columns of `_table3_rows`.
+TABLE3_HEADER = (
+    "variant",
+    "K",
+    "runs",
+    "test top-1 % (final)",
+    "min-max",
+    "test top-1 % (best on val)",
+    "val top-1 % (best)",
+    "CIFAR-10 paper (orientation)",
+)
+
+
 def _table3_rows(runs: Sequence[dict]) -> list[list[str]]:
     rows = []
     for group, label, k, paper in TABLE3_GROUPS:
@@ -247,18 +260,7 @@ def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]
         else f"Budget `{budget['id']}`: no run complete yet.",
         "",
     ]
-    header = [
-        "variant",
-        "K",
-        "runs",
-        "test top-1 % (final)",
-        "min-max",
-        "test top-1 % (best on val)",
-        "val top-1 % (best)",
-        "CIFAR-10 paper (orientation)",
-    ]
-    table3 = _table3_rows(runs)
-    lines += table(header, table3)
+    lines += table(TABLE3_HEADER, _table3_rows(runs))
     lines += [
         "Seed-paired differences of the final test top-1 (percentage points; 95% t-interval "
         "over the seeds both runs have):",
@@ -316,17 +318,7 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
             f"`benchmarks/results/{EARLIER_CAMPAIGN}/`):",
             "",
             *table(
-                [
-                    "variant",
-                    "K",
-                    "runs",
-                    "test top-1 % (final)",
-                    "min-max",
-                    "test top-1 % (best on val)",
-                    "val top-1 % (best)",
-                    "CIFAR-10 paper",
-                ],
-                _table3_rows([run for run in earlier["runs"] if run["complete"]]),
+                TABLE3_HEADER, _table3_rows([run for run in earlier["runs"] if run["complete"]])
             ),
         ]
     grads = result.get("gradients")

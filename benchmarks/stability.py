@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, merge_result
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
@@ -66,16 +66,6 @@ SMOKE_ARMS = (
 )
 SMOKE_DIR = ROOT / "runs" / "bench-smoke"
 SMOKE_RUN = SMOKE_DIR / "stability-run"
-
-
-def _merge(output: Path, section: str, payload: dict) -> None:
-    """Write `payload` as `section` of `output`, keeping the other section."""
-    found = {}
-    if output.is_file():
-        found = json.loads(output.read_text())
-        found.pop("provenance", None)
-    found[section] = payload
-    write_result(output, found)
 
 
 def _threads(count: int) -> None:
@@ -286,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The smoke run is complete at its 2 epochs: its arms train one epoch more.
         arms = SMOKE_ARMS if args.smoke else args.arms
         payload = replay(run, arms)
-    _merge(output, args.command, payload)
+    merge_result(output, args.command, payload)
     print(f"wrote {output}")
     return 0
 

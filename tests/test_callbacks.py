@@ -141,85 +141,76 @@ def test_callback_config_round_trip():
     assert restored.q_at(6) == pytest.approx(ref.schedule_q(6, 12, -1.0, 2.0))
 
 
-class _RecordStepQ(tf.keras.callbacks.Callback):
-    """Records, before every training step (after IEESchedule), the quantizers' q."""
+class _RecordBeforeStep(tf.keras.callbacks.Callback):
+    """Records `read(model)` before every training step (after the callbacks before it)."""
 
-    def __init__(self):
+    def __init__(self, read):
         super().__init__()
+        self.read = read
         self.seen = []
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.seen.append({float(q.q.numpy()) for q in callbacks.iee_quantizers(self.model)})
+        self.seen.append(self.read(self.model))
+
+
+def _fit_recording(model, callback, read, initial_epoch: int = 0):
+    """Fit epochs `initial_epoch`..2 of 4 steps (16 examples, batch 4) with `callback`;
+    returns what `read(model)` gave before every step, and the history."""
+    x, y = _data(16)
+    record = _RecordBeforeStep(read)
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        initial_epoch=initial_epoch,
+        verbose=0,
+        callbacks=[callback, record],
+    )
+    return record.seen, history
+
+
+def _step_q(model):
+    """The q of the model's quantizers (one value: they must agree)."""
+    (q,) = {float(quantizer.q.numpy()) for quantizer in callbacks.iee_quantizers(model)}
+    return q
+
+
+def _step_lr(model):
+    return float(model.optimizer.learning_rate.numpy())
 
 
 def test_per_step_schedule_sets_q_before_every_step_and_resumes_at_the_step():
     model = _tiny_model()
-    x, y = _data(16)  # 4 steps of 4 per epoch
-    record = _RecordStepQ()
     schedule = callbacks.IEESchedule(epochs=3, steps_per_epoch=4)
-    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[schedule, record])
-    assert all(len(qs) == 1 for qs in record.seen)  # every quantizer has the same q
-    got = [qs.pop() for qs in record.seen]
-    assert got == pytest.approx([ref.schedule_q(s, 12) for s in range(12)], rel=1e-6)
+    seen, history = _fit_recording(model, schedule, _step_q)
+    assert seen == pytest.approx([ref.schedule_q(s, 12) for s in range(12)], rel=1e-6)
     # The epoch logs carry the q of the epoch's last step.
     assert history.history["iee_q"] == pytest.approx(
         [ref.schedule_q(4 * e + 3, 12) for e in range(3)]
     )
     # Resuming at epoch 2 starts at step 8.
-    resumed = _RecordStepQ()
-    model.fit(
-        x,
-        y,
-        batch_size=4,
-        epochs=3,
-        initial_epoch=2,
-        verbose=0,
-        callbacks=[callbacks.IEESchedule(epochs=3, steps_per_epoch=4), resumed],
-    )
-    assert [qs.pop() for qs in resumed.seen] == pytest.approx(
-        [ref.schedule_q(s, 12) for s in range(8, 12)], rel=1e-6
-    )
+    resumed = callbacks.IEESchedule(epochs=3, steps_per_epoch=4)
+    seen, _ = _fit_recording(model, resumed, _step_q, initial_epoch=2)
+    assert seen == pytest.approx([ref.schedule_q(s, 12) for s in range(8, 12)], rel=1e-6)
     assert schedule.get_config()["steps_per_epoch"] == 4
+
+
+def test_per_step_learning_rate_is_set_before_every_step_and_resumes_at_the_step():
+    def schedule(epoch, step):
+        return 0.1 / (1 + 4 * epoch + step)
+
+    model = _tiny_model()
+    seen, history = _fit_recording(model, callbacks.PerStepLearningRate(schedule), _step_lr)
+    assert seen == pytest.approx([0.1 / (1 + s) for s in range(12)], rel=1e-6)
+    # The epoch logs carry the learning rate of the epoch's last step.
+    assert history.history["lr"] == pytest.approx([0.1 / (4 * e + 4) for e in range(3)])
+    resumed = callbacks.PerStepLearningRate(schedule)
+    seen, _ = _fit_recording(model, resumed, _step_lr, initial_epoch=2)
+    assert seen == pytest.approx([0.1 / (1 + s) for s in range(8, 12)], rel=1e-6)
 
 
 @pytest.mark.parametrize("steps", [0, -1, 2.5, True])
 def test_per_step_schedule_rejects_bad_steps(steps):
     with pytest.raises(ValueError, match="`steps_per_epoch` must be a positive integer or None"):
         callbacks.IEESchedule(epochs=3, steps_per_epoch=steps)
-
-
-class _RecordStepLR(tf.keras.callbacks.Callback):
-    """Records the optimizer's learning rate before every training step."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.seen.append(float(self.model.optimizer.learning_rate.numpy()))
-
-
-def test_per_step_learning_rate_is_set_before_every_step_and_resumes_at_the_step():
-    model = _tiny_model()
-    x, y = _data(16)  # 4 steps of 4 per epoch
-
-    def schedule(epoch, step):
-        return 0.1 / (1 + 4 * epoch + step)
-
-    record = _RecordStepLR()
-    lr = callbacks.PerStepLearningRate(schedule)
-    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, callbacks=[lr, record])
-    assert record.seen == pytest.approx([0.1 / (1 + s) for s in range(12)], rel=1e-6)
-    # The epoch logs carry the learning rate of the epoch's last step.
-    assert history.history["lr"] == pytest.approx([0.1 / (4 * e + 4) for e in range(3)])
-    resumed = _RecordStepLR()
-    model.fit(
-        x,
-        y,
-        batch_size=4,
-        epochs=3,
-        initial_epoch=2,
-        verbose=0,
-        callbacks=[callbacks.PerStepLearningRate(schedule), resumed],
-    )
-    assert resumed.seen == pytest.approx([0.1 / (1 + s) for s in range(8, 12)], rel=1e-6)
