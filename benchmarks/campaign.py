@@ -46,7 +46,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, provenance, write_result
+from benchmarks.common import RESULTS, provenance, set_tf_threads, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,11 +180,7 @@ def make_config(job: Job, budget: Budget):
 
 def run_job(job: Job, budget: Budget, work_dir: Path, results_dir: Path, threads: int) -> dict:
     """Train (or resume) `job`, evaluate it and write its result file; returns the row."""
-    import tensorflow as tf
-
-    if threads > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    set_tf_threads(threads)
     from ienet_tf.train import train
 
     config = make_config(job, budget)

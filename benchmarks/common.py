@@ -86,3 +86,12 @@ def merge_result(path: Path, section: str, payload: dict) -> Path:
         found.pop("provenance", None)
     found[section] = payload
     return write_result(path, found)
+
+
+def set_tf_threads(count: int) -> None:
+    """Limit TensorFlow to `count` intra- and inter-op threads (0: TF's default)."""
+    if count > 0:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)

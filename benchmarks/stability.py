@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.common import RESULTS, merge_result
+from benchmarks.common import RESULTS, merge_result, set_tf_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
@@ -66,12 +66,6 @@ SMOKE_ARMS = (
 )
 SMOKE_DIR = ROOT / "runs" / "bench-smoke"
 SMOKE_RUN = SMOKE_DIR / "stability-run"
-
-
-def _threads(count: int) -> None:
-    if count > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(count)
-        tf.config.threading.set_inter_op_parallelism_threads(count)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -156,7 +150,7 @@ class _Extremes(tf.keras.callbacks.Callback):
                 "lr": float(logs.get("lr", float("nan"))),
                 "iee_q": float(logs.get("iee_q", float("nan"))),
                 "max_abs_threshold": largest(
-                    getattr(layer, "thresholds", None).numpy()
+                    layer.thresholds.numpy()
                     for layer in binary
                     if getattr(layer, "thresholds", None) is not None
                 ),
@@ -263,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--threads", type=int, default=1, help="TF threads (0: TF's default)")
         sub.add_argument("--smoke", action="store_true", help="digits, seconds (CI)")
     args = parser.parse_args(argv)
-    _threads(args.threads)
+    set_tf_threads(args.threads)
     from benchmarks.campaign import BUDGET, SMOKE_BUDGET
 
     output = args.output or (SMOKE_DIR / "stability.json" if args.smoke else OUTPUT)
