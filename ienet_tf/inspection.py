@@ -21,6 +21,7 @@ for layer in stats.binary_kernel_layers(model):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 
@@ -35,6 +36,7 @@ __all__ = [
     "binary_kernel_layers",
     "binary_layers",
     "binary_weight_entropy",
+    "binarization_disagreement",
     "channel_weight_entropy",
     "entropy_bits",
     "flip_ratio",
@@ -48,6 +50,7 @@ __all__ = [
     "layer_thresholds",
     "optimal_alpha",
     "quantization_error",
+    "state_restored",
 ]
 
 #: Layers whose kernel has the output channel on the last axis (depthwise layers do not).
@@ -285,6 +288,18 @@ def flip_ratio(previous_binary: np.ndarray, current_binary: np.ndarray) -> float
     return float(np.mean((previous >= 0) != (current >= 0)))
 
 
+@contextlib.contextmanager
+def state_restored(model: tf.Module) -> Iterator[None]:
+    """Run the block, then put back every non-trainable variable of `model` (BatchNorm
+    moving statistics, IEE `q`): a training-mode call measures without changing the model."""
+    saved = [variable.numpy() for variable in model.non_trainable_variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved, strict=True):
+            variable.assign(value)
+
+
 #: The parameter groups of `gradient_norms`.
 GRADIENT_GROUPS = ("binary kernels", "thresholds", "lambdas", "alpha", "batch norm", "float")
 
@@ -342,9 +357,8 @@ def gradient_norms(
     if not quantizers_:
         raise ValueError("the model has no IEE quantizer: q changes nothing.")
     groups = _gradient_groups(model)
-    saved = [variable.numpy() for variable in model.non_trainable_variables]
     rows = []
-    try:
+    with state_restored(model):
         for q in q_values:
             for quantizer in quantizers_:
                 quantizer.q.assign(q)
@@ -374,7 +388,54 @@ def gradient_norms(
                     },
                 }
             )
-    finally:
-        for variable, value in zip(model.non_trainable_variables, saved, strict=True):
-            variable.assign(value)
+    return rows
+
+
+def binarization_disagreement(model: tf.keras.Model, images) -> list[dict]:
+    r"""Per binary conv layer (binary input and kernel, model order): the fraction of its
+    binarized input values that differ between a training-mode forward pass (every
+    BatchNorm normalizes with the statistics of `images`) and the inference-mode pass (the
+    moving statistics) of the same `images`.
+
+    A layer with thresholds \(\beta_k\) (IE-BC) binarizes \(x + \beta_k \ge 0\) for each
+    of its K branches, any other binary layer \(x \ge 0\); the fraction is over all
+    branches, positions and channels. A network whose disagreement grows with depth turns
+    small differences in BatchNorm statistics into different binary codes: its inference
+    accuracy hinges on how well the moving statistics were estimated. `model` must be a
+    functional model whose binary convs are its own layers (not in nested models); its
+    state (moving statistics) is left unchanged.
+
+    Returns `[{"layer", "k", "disagreement"}]`.
+
+    ```python
+    rows = stats.binarization_disagreement(model, x_validation[:128])
+    ```
+    """
+    convs = [layer for layer in binary_kernel_layers(model.layers) if is_binary_conv(layer)]
+    if not convs:
+        raise ValueError("the model has no binary conv layer among its own layers.")
+    try:
+        probe = tf.keras.Model(model.inputs, [layer.input for layer in convs])
+    except (AttributeError, ValueError) as error:
+        raise ValueError(
+            "binarization_disagreement needs a functional model whose binary convs are "
+            f"called once on its graph ({error})."
+        ) from error
+    with state_restored(model):
+        training = probe(images, training=True)
+    inference = probe(images, training=False)
+    if len(convs) == 1:
+        training, inference = [training], [inference]
+    rows = []
+    for layer, a, b in zip(convs, training, inference, strict=True):
+        thresholds = layer_thresholds(layer)  # (K, C_in), added before the sign
+        bits_a = (a.numpy()[..., None, :] + thresholds) >= 0
+        bits_b = (b.numpy()[..., None, :] + thresholds) >= 0
+        rows.append(
+            {
+                "layer": layer.name,
+                "k": layer_k(layer),
+                "disagreement": float(np.mean(bits_a != bits_b)),
+            }
+        )
     return rows

@@ -174,6 +174,48 @@ def test_gradient_norms_are_the_tapes_per_group_and_leave_the_model_unchanged():
         )
 
 
+def test_binarization_disagreement_against_numpy_and_state_unchanged():
+    """Train- vs inference-mode binary codes of an IE-BC layer fed by a BatchNorm whose
+    moving statistics are shifted from the batch's: counted in numpy from the BN formula."""
+    inputs = tf.keras.Input((6, 6, 2))
+    conv = tf.keras.layers.Conv2D(4, 3, padding="same", name="stem")
+    bn = tf.keras.layers.BatchNormalization(name="stem_bn", epsilon=1e-3)
+    iebc = layers.IEBinaryConv2D(
+        8,
+        3,
+        k=2,
+        thresholds_initializer=tf.keras.initializers.RandomUniform(-0.5, 0.5, seed=1),
+        name="iebc",
+    )
+    x = iebc(bn(conv(inputs)))
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="logits")(x))
+    images, _ = _data(16)
+    c = conv(images).numpy()
+    mean, var = c.mean((0, 1, 2)), c.var((0, 1, 2))
+    bn.moving_mean.assign(mean + np.array([0.3, -0.2, 0.0, 0.1], np.float32))
+    bn.moving_variance.assign(var * np.array([1.5, 1.0, 0.7, 1.0], np.float32))
+    state = [v.numpy().copy() for v in model.non_trainable_variables]
+
+    def code(m, v):
+        x = bn.gamma.numpy() * (c - m) / np.sqrt(v + 1e-3) + bn.beta.numpy()
+        return (x[..., None, :] + iebc.thresholds.numpy()) >= 0  # (N, H, W, K, C)
+
+    expected = np.mean(code(mean, var) != code(bn.moving_mean.numpy(), bn.moving_variance.numpy()))
+    rows = stats.binarization_disagreement(model, images)
+    assert [row["layer"] for row in rows] == ["iebc"] and rows[0]["k"] == 2
+    assert 0.05 < expected < 0.5  # the shift flips a real share of the codes
+    assert rows[0]["disagreement"] == pytest.approx(expected, abs=2 / c.size)
+    for v, before in zip(model.non_trainable_variables, state, strict=True):
+        np.testing.assert_array_equal(v.numpy(), before)
+    # Moving statistics equal to the batch's: the two passes give the same codes.
+    bn.moving_mean.assign(mean)
+    bn.moving_variance.assign(var)
+    assert stats.binarization_disagreement(model, images)[0]["disagreement"] < 1e-3
+    with pytest.raises(ValueError, match="no binary conv"):
+        stats.binarization_disagreement(tf.keras.Sequential([tf.keras.layers.Dense(2)]), images)
+
+
 # --- figures -------------------------------------------------------------------------------
 
 

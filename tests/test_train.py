@@ -18,7 +18,15 @@ import tensorflow as tf
 from ienet_tf import config as config_lib
 from ienet_tf import models
 from ienet_tf.cli import main
-from ienet_tf.train import TrainingError, add_weight_decay, learning_rate_at, train
+from ienet_tf.compat import TorchBatchNormalization
+from ienet_tf.train import (
+    TrainingError,
+    add_weight_decay,
+    learning_rate_at,
+    load_datasets,
+    reestimate_batch_norm,
+    train,
+)
 
 DEMO = Path("configs/digits_convnet_ienet.yaml")
 
@@ -424,3 +432,78 @@ def test_every_option_has_help_and_the_old_spellings_still_work(tiny_run, capsys
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate"])
     assert exit_info.value.code == 2 and "required: --run" in capsys.readouterr().err
+
+
+def test_reestimate_batch_norm_averages_the_batch_statistics():
+    """The moving statistics become the mean of the per-batch statistics (numpy), layer by
+    layer through the network; weights, momenta and frozen layers stay as they were."""
+    rng = np.random.default_rng(3)
+    inputs = tf.keras.Input((4, 4, 3))
+    conv = tf.keras.layers.Conv2D(5, 3, padding="same", name="conv")
+    bn4 = tf.keras.layers.BatchNormalization(momentum=0.9, name="bn4")
+    pool = tf.keras.layers.GlobalAveragePooling2D()
+    bn2 = TorchBatchNormalization(momentum=0.9, epsilon=1e-5, name="bn2")  # the models' BN
+    frozen = tf.keras.layers.BatchNormalization(name="frozen")
+    frozen.trainable = False
+    outputs = tf.keras.layers.Dense(2)(frozen(bn2(pool(bn4(conv(inputs))))))
+    model = tf.keras.Model(inputs, outputs)
+    batches = [
+        (rng.normal(i, 1 + i, (32, 4, 4, 3)).astype(np.float32), np.zeros(32)) for i in range(3)
+    ]
+    weights = [w.numpy().copy() for w in model.trainable_weights]
+    frozen_state = [w.numpy().copy() for w in frozen.non_trainable_weights]
+
+    assert reestimate_batch_norm(model, batches) == 3
+
+    # The reference, in numpy: each layer's input in a training-mode pass, per batch.
+    means4, vars4, means2, vars2 = [], [], [], []
+    gamma4, beta4 = bn4.gamma.numpy(), bn4.beta.numpy()
+    for x, _ in batches:
+        c = conv(x).numpy()
+        m, v = c.mean((0, 1, 2)), c.var((0, 1, 2))
+        means4.append(m)
+        vars4.append(v)
+        p = (gamma4 * (c - m) / np.sqrt(v + bn4.epsilon) + beta4).mean((1, 2))
+        means2.append(p.mean(0))
+        vars2.append(p.var(0))
+    np.testing.assert_allclose(bn4.moving_mean.numpy(), np.mean(means4, 0), rtol=1e-4, atol=1e-5)
+    # Keras' fused 4-D kernel stores the unbiased variance, n/(n-1) = 512/511 here.
+    np.testing.assert_allclose(bn4.moving_variance.numpy(), np.mean(vars4, 0), rtol=3e-3)
+    np.testing.assert_allclose(bn2.moving_mean.numpy(), np.mean(means2, 0), rtol=1e-3, atol=1e-4)
+    # PyTorch's running variance: the unbiased batch variance, n/(n-1) = 32/31.
+    np.testing.assert_allclose(bn2.moving_variance.numpy(), np.mean(vars2, 0) * 32 / 31, rtol=1e-3)
+    assert (bn4.momentum, bn2.momentum) == (0.9, 0.9)
+    for w, before in zip(model.trainable_weights, weights, strict=True):
+        np.testing.assert_array_equal(w.numpy(), before)
+    for w, before in zip(frozen.non_trainable_weights, frozen_state, strict=True):
+        np.testing.assert_array_equal(w.numpy(), before)
+    # Bare images work as well as (images, labels) pairs.
+    assert reestimate_batch_norm(model, [x for x, _ in batches[:1]]) == 1
+    np.testing.assert_allclose(bn4.moving_mean.numpy(), means4[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        reestimate_batch_norm(model, [])
+    with pytest.raises(ValueError, match="no BatchNormalization"):
+        reestimate_batch_norm(tf.keras.Sequential([tf.keras.layers.Dense(2)]), batches)
+
+
+def test_train_eval_split_is_the_training_examples_in_order_without_augmentation():
+    config = config_lib.load(
+        DEMO,
+        ["data.subset=96", "data.validation_examples=32", "train.batch_size=16"],
+    )
+    splits = load_datasets(config, ("train", "train_eval", "validation"))
+
+    def images(name):
+        return np.concatenate([x.numpy() for x, _ in splits[name]])
+
+    plain = images("train_eval")
+    assert plain.shape[0] == 96
+    np.testing.assert_array_equal(plain, images("train_eval"))  # a fixed order
+    # digits are not augmented: the same examples as "train", which only shuffles them
+    trained = images("train")
+    assert not np.array_equal(trained, plain)
+    np.testing.assert_array_equal(
+        np.sort(trained.reshape(96, -1), 0), np.sort(plain.reshape(96, -1), 0)
+    )
+    held_out = {x.tobytes() for x in images("validation")}
+    assert not held_out & {x.tobytes() for x in plain}

@@ -1,5 +1,6 @@
 """Training and evaluation of configs (`ienet train`, `ienet evaluate`)."""
 
+from ienet_tf.train.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.train.recipes import (
     add_weight_decay,
     decayed_variables,
@@ -31,6 +32,7 @@ from ienet_tf.train.trainer import (
 __all__ = [
     "TrainingError",
     "add_weight_decay",
+    "batch_norm_layers",
     "build_model",
     "compile_model",
     "decayed_variables",
@@ -46,6 +48,7 @@ __all__ = [
     "make_optimizer",
     "make_strategy",
     "model_input_shape",
+    "reestimate_batch_norm",
     "start_from_weights",
     "steps_per_epoch",
     "test_images",

@@ -122,17 +122,23 @@ def data_options(config: config_lib.Config) -> dict:
 
 def load_datasets(config: config_lib.Config, splits=("train", "test")) -> dict:
     """The batched pipelines of a config's splits: "train" (the examples after the
-    held-out validation split), "validation" (the first `data.validation_examples`
-    training examples, not augmented) and "test" (ImageNet's validation split, its
-    labelled held-out set)."""
+    held-out validation split, shuffled and augmented), "train_eval" (the same examples,
+    in order and not augmented: BatchNorm re-estimation, training-set accuracy),
+    "validation" (the first `data.validation_examples` training examples, not augmented)
+    and "test" (ImageNet's validation split, its labelled held-out set)."""
     d = config.data
     held_out = d.validation_examples or 0
     options = data_options(config)
     pipelines = {}
     for split in splits:
-        if split == "train":
+        if split in ("train", "train_eval"):
             pipelines[split] = data.load(
-                d.name, "train", training=True, skip=held_out, subset=d.subset, **options
+                d.name,
+                "train",
+                training=split == "train",
+                skip=held_out,
+                subset=d.subset,
+                **options,
             )
         elif split == "validation":
             if not held_out:
