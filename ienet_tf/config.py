@@ -236,6 +236,14 @@ class TrainConfig:
         "null: no clipping (the release's)",
         positive(True),
     )
+    bn_reestimation_batches: int = setting(
+        0,
+        "after the last epoch, set every BatchNorm's moving statistics of the final model to "
+        "the mean of its batch statistics over this many un-augmented training batches "
+        "(train.reestimate_batch_norm) before it is tested and saved; best.keras keeps the "
+        "statistics it was chosen with; 0: the moving statistics of training (the release's)",
+        at_least(0),
+    )
     seed: int = setting(0, "the random seed (initialisation, data order, augmentation)")
     strategy: str = setting("default", "the tf.distribute strategy", one_of(STRATEGIES))
     log_binary_stats: bool = setting(

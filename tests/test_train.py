@@ -19,9 +19,11 @@ from ienet_tf import config as config_lib
 from ienet_tf import models
 from ienet_tf.cli import main
 from ienet_tf.compat import TorchBatchNormalization
+from ienet_tf.runs import Run
 from ienet_tf.train import (
     TrainingError,
     add_weight_decay,
+    evaluate,
     learning_rate_at,
     load_datasets,
     reestimate_batch_norm,
@@ -507,3 +509,31 @@ def test_train_eval_split_is_the_training_examples_in_order_without_augmentation
     )
     held_out = {x.tobytes() for x in images("validation")}
     assert not held_out & {x.tobytes() for x in plain}
+
+
+def test_bn_reestimation_batches_finishes_the_final_model_with_reestimated_statistics(tmp_path):
+    config = _config(
+        "train.epochs=1", "data.validation_examples=64", "train.bn_reestimation_batches=3"
+    )
+    metrics = train(config, tmp_path, verbose=0)
+    assert metrics["bn_reestimated_batches"] == 3
+    run = Run(tmp_path)
+    final, last = run.model("final"), run.model("last")
+    # The reference: the last epoch's checkpoint re-estimated here on the same batches.
+    plain = load_datasets(config, ("train_eval",))["train_eval"]
+    reestimate_batch_norm(last, plain.take(3))
+    changed = 0
+    for ours, reference, saved in zip(
+        final.non_trainable_weights,
+        last.non_trainable_weights,
+        run.model("last").non_trainable_weights,
+        strict=True,
+    ):
+        np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+        changed += not np.allclose(ours.numpy(), saved.numpy())
+    assert changed  # the saved moving statistics were replaced
+    for ours, saved in zip(final.trainable_weights, last.trainable_weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), saved.numpy())
+    # The metrics are the re-estimated model's; best.keras keeps its own statistics.
+    assert metrics["test_accuracy"] == pytest.approx(evaluate(tmp_path)["top1"], abs=1e-6)
+    assert train(config, tmp_path, verbose=0) == metrics

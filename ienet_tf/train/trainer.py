@@ -29,6 +29,7 @@ from ienet_tf import config as config_lib
 from ienet_tf.errors import RunError
 from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run
 from ienet_tf.train import recipes
+from ienet_tf.train.batch_norm import reestimate_batch_norm
 
 __all__ = [
     "TrainingError",
@@ -448,14 +449,24 @@ def _finish(
     `model.keras` and `metrics.json`."""
     start = time.perf_counter()
     model = ir2net.inference_model(model)  # the deployable classifier
+    reestimated = {}
+    if config.train.bn_reestimation_batches:
+        # From the last checkpoint on every (re)run, on the same batches: a rerun after a
+        # crash here gives the same statistics.
+        plain = load_datasets(config, ("train_eval",))["train_eval"]
+        used = reestimate_batch_norm(model, plain.take(config.train.bn_reestimation_batches))
+        reestimated = {"bn_reestimated_batches": used}
     pending = {"final": run.write_pending("final", model.save)}
     state = commit.state
     history, best = state["history"], state["best"]
-    if monitor_split == "test":  # the last epoch's monitor pass IS the final model's test
+    if monitor_split == "test" and not reestimated:
+        # the last epoch's monitor pass IS the final model's test
         final = {key[4:]: history[-1][key] for key in history[-1] if key.startswith("val_")}
-        selection = {"best_test_accuracy": max(row["val_accuracy"] for row in history)}
     else:
         final = _evaluate(model, datasets["test"], config)
+    if monitor_split == "test":
+        selection = {"best_test_accuracy": max(row["val_accuracy"] for row in history)}
+    else:
         best_model = run.model("best")
         best_test = _evaluate(best_model, datasets["test"], config)
         selection = {
@@ -477,6 +488,7 @@ def _finish(
         "invocations": state["invocations"],
         "train_examples": train_examples(config),
         "validation_examples": d.validation_examples or 0,
+        **reestimated,
     }
     if config.export.int8:
         qat, int8_metrics = int8_fine_tune(config, model, datasets, strategy, verbose)
