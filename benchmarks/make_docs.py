@@ -47,7 +47,8 @@ COMMANDS = {
     "export": "python benchmarks/export_bench.py",
     "padding": "python benchmarks/padding.py",
     "int8": "python benchmarks/int8.py sizes; python benchmarks/int8.py accuracy --run RUN",
-    "stability": "python benchmarks/stability.py gradients; python benchmarks/stability.py replay",
+    "stability": "python benchmarks/stability.py gradients; python benchmarks/stability.py replay; "
+    "python benchmarks/stability.py batchnorm --runs RUN ...",
     "bench_run": "make bench",
 }
 
@@ -305,11 +306,13 @@ def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]
 EARLIER_CAMPAIGN = "campaign-e8_b128_v5000"  # the first budget: per-epoch learning rate
 
 
-@section("stability", "## Why the first campaign budget's IE-Net collapsed")
+@section("stability", "## Late-training stability")
 def stability_section(result: dict, results_dir: Path) -> list[str]:
-    """The gradient scale along the IEE schedule and the replayed last epochs, beside the
-    first budget's results (benchmarks/results/campaign-e8_b128_v5000/)."""
-    lines: list[str] = []
+    """Why the first budget's IE-Net collapsed (the gradient scale along the IEE schedule and
+    the replayed last epochs, beside the first budget's results in
+    benchmarks/results/campaign-e8_b128_v5000/), and the final models' BatchNorm
+    statistics."""
+    lines: list[str] = ["### Why the first campaign budget's IE-Net collapsed", ""]
     earlier = load(results_dir / EARLIER_CAMPAIGN / "campaign.json")
     if earlier:
         lines += [
@@ -400,7 +403,74 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
                 rows,
             ),
         ]
+    lines += _batchnorm_lines(result.get("batchnorm"))
     return [*lines, *provenance_lines(result)]
+
+
+BATCHNORM_SOURCES = (
+    ("moving", "moving (inference)"),
+    ("reestimated_plain", "re-estimated, plain train"),
+    ("reestimated_augmented", "re-estimated, augmented train"),
+    ("batch", "each batch's own (diagnostic)"),
+)
+
+
+def _batchnorm_lines(result: dict | None) -> list[str]:
+    """The final models' top-1 per source of BatchNorm statistics, and the share of binary
+    codes that differ between training- and inference-mode passes, by depth."""
+    if not result:
+        return []
+    runs = result["runs"]
+
+    def label_of(run: dict) -> str:
+        k = f" K={run['k']}" if run.get("k") else ""
+        return f"{run['variant']}{k} seed {run['seed']}"
+
+    rows = []
+    for run in runs:
+        for key, label in BATCHNORM_SOURCES:
+            top1 = run["top1"][key]
+            rows.append(
+                [
+                    label_of(run),
+                    label,
+                    f"{top1['validation'] * 100:.2f}",
+                    f"{top1['test'] * 100:.2f}",
+                ]
+            )
+    depth = max(len(run["disagreement"]) for run in runs)
+    marks = sorted({0, depth // 3, 2 * depth // 3, depth - 1})
+    code_rows = []
+    for run in runs:
+        layers = run["disagreement"]
+        code_rows.append(
+            [
+                label_of(run),
+                *(
+                    f"{layers[i]['disagreement'] * 100:.1f} ({layers[i]['layer']})"
+                    if i < len(layers)
+                    else ""
+                    for i in marks
+                ),
+            ]
+        )
+    return [
+        "### BatchNorm statistics of the final models",
+        "",
+        "Each final model's top-1 (%) on the validation and test splits with the BatchNorm "
+        "statistics it was saved with (what inference uses), re-estimated "
+        "(`ienet_tf.train.reestimate_batch_norm`, the plain mean of the batch statistics "
+        f"over {runs[0]['batches']} training batches, un-augmented or augmented as in "
+        "training), and normalizing every evaluated batch with its own statistics (a "
+        "diagnostic: the evaluated batches set the statistics, so it is not a result):",
+        "",
+        *table(["run", "BatchNorm statistics", "validation", "test"], rows),
+        f"Binary codes that differ between the training-mode and the inference-mode pass of "
+        f"the first {runs[0]['disagreement_images']} validation images (%, "
+        "`inspection.binarization_disagreement`), from the first binary conv to the last:",
+        "",
+        *table(["run", *(f"binary conv {i + 1}" for i in marks)], code_rows),
+    ]
 
 
 @section("padding", "## LCE cost of zero padding (the release's) vs one padding (LCE's fast path)")

@@ -1,8 +1,10 @@
-"""Why IE-Net collapsed late in a short budget: the gradient scale along the IEE schedule,
-and the last epochs replayed under each learning-rate schedule.
+"""Late-training stability in a short budget: why IE-Net collapsed (the gradient scale
+along the IEE schedule, the last epochs replayed under each learning-rate schedule) and
+why a final model can fail in inference mode alone (its BatchNorm statistics).
 
     nice -n 10 .venv/bin/python benchmarks/stability.py gradients [--run RUN] [--batches 16]
     nice -n 10 .venv/bin/python benchmarks/stability.py replay [--run RUN] [--arms ...]
+    nice -n 10 .venv/bin/python benchmarks/stability.py batchnorm --runs RUN [RUN ...]
 
 Both start from a trained run (default: the published campaign model,
 converters/ready/fashion_mnist_resnet20_ienet_k2, the checkpoint of the first campaign
@@ -24,7 +26,16 @@ benchmarks/results/stability.json (`--output`), with the provenance block.
   checkpoint has no momentum), so the replay shows the mechanism, not the original run's
   exact trajectory.
 
-`--smoke` runs both on a two-epoch digits run of the demo config (trained here first if
+- `batchnorm`: each run's final model evaluated on the validation and test splits four
+  ways: with its moving BatchNorm statistics (what inference uses); with every batch's own
+  statistics (a training-mode pass, a diagnostic that lets test batches set the
+  statistics, never a result); and after `ienet_tf.train.reestimate_batch_norm` on
+  `--batches` batches of the training split, un-augmented ("train_eval") or augmented as
+  in training. With them, `inspection.binarization_disagreement` per binary conv on the
+  first `--images` validation images: the share of binary codes that differ between the
+  training-mode and the inference-mode pass.
+
+`--smoke` runs each on a two-epoch digits run of the demo config (trained here first if
 missing; its arms train a third epoch), into runs/bench-smoke/stability.json unless
 `--output` says otherwise: the harness and the schema in seconds, for CI.
 """
@@ -225,6 +236,72 @@ def replay(run: Path, arms: Sequence[str]) -> dict:
     return {"run": os.path.relpath(run, ROOT), "arms": results}
 
 
+# ----------------------------------------------------------------------------- batchnorm
+
+
+def _top1(model: tf.keras.Model, forward, dataset) -> float:
+    """Top-1 of `forward` (a call of `model`) on `dataset`; `model`'s moving statistics are
+    restored afterwards (a training-mode forward updates them)."""
+    from ienet_tf.inspection import state_restored
+
+    correct = total = 0
+    with state_restored(model):
+        for x, y in dataset:
+            predicted = tf.argmax(forward(x), axis=-1, output_type=tf.int64)
+            correct += int(tf.reduce_sum(tf.cast(predicted == tf.cast(y, tf.int64), tf.int32)))
+            total += int(tf.shape(y)[0])
+    return correct / total
+
+
+def batchnorm_run(run: Path, batches: int, images: int) -> dict:
+    """The final model of `run`: top-1 under each source of BatchNorm statistics, and the
+    train- vs inference-mode disagreement of its binary codes."""
+    from ienet_tf import inspection
+    from ienet_tf.train import load_datasets, load_run, reestimate_batch_norm
+
+    config, model = load_run(run, "final")
+    began = time.perf_counter()
+    tf.keras.utils.set_random_seed(config.train.seed)
+    data = load_datasets(config, ("train", "train_eval", "validation", "test"))
+    probe = np.concatenate(
+        [x.numpy() for x, _ in data["validation"].unbatch().batch(images).take(1)]
+    )
+
+    forwards = {
+        training: tf.function(
+            lambda x, training=training: model(x, training=training), reduce_retracing=True
+        )
+        for training in (False, True)  # True: every batch normalized with its own statistics
+    }
+
+    def scores(training: bool = False) -> dict:
+        return {
+            split: _top1(model, forwards[training], data[split]) for split in ("validation", "test")
+        }
+
+    result = {
+        "run": run.name,
+        "variant": config.model.variant,
+        "k": config.model.k,
+        "seed": config.train.seed,
+        "batches": batches,
+        "disagreement_images": int(probe.shape[0]),
+        "disagreement": inspection.binarization_disagreement(model, probe),
+        "top1": {"moving": scores(), "batch": scores(training=True)},
+    }
+    for label, split in (("train_eval", "reestimated_plain"), ("train", "reestimated_augmented")):
+        used = reestimate_batch_norm(model, data[label].take(batches))
+        result["top1"][split] = scores()
+        result[f"{split}_batches"] = used
+    result["seconds"] = time.perf_counter() - began
+    print(json.dumps({k: result[k] for k in ("run", "variant", "top1")}), flush=True)
+    return result
+
+
+def batchnorm(runs: Sequence[Path], batches: int, images: int) -> dict:
+    return {"runs": [batchnorm_run(run, batches, images) for run in runs]}
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -251,8 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument(
         "--arms", nargs="+", default=list(DEFAULT_ARMS), help="LABEL=KEY=VALUE[,KEY=VALUE]"
     )
+    bn = commands.add_parser("batchnorm", help="a final model's BatchNorm statistics")
+    bn.add_argument("--runs", type=Path, nargs="+", help="run directories (e.g. a campaign's)")
+    bn.add_argument("--batches", type=int, default=100, help="training batches to re-estimate on")
+    bn.add_argument("--images", type=int, default=512, help="validation images to compare codes")
     for sub in (grad, rep):
         sub.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    for sub in (grad, rep, bn):
         sub.add_argument("--output", type=Path, help=f"default {os.path.relpath(OUTPUT, ROOT)}")
         sub.add_argument("--threads", type=int, default=1, help="TF threads (0: TF's default)")
         sub.add_argument("--smoke", action="store_true", help="digits, seconds (CI)")
@@ -261,6 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.campaign import BUDGET, SMOKE_BUDGET
 
     output = args.output or (SMOKE_DIR / "stability.json" if args.smoke else OUTPUT)
+    if args.command == "batchnorm":
+        if not args.smoke and not args.runs:
+            parser.error("batchnorm: give --runs RUN [RUN ...] (or --smoke)")
+        runs = [_smoke_run()] if args.smoke else args.runs
+        batches, images = (2, 32) if args.smoke else (args.batches, args.images)
+        merge_result(output, args.command, batchnorm(runs, batches, images))
+        print(f"wrote {output}")
+        return 0
     run = _smoke_run() if args.smoke else args.run
     if args.command == "gradients":
         budget = SMOKE_BUDGET if args.smoke else BUDGET

@@ -155,11 +155,13 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
 @pytest.mark.slow
 def test_stability_smoke_schema_and_docs(tmp_path):
     """benchmarks/stability.py on a tiny digits run: the gradient table (norm per q, the
-    budget's learning rates and step sizes) and the replay arms, rendered in the docs."""
+    budget's learning rates and step sizes), the replay arms and the BatchNorm sources,
+    rendered in the docs."""
     results = tmp_path / "results"
     output = results / "stability.json"
     _run("stability.py", "gradients", "--smoke", "--output", str(output))
     _run("stability.py", "replay", "--smoke", "--output", str(output))
+    _run("stability.py", "batchnorm", "--smoke", "--output", str(output))
     result = json.loads(output.read_text())
     _check_provenance(result)
     rows = result["gradients"]["rows"]
@@ -173,8 +175,18 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     for arm in arms:
         assert arm["from_epoch"] == 2 and [e["epoch"] for e in arm["epochs"]] == [2]
         assert 0.0 <= arm["test_top1"] <= 1.0 and arm["epochs"][0]["max_abs_threshold"] > 0
+    (run,) = result["batchnorm"]["runs"]
+    assert run["variant"] == "ienet" and run["k"] == 2
+    assert run["reestimated_plain_batches"] == run["reestimated_augmented_batches"] == 2
+    for source in ("moving", "batch", "reestimated_plain", "reestimated_augmented"):
+        assert set(run["top1"][source]) == {"validation", "test"}
+        assert all(0.0 <= v <= 1.0 for v in run["top1"][source].values())
+    assert [row["layer"] for row in run["disagreement"]] == ["conv1", "conv2", "conv3"]
+    assert all(0.0 <= row["disagreement"] <= 1.0 for row in run["disagreement"])
     docs = tmp_path / "docs" / "results.md"
     _run("make_docs.py", "--results-dir", str(results), "--output", str(docs))
     text = docs.read_text()
-    assert "## Why the first campaign budget's IE-Net collapsed" in text
+    assert "### Why the first campaign budget's IE-Net collapsed" in text
+    assert "### BatchNorm statistics of the final models" in text
+    assert re.search(r"\| ienet K=2 seed 0 +\| re-estimated, plain train +\|", text)
     assert "| per-step LR + clip |" in text and "lr x \\|g\\|" in text
