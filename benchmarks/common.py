@@ -78,13 +78,19 @@ def write_result(path: Path, payload: dict) -> Path:
 
 
 def merge_result(path: Path, section: str, payload: dict) -> Path:
-    """Write `payload` as `section` of the result file `path`, keeping its other sections
-    (the provenance block is the latest writer's)."""
+    """Write `payload` as `section` of the result file `path` with its own provenance
+    block, keeping the file's other sections. The file's top-level block is the latest
+    writer's; a section written before sections carried their own keeps the top-level block
+    it was written under, marked `"inherited": true` (its commit and machine apply; its
+    command may be another section's)."""
     found = {}
     if path.is_file():
         found = json.loads(path.read_text())
-        found.pop("provenance", None)
-    found[section] = payload
+        earlier = found.pop("provenance", None)
+        for value in found.values():
+            if earlier and isinstance(value, dict) and "provenance" not in value:
+                value["provenance"] = {**earlier, "inherited": True}
+    found[section] = {**payload, "provenance": provenance()}
     return write_result(path, found)
 
 

@@ -74,6 +74,28 @@ def provenance(result: dict) -> dict:
 
 
 def provenance_lines(result: dict) -> list[str]:
+    """The file's provenance, or, for a file of sections with their own (`merge_result`),
+    each section's."""
+    sections = {
+        name: value["provenance"]
+        for name, value in result.items()
+        if name != "provenance" and isinstance(value, dict) and "provenance" in value
+    }
+    if not sections:
+        return _provenance_block(result)
+    lines = []
+    for name, prov in sections.items():
+        note = (
+            " (inherited: the file's block from before sections carried their own; its "
+            "commit and machine apply, its command may be another section's)"
+            if prov.get("inherited")
+            else ""
+        )
+        lines += [f"Section `{name}`{note}:", "", *_provenance_block({"provenance": prov})]
+    return lines
+
+
+def _provenance_block(result: dict) -> list[str]:
     prov = provenance(result)
     machine = prov.get("machine", {})
     versions = ", ".join(f"{name} {v}" for name, v in prov.get("versions", {}).items())

@@ -31,6 +31,32 @@ def _check_provenance(result: dict) -> None:
     assert prov["machine"]["cpu"] and prov["machine"]["cores"] >= 1
 
 
+def test_merge_result_gives_each_section_its_own_provenance(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import merge_result
+    from benchmarks.make_docs import provenance_lines
+
+    path = tmp_path / "r.json"
+    old = {"command": "python old.py a", "commit": "abc", "date": "then", "machine": {}}
+    path.write_text(json.dumps({"provenance": old, "a": {"x": 1}}))
+    merge_result(path, "b", {"y": 2})
+    result = json.loads(path.read_text())
+    _check_provenance(result)
+    _check_provenance(result["b"])
+    assert (
+        result["b"]["y"] == 2
+        and result["provenance"]["commit"] == result["b"]["provenance"]["commit"]
+    )
+    assert result["a"] == {"x": 1, "provenance": {**old, "inherited": True}}
+    text = "\n".join(provenance_lines(result))
+    assert "Section `a` (inherited" in text and "`python old.py a`" in text
+    assert "Section `b`:" in text
+    merge_result(path, "a", {"x": 3})  # rewritten: its own block now
+    result = json.loads(path.read_text())
+    assert result["a"]["x"] == 3 and "inherited" not in result["a"]["provenance"]
+    _check_provenance(result["a"])
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory) -> Path:
     """The cost/size smoke run (the tiny convnet), into a temporary directory."""
@@ -175,6 +201,8 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     for arm in arms:
         assert arm["from_epoch"] == 2 and [e["epoch"] for e in arm["epochs"]] == [2]
         assert 0.0 <= arm["test_top1"] <= 1.0 and arm["epochs"][0]["max_abs_threshold"] > 0
+    for section in ("gradients", "replay", "batchnorm"):
+        _check_provenance(result[section])
     (run,) = result["batchnorm"]["runs"]
     assert run["variant"] == "ienet" and run["k"] == 2
     assert run["reestimated_plain_batches"] == run["reestimated_augmented_batches"] == 2
