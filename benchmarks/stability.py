@@ -6,9 +6,9 @@ why a final model can fail in inference mode alone (its BatchNorm statistics).
     nice -n 10 .venv/bin/python benchmarks/stability.py replay [--run RUN] [--arms ...]
     nice -n 10 .venv/bin/python benchmarks/stability.py batchnorm --runs RUN [RUN ...]
 
-Both start from a trained run (default: the published campaign model,
-converters/ready/fashion_mnist_resnet20_ienet_k2, the checkpoint of the first campaign
-budget chosen on validation: the end of epoch 5 of 8) and write their section of
+Both start from a trained run (default: benchmarks/fixtures/first_budget_ienet_k2, the
+checkpoint of the first campaign budget's IE-Net chosen on validation: the end of epoch 5
+of 8, published until the current budget's runs replaced it) and write their section of
 benchmarks/results/stability.json (`--output`), with the provenance block.
 
 - `gradients`: `ienet_tf.inspection.gradient_norms` on `--batches` training batches at
@@ -64,7 +64,7 @@ from benchmarks.common import RESULTS, merge_result, set_tf_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
-DEFAULT_RUN = ROOT / "converters" / "ready" / "fashion_mnist_resnet20_ienet_k2"
+DEFAULT_RUN = ROOT / "benchmarks" / "fixtures" / "first_budget_ienet_k2"
 DEFAULT_Q = (0.1, 0.3, 1.0, 1.78, 3.0, 4.2, 7.5, 10.0)
 DEFAULT_ARMS = (
     "per-epoch LR=train.lr_per_step=false",
