@@ -19,6 +19,7 @@ from ienet_tf.export import stack_versions
 from ienet_tf.io import write_atomically
 
 RESULTS = Path(__file__).parent / "results"
+RESULTS_PATH = "benchmarks/results"  # the same, as a git pathspec from the repository root
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the smoke modes write (never benchmarks/results).
 SMOKE_DIR = ROOT / "runs" / "bench-smoke"
@@ -57,7 +58,11 @@ def provenance() -> dict:
     return {
         "command": portable_command([Path(sys.executable).name, *sys.argv]),
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Uncommitted changes to tracked files other than results (a campaign running
+        # beside a benchmark rewrites campaign.json; results do not change what is measured).
+        "dirty": bool(
+            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!" + RESULTS_PATH)
+        ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cpu": _cpu_model(),

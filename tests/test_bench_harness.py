@@ -31,6 +31,28 @@ def _check_provenance(result: dict) -> None:
     assert prov["machine"]["cpu"] and prov["machine"]["cores"] >= 1
 
 
+def test_provenance_is_dirty_for_code_changes_not_for_result_files(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import provenance
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "campaign.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    assert provenance()["dirty"] is False
+    (results / "campaign.json").write_text('{"runs": []}')  # a campaign writing beside us
+    assert provenance()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance()["dirty"] is True
+
+
 def test_merge_result_gives_each_section_its_own_provenance(tmp_path):
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import merge_result
