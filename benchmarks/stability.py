@@ -143,16 +143,13 @@ class _Extremes(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from ienet_tf import inspection
+        from ienet_tf.train import batch_norm_layers
 
         def largest(arrays):
             return max((float(np.max(np.abs(a))) for a in arrays), default=0.0)
 
         binary = inspection.binary_kernel_layers(self.model)
-        bns = [
-            module
-            for module in self.model.submodules
-            if isinstance(module, tf.keras.layers.BatchNormalization)
-        ]
+        bns = batch_norm_layers(self.model)
         self.rows.append(
             {
                 "epoch": epoch,
