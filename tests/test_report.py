@@ -417,6 +417,14 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
         assert f"]({file})" in markdown
     assert f"{metrics['test_accuracy']:.4g}" in markdown
     assert "our definition" in markdown and "checkpoints/best.keras" in markdown
+    # The train- vs inference-mode codes of the first test batch, as the inspection computes.
+    from ienet_tf.train import load_datasets, load_run
+
+    config, model = load_run(tiny_run)
+    batch, _ = next(iter(load_datasets(config, ("test",))["test"]))
+    for row in stats.binarization_disagreement(model, batch.numpy()):
+        assert f"| {row['layer']} | {row['k']} | {row['disagreement']:.2%} |" in markdown
+    assert "ienet report: binary codes in training vs inference mode" in steps
     tags = _events(tiny_run / "tensorboard" / "report")
     assert {f"report/{f[:-4]}" for f in FIGURE_FILES.values()} <= set(tags)
 
@@ -494,6 +502,7 @@ def test_report_without_test_data_replaces_only_its_own_files(tiny_run, tmp_path
     (out / FIGURE_FILES["activations"]).write_bytes(b"stale")
     markdown = write_report(tiny_run, out).read_text()
     assert "left out: the test data is not available here (digits is not here)" in markdown
+    assert "Table left out: the test data is not available here" in markdown
     assert FIGURE_FILES["activations"] not in markdown
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [

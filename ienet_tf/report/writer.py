@@ -94,9 +94,31 @@ def _checkpoint_models(run: Run, which: str, model: tf.keras.Model) -> dict:
     return models
 
 
-def _first_test_image(config) -> np.ndarray:
+def _first_test_batch(config) -> np.ndarray:
     images, _ = next(iter(load_datasets(config, ("test",))["test"]))
-    return np.asarray(images)[0]
+    return np.asarray(images)
+
+
+def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
+    heading = "## Binary codes in training vs inference mode (BatchNorm statistics)\n\n"
+    if batch is None:
+        return heading + f"Table {note}.\n"
+    try:
+        rows = stats.binarization_disagreement(model, batch)
+    except ValueError as error:
+        return heading + f"Table left out: {error}\n"
+    lines = [
+        f"Share of each binary conv's binary input codes that differ between a training-mode "
+        f"pass (BatchNorm with the batch's own statistics) and the inference-mode pass (the "
+        f"saved moving statistics) of {note} ({len(batch)} images). A share that grows with "
+        "depth means the inference accuracy depends on how well the moving statistics were "
+        "estimated; `train.bn_reestimation_batches` re-estimates them on un-augmented "
+        "training images.\n",
+        "| layer | K | codes that differ |",
+        "|---|---|---|",
+        *(f"| {r['layer']} | {r['k']} | {r['disagreement']:.2%} |" for r in rows),
+    ]
+    return heading + "\n".join(lines) + "\n"
 
 
 def _format(value) -> str:
@@ -217,16 +239,19 @@ def write_report(
     output_dir = Path(output_dir) if output_dir is not None else run.path / "report"
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"--output {output_dir} exists and is not a directory.")
-    image_note = ""
-    if image is None:
-        try:
-            say(f"reading the first {config.data.name} test image")
-            image = _first_test_image(config)
-            image_note = f"the first image of the {config.data.name} test split"
-        except DataError as error:
-            image_note = f"left out: the test data is not available here ({error})"
-    else:
+    batch, batch_note = None, ""
+    try:
+        say(f"reading the first {config.data.name} test batch")
+        batch = _first_test_batch(config)
+        batch_note = f"the first batch of the {config.data.name} test split"
+    except DataError as error:
+        batch_note = f"left out: the test data is not available here ({error})"
+    if image is not None:
         image_note = "the image given to `write_report`"
+    elif batch is not None:
+        image, image_note = batch[0], f"the first image of the {config.data.name} test split"
+    else:
+        image_note = batch_note
 
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +267,8 @@ def write_report(
             k_sweep_source,
             say,
         )
+        say("binary codes in training vs inference mode")
+        sections["disagreement"] = _disagreement_markdown(model, batch, batch_note)
         write_atomically(
             staging / "report.md", _render(run, which, config, model, metrics, sections)
         )
