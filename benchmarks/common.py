@@ -86,8 +86,8 @@ def merge_result(path: Path, section: str, payload: dict) -> Path:
     """Write `payload` as `section` of the result file `path` with its own provenance
     block, keeping the file's other sections. The file's top-level block is the latest
     writer's; a section written before sections carried their own keeps the top-level block
-    it was written under, marked `"inherited": true` (its commit and machine apply; its
-    command may be another section's)."""
+    the file had then, marked `"inherited": true`: that writer's command, commit and date,
+    which need not be this section's."""
     found = {}
     if path.is_file():
         found = json.loads(path.read_text())

@@ -86,8 +86,8 @@ def provenance_lines(result: dict) -> list[str]:
     lines = []
     for name, prov in sections.items():
         note = (
-            " (inherited: the file's block from before sections carried their own; its "
-            "commit and machine apply, its command may be another section's)"
+            " (inherited: the file's block from before sections carried their own, i.e. "
+            "its last writer's command, commit and date, which need not be this section's)"
             if prov.get("inherited")
             else ""
         )
