@@ -286,10 +286,10 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
         "disagreement": inspection.binarization_disagreement(model, probe),
         "top1": {"moving": scores(), "batch": scores(training=True)},
     }
-    for label, split in (("train_eval", "reestimated_plain"), ("train", "reestimated_augmented")):
-        used = reestimate_batch_norm(model, data[label].take(batches))
-        result["top1"][split] = scores()
-        result[f"{split}_batches"] = used
+    for source, key in (("train_eval", "reestimated_plain"), ("train", "reestimated_augmented")):
+        used = reestimate_batch_norm(model, data[source].take(batches))
+        result["top1"][key] = scores()
+        result[f"{key}_batches"] = used
     result["seconds"] = time.perf_counter() - began
     print(json.dumps({k: result[k] for k in ("run", "variant", "top1")}), flush=True)
     return result
