@@ -262,9 +262,12 @@ def _paired_rows(runs: Sequence[dict]) -> list[list[str]]:
 
 
 @section("campaign", "## Campaign: Fashion-MNIST, ResNet-20, the paper's Table 3 at a real budget")
-def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]:
+def campaign_section(
+    result: dict, figures_dir: Path, output: Path, stability: dict | None = None
+) -> list[str]:
     """The Fashion-MNIST campaign: Table 3 at a real budget, paired differences, the K sweep
-    and accuracy-vs-epoch curves, from campaign.json."""
+    and accuracy-vs-epoch curves, from campaign.json; a pointer to the final models whose
+    accuracy hinges on their BatchNorm statistics (stability.json)."""
     from ienet_tf.report import figures
 
     lines: list[str] = []
@@ -284,6 +287,7 @@ def campaign_section(result: dict, figures_dir: Path, output: Path) -> list[str]
         "",
     ]
     lines += table(TABLE3_HEADER, _table3_rows(runs))
+    lines += reestimation_note(stability)
     lines += [
         "Seed-paired differences of the final test top-1 (percentage points; 95% t-interval "
         "over the seeds both runs have):",
@@ -427,6 +431,32 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
         ]
     lines += _batchnorm_lines(result.get("batchnorm"))
     return [*lines, *provenance_lines(result)]
+
+
+def reestimation_note(stability: dict | None, points: float = 2.0) -> list[str]:
+    """A line naming the final models of stability.json's `batchnorm` section whose test
+    top-1 moves by more than `points` when their BatchNorm statistics are re-estimated on
+    un-augmented training images."""
+    runs = ((stability or {}).get("batchnorm") or {}).get("runs", [])
+    moved = [
+        (
+            run["run"],
+            run["top1"]["moving"]["test"] * 100,
+            run["top1"]["reestimated_plain"]["test"] * 100,
+        )
+        for run in runs
+    ]
+    moved = [(name, a, b) for name, a, b in moved if abs(b - a) > points]
+    if not moved:
+        return []
+    items = "; ".join(f"{name} {a:.2f} -> {b:.2f}" for name, a, b in moved)
+    return [
+        f"The table reports the saved models. Final models whose test top-1 moves by more than "
+        f"{points:g} points when their BatchNorm statistics are re-estimated on un-augmented "
+        f'training images: {items} (see "BatchNorm statistics of the final models" under '
+        "Late-training stability).",
+        "",
+    ]
 
 
 BATCHNORM_SOURCES = (
@@ -878,7 +908,7 @@ def render(results_dir: Path, output: Path, figures_dir: Path) -> str:
             "",
         ],
         bench_run_section(results_dir),
-        campaign_section(results_dir, figures_dir, output),
+        campaign_section(results_dir, figures_dir, output, load(results_dir / "stability.json")),
         throughput_section(results_dir),
         stability_section(results_dir, results_dir),
         padding_section(results_dir),

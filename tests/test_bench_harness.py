@@ -79,6 +79,27 @@ def test_merge_result_gives_each_section_its_own_provenance(tmp_path):
     _check_provenance(result["a"])
 
 
+def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.make_docs import reestimation_note
+
+    def run(name, moving, plain):
+        return {
+            "run": name,
+            "top1": {"moving": {"test": moving}, "reestimated_plain": {"test": plain}},
+        }
+
+    stability = {
+        "batchnorm": {
+            "runs": [run("bireal_s0", 0.5647, 0.8233), run("ienet_k2_s0", 0.8767, 0.8783)]
+        }
+    }
+    (line, _) = reestimation_note(stability)
+    assert "bireal_s0 56.47 -> 82.33" in line and "ienet_k2_s0" not in line
+    assert reestimation_note({"batchnorm": {"runs": [run("x", 0.80, 0.81)]}}) == []
+    assert reestimation_note(None) == []
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory) -> Path:
     """The cost/size smoke run (the tiny convnet), into a temporary directory."""
