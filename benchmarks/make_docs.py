@@ -490,7 +490,7 @@ def _batchnorm_lines(result: dict | None) -> list[str]:
                     f"{top1['test'] * 100:.2f}",
                 ]
             )
-    depth = max(len(run["disagreement"]) for run in runs)
+    depth = max(len(run["disagreement"]) for run in runs) or 1
     marks = sorted({0, depth // 3, 2 * depth // 3, depth - 1})
     code_rows = []
     for run in runs:

@@ -283,7 +283,12 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
         "seed": config.train.seed,
         "batches": batches,
         "disagreement_images": int(probe.shape[0]),
-        "disagreement": inspection.binarization_disagreement(model, probe),
+        # A float model has no binary codes to compare.
+        "disagreement": (
+            inspection.binarization_disagreement(model, probe)
+            if inspection.binary_kernel_layers(model)
+            else []
+        ),
         "top1": {"moving": scores(), "batch": scores(training=True)},
     }
     for source, key in (("train_eval", "reestimated_plain"), ("train", "reestimated_augmented")):
