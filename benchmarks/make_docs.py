@@ -490,10 +490,11 @@ def _batchnorm_lines(result: dict | None) -> list[str]:
                     f"{top1['test'] * 100:.2f}",
                 ]
             )
-    depth = max(len(run["disagreement"]) for run in runs) or 1
+    binary_runs = [run for run in runs if run["disagreement"]]  # a float model has no codes
+    depth = max((len(run["disagreement"]) for run in binary_runs), default=1)
     marks = sorted({0, depth // 3, 2 * depth // 3, depth - 1})
     code_rows = []
-    for run in runs:
+    for run in binary_runs:
         layers = run["disagreement"]
         code_rows.append(
             [
