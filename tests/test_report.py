@@ -494,7 +494,7 @@ def test_report_without_test_data_replaces_only_its_own_files(tiny_run, tmp_path
     def no_data(*args, **kwargs):
         raise DataError("digits is not here")
 
-    monkeypatch.setattr(writer, "load_datasets", no_data)
+    monkeypatch.setattr(writer, "test_images", no_data)
     out = tmp_path / "report"
     out.mkdir()
     (out / "notes.txt").write_text("mine")

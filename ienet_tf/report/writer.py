@@ -32,7 +32,7 @@ from ienet_tf.io import write_atomically
 from ienet_tf.ir2net import inference_model
 from ienet_tf.report import figures, stats
 from ienet_tf.runs import MODEL_FILES, Run
-from ienet_tf.train import load_datasets
+from ienet_tf.train import test_images
 
 __all__ = ["FIGURE_FILES", "write_report"]
 
@@ -92,11 +92,6 @@ def _checkpoint_models(run: Run, which: str, model: tf.keras.Model) -> dict:
         except IENetError as error:
             logger.warning("report: skipping %s (%s)", label, error)
     return models
-
-
-def _first_test_batch(config) -> np.ndarray:
-    images, _ = next(iter(load_datasets(config, ("test",))["test"]))
-    return np.asarray(images)
 
 
 def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
@@ -242,7 +237,7 @@ def write_report(
     batch, batch_note = None, ""
     try:
         say(f"reading the first {config.data.name} test batch")
-        batch = _first_test_batch(config)
+        batch = test_images(config, config.train.batch_size)
         batch_note = f"the first batch of the {config.data.name} test split"
     except DataError as error:
         batch_note = f"left out: the test data is not available here ({error})"
