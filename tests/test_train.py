@@ -537,3 +537,24 @@ def test_bn_reestimation_batches_finishes_the_final_model_with_reestimated_stati
     # The metrics are the re-estimated model's; best.keras keeps its own statistics.
     assert metrics["test_accuracy"] == pytest.approx(evaluate(tmp_path)["top1"], abs=1e-6)
     assert train(config, tmp_path, verbose=0) == metrics
+
+
+def test_evaluate_can_reestimate_the_batch_norm_statistics_without_saving(tmp_path, capsys):
+    config = _config(
+        "train.epochs=1", "data.validation_examples=64", "train.bn_reestimation_batches=3"
+    )
+    metrics = train(config, tmp_path, verbose=0)
+    saved = {path.name: path.read_bytes() for path in tmp_path.glob("*.keras")}
+    # last.keras re-estimated on the same 3 batches is the final model the run tested.
+    results = evaluate(tmp_path, "last", 3)
+    assert results["top1"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert results["bn_reestimated_batches"] == 3
+    assert "bn_reestimated_batches" not in evaluate(tmp_path, "last")
+    argv = ["evaluate", "--run", str(tmp_path), "--which", "last", "--bn-reestimation-batches"]
+    assert main([*argv, "3"]) == 0
+    line = capsys.readouterr().out
+    assert f"top-1 {metrics['test_accuracy']:.2%} with BatchNorm statistics re-estimated" in line
+    assert {path.name: path.read_bytes() for path in tmp_path.glob("*.keras")} == saved
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "0"])
+    assert exit_info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err

@@ -73,10 +73,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ienet_tf.train import evaluate
 
     which = _which(args)
-    results = evaluate(args.run, which)
+    results = evaluate(args.run, which, args.bn_reestimation_batches or 0)
     line = f"{results['model']} ({which}): top-1 {results['top1']:.2%}"
     if "top5" in results:
         line += f", top-5 {results['top5']:.2%}"
+    if "bn_reestimated_batches" in results:
+        line += (
+            f" with BatchNorm statistics re-estimated on {results['bn_reestimated_batches']} "
+            "un-augmented training batches (not saved)"
+        )
     print(line)
     return 0
 
@@ -300,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run")
     run_option(evaluate, help="a run directory of `ienet train` or `ienet import-torch`")
     evaluate.add_argument("--which", choices=RUN_FILES, help=WHICH_HELP)
+    evaluate.add_argument(
+        "--bn-reestimation-batches",
+        type=positive_arg(int),
+        metavar="N",
+        help="first re-estimate the BatchNorm statistics on N un-augmented training batches "
+        "(as train.bn_reestimation_batches does; nothing is saved): shows how much the "
+        "number owes to the moving statistics",
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     cost = commands.add_parser("cost", help="parameters, memory, MACs, binary ops, FLOPs")

@@ -453,8 +453,7 @@ def _finish(
     if config.train.bn_reestimation_batches:
         # From the last checkpoint on every (re)run, on the same batches: a rerun after a
         # crash here gives the same statistics.
-        plain = load_datasets(config, ("train_eval",))["train_eval"]
-        used = reestimate_batch_norm(model, plain.take(config.train.bn_reestimation_batches))
+        used = _reestimate_on_training_images(model, config, config.train.bn_reestimation_batches)
         reestimated = {"bn_reestimated_batches": used}
     pending = {"final": run.write_pending("final", model.save)}
     state = commit.state
@@ -553,12 +552,32 @@ def load_run(checkpoint_dir: str | Path, which: str = "final"):
     return run.config(), run.model(which)
 
 
-def evaluate(checkpoint_dir: str | Path, which: str = "final") -> dict:
-    """Top-1 (and top-5 on ImageNet) of a saved run on its test split."""
+def _reestimate_on_training_images(model: tf.keras.Model, config, batches: int) -> int:
+    """`reestimate_batch_norm` on the first `batches` batches of the config's training
+    examples, in order and un-augmented ("train_eval"); returns the batches used."""
+    plain = load_datasets(config, ("train_eval",))["train_eval"]
+    return reestimate_batch_norm(model, plain.take(batches))
+
+
+def evaluate(
+    checkpoint_dir: str | Path, which: str = "final", bn_reestimation_batches: int = 0
+) -> dict:
+    """Top-1 (and top-5 on ImageNet) of a saved run on its test split.
+
+    `bn_reestimation_batches`: first set the loaded model's BatchNorm statistics from that
+    many un-augmented training batches (as `train.bn_reestimation_batches` does to a final
+    model), to see how much a run's number owes to its moving statistics; nothing is saved.
+    """
     config, model = load_run(checkpoint_dir, which)
+    used = (
+        _reestimate_on_training_images(model, config, bn_reestimation_batches)
+        if bn_reestimation_batches
+        else 0
+    )
     results = _evaluate(model, load_datasets(config, ("test",))["test"], config)
     return {
         "model": model.name,
         "top1": float(results["accuracy"]),
         **({"top5": float(results["top5"])} if "top5" in results else {}),
+        **({"bn_reestimated_batches": used} if used else {}),
     }
