@@ -453,7 +453,7 @@ def _finish(
     if config.train.bn_reestimation_batches:
         # From the last checkpoint on every (re)run, on the same batches: a rerun after a
         # crash here gives the same statistics.
-        used = _reestimate_on_training_images(model, config, config.train.bn_reestimation_batches)
+        used = reestimate_on_training_images(model, config, config.train.bn_reestimation_batches)
         reestimated = {"bn_reestimated_batches": used}
     pending = {"final": run.write_pending("final", model.save)}
     state = commit.state
@@ -552,9 +552,10 @@ def load_run(checkpoint_dir: str | Path, which: str = "final"):
     return run.config(), run.model(which)
 
 
-def _reestimate_on_training_images(model: tf.keras.Model, config, batches: int) -> int:
+def reestimate_on_training_images(model: tf.keras.Model, config, batches: int) -> int:
     """`reestimate_batch_norm` on the first `batches` batches of the config's training
-    examples, in order and un-augmented ("train_eval"); returns the batches used."""
+    examples (after its validation split), in order and un-augmented ("train_eval"): what
+    `train.bn_reestimation_batches` does. Returns the batches used."""
     plain = load_datasets(config, ("train_eval",))["train_eval"]
     return reestimate_batch_norm(model, plain.take(batches))
 
@@ -570,7 +571,7 @@ def evaluate(
     """
     config, model = load_run(checkpoint_dir, which)
     used = (
-        _reestimate_on_training_images(model, config, bn_reestimation_batches)
+        reestimate_on_training_images(model, config, bn_reestimation_batches)
         if bn_reestimation_batches
         else 0
     )
