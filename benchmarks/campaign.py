@@ -23,9 +23,10 @@ One run at a time, each in its own process (`--threads` TF threads), into
 resumes at its first uncommitted epoch). A finished run writes
 `benchmarks/results/campaign/<run>.json` (its row, per-epoch history and provenance); a
 run with such a file is never trained again. A job whose config does not validate (a
-feature not built yet) is reported and skipped. `benchmarks/results/campaign.json` is
-regenerated from the per-run files (and the progress of unfinished runs) after every run,
-and by `--summarize`.
+feature not built yet) is reported and skipped, and so is a run that another process is
+training (its directory is locked): a second campaign with `--only RUN ...` can use the
+other core. `benchmarks/results/campaign.json` is regenerated from the per-run files (and
+the progress of unfinished runs) after every run, and by `--summarize`.
 
 `--smoke` runs the same harness on the embedded digits data (two variants, one epoch)
 into runs/bench-smoke/campaign/: seconds, for CI.
@@ -363,6 +364,11 @@ do not edit.
 """
 
 
+# The exit code of a worker whose run directory another process holds (a second campaign
+# on the other core, say): that run is skipped, not failed.
+BUSY = 3
+
+
 def _worker_command(job: Job, args: argparse.Namespace) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", job.name]
     command += ["--threads", str(args.threads), "--work-dir", str(args.work_dir)]
@@ -391,6 +397,9 @@ def run_campaign(args: argparse.Namespace, budget: Budget, selected: Sequence[Jo
                 _worker_command(job, args), stdout=log, stderr=subprocess.STDOUT, env=env
             )
         seconds = time.perf_counter() - start
+        if code == BUSY:
+            print(f"{prefix}: skipped, another process is training it", flush=True)
+            continue
         result = finished(job, budget, args.results_dir)
         if code == 0 and result:
             print(
@@ -449,7 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_jobs = jobs(args.smoke)
     by_name = {job.name: job for job in all_jobs}
     if args.worker:
-        run_job(by_name[args.worker], budget, args.work_dir, args.results_dir, args.threads)
+        from ienet_tf.errors import RunLockedError
+
+        try:
+            run_job(by_name[args.worker], budget, args.work_dir, args.results_dir, args.threads)
+        except RunLockedError as error:
+            print(error, file=sys.stderr)
+            return BUSY
         return 0
     if args.list:
         for job in all_jobs:

@@ -261,3 +261,22 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     assert "### BatchNorm statistics of the final models" in text
     assert re.search(r"\| ienet K=2 seed 0 +\| re-estimated, plain train +\|", text)
     assert "| per-step LR + clip |" in text and "lr x \\|g\\|" in text
+
+
+def test_campaign_skips_a_run_another_process_is_training(tmp_path):
+    """A run whose directory another process holds is skipped (not failed, nothing
+    written into it), so two campaigns can share the runs."""
+    from ienet_tf.runs import Run
+
+    runs = tmp_path / "runs"
+    args = ["--smoke", "--work-dir", str(runs), "--results-dir", str(tmp_path / "results")]
+    args += ["--output", str(tmp_path / "campaign.json"), "--only", "bireal_s0"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, str(BENCHMARKS / "campaign.py"), *args]
+    with Run(runs / "bireal_s0").lock():
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bireal_s0: skipped, another process is training it" in done.stdout
+    assert "FAILED" not in done.stdout + done.stderr
+    assert [p.name for p in (runs / "bireal_s0").iterdir()] == [".lock"]
+    assert not (tmp_path / "results" / "bireal_s0.json").exists()
