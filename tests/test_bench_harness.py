@@ -100,6 +100,36 @@ def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
     assert reestimation_note(None) == []
 
 
+def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.make_docs import _paired_rows
+
+    def run(group, seed, final, best, complete=True):
+        return {"group": group, "seed": seed, "complete": complete, "test_top1": final,
+                "test_top1_best_val": best}  # fmt: skip
+
+    runs = [
+        *(run("ienet_k2", s, f, 0.88) for s, f in ((0, 0.87), (1, 0.88), (2, 0.86))),
+        *(run("bireal", s, f, 0.85) for s, f in ((0, 0.85), (1, 0.84), (2, 0.83))),
+        run("iee", 0, 0.89, 0.89),
+        run("iee", 1, 0.50, 0.50, complete=False),  # unfinished: not paired
+    ]
+    rows = {(row[0], row[1]): row[2:] for row in _paired_rows(runs)}
+    # final: differences 2, 4, 3 points; mean 3, sd 1, t(0.975, 2 dof) = 4.302653
+    half = 4.302653 * 1.0 / 3**0.5
+    assert rows["ienet_k2 - bireal", "final"] == [
+        3,
+        "+3.00",
+        f"[{3 - half:+.2f}, {3 + half:+.2f}]",
+        "s0: +2.00, s1: +4.00, s2: +3.00",
+    ]
+    # best on val: 3 points every seed, a zero-width interval
+    assert rows["ienet_k2 - bireal", "best on val"][1:3] == ["+3.00", "[+3.00, +3.00]"]
+    assert rows["iee - bireal", "final"] == [1, "+4.00", "n = 1: no interval", "s0: +4.00"]
+    assert rows["ienet_k2 - iee", "best on val"] == [1, "-1.00", "n = 1: no interval", "s0: -1.00"]
+    assert _paired_rows([run("fp", 0, 0.9, 0.9)])[0][2:] == [0, "pending", "-", "-"]
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory) -> Path:
     """The cost/size smoke run (the tiny convnet), into a temporary directory."""
