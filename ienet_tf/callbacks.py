@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import tensorflow as tf
 from larq import utils as lq_utils
 
 from ienet_tf import inspection
+from ienet_tf.batch_norm import reestimate_batch_norm
 from ienet_tf.checks import is_positive_int
 from ienet_tf.inspection import iee_quantizers
 from ienet_tf.quantizers import IEESign
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
 
-__all__ = ["BinaryStatsLogger", "IEESchedule", "PerStepLearningRate", "iee_quantizers"]
+__all__ = [
+    "BatchNormReestimation",
+    "BinaryStatsLogger",
+    "IEESchedule",
+    "PerStepLearningRate",
+    "iee_quantizers",
+]
 
 
 @lq_utils.register_keras_custom_object
@@ -146,6 +153,39 @@ class PerStepLearningRate(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._lr is not None:
             logs["lr"] = self._lr
+
+
+class BatchNormReestimation(tf.keras.callbacks.Callback):
+    r"""Before every evaluation pass (`fit`'s validation at the end of each epoch, or an
+    `evaluate(..., callbacks=[...])`), sets every trainable BatchNorm's moving statistics to
+    the mean of its batch statistics over `batches` (`reestimate_batch_norm`):
+
+    \[ \mu = \frac{1}{N} \sum_n \mu_n, \qquad \sigma^2 = \frac{1}{N} \sum_n \sigma_n^2 \]
+
+    So the validation metrics, and what a checkpoint callback or keras-tuner saves after
+    them, belong to the network as it is rather than to moving averages taken while its
+    weights (and binary codes) were changing. Training is unaffected: training-mode passes
+    normalize with their own batch's statistics.
+
+    `batches` must be iterable again at every pass (a `tf.data.Dataset`, a list); use
+    un-augmented training images, never the validation split it is scored on.
+
+    ```python
+    plain = load_datasets(config, ("train_eval",))["train_eval"].take(100)
+    model.fit(train, validation_data=val, epochs=8, callbacks=[BatchNormReestimation(plain)])
+    ```
+
+    # Arguments
+        batches: batches of images, or of `(images, labels)` pairs.
+    """
+
+    def __init__(self, batches: Iterable):
+        super().__init__()
+        self.batches = batches
+        self.batches_used = 0  # by the last pass
+
+    def on_test_begin(self, logs=None):
+        self.batches_used = reestimate_batch_norm(self.model, self.batches)
 
 
 @lq_utils.register_keras_custom_object

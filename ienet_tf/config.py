@@ -241,8 +241,8 @@ class TrainConfig:
         "after the last epoch, set every BatchNorm's moving statistics of the final model to "
         "the mean of its batch statistics over this many un-augmented training batches "
         "(train.reestimate_batch_norm) before it is tested and saved; best.keras keeps the "
-        "statistics it was chosen with (`ienet tune` then scores each trial's final model "
-        "so re-estimated); 0: the moving statistics of training (the release's)",
+        "statistics it was chosen with (`ienet tune` validates every epoch of a trial with "
+        "statistics so re-estimated); 0: the moving statistics of training (the release's)",
         at_least(0),
     )
     seed: int = setting(0, "the random seed (initialisation, data order, augmentation)")

@@ -214,3 +214,30 @@ def test_per_step_learning_rate_is_set_before_every_step_and_resumes_at_the_step
 def test_per_step_schedule_rejects_bad_steps(steps):
     with pytest.raises(ValueError, match="`steps_per_epoch` must be a positive integer or None"):
         callbacks.IEESchedule(epochs=3, steps_per_epoch=steps)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_batch_norm_reestimation_validates_with_the_statistics_of_the_batches(nested):
+    tf.keras.utils.set_random_seed(0)
+    x, y = _data(32)
+    batches = [x[:8], (x[8:16], y[8:16])]  # images, or (images, labels) pairs
+    model = _tiny_model(nested)
+    reestimation = callbacks.BatchNormReestimation(batches)
+    history = model.fit(
+        x, y, batch_size=8, epochs=2, validation_data=(x[16:], y[16:]), verbose=0,
+        callbacks=[reestimation],
+    )  # fmt: skip
+    assert reestimation.batches_used == 2
+    (bn,) = [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
+    # numpy reference: the mean over the batches of the statistics of the BN's input
+    stem, block = model.layers[1], next(m for m in model.submodules if m.name == "block")
+    images = [b[0] if isinstance(b, tuple) else b for b in batches]
+    inputs = [block.layers[1](stem(b)).numpy() for b in images]
+    mean = np.mean([i.mean(axis=(0, 1, 2)) for i in inputs], 0)
+    # Keras' fused 4-D kernel keeps the unbiased variance
+    variance = np.mean([i.var(axis=(0, 1, 2), ddof=1) for i in inputs], 0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-5)
+    # the logged validation loss is the model's as it is now
+    now = model.evaluate(x[16:], y[16:], verbose=0)
+    assert history.history["val_loss"][-1] == pytest.approx(now, rel=1e-5)

@@ -458,6 +458,10 @@ def test_export_int8_config_switch_trains_the_qat_model_and_the_cli_exports_it(t
     assert (metrics["int8_optimizer"], metrics["int8_learning_rate"]) == ("adam", 1e-5)
     assert Run(run).verified_model_path("int8").name == "model_int8.keras"
     capsys.readouterr()
+    # Its BatchNorms are folded: nothing to re-estimate, one line, exit 2.
+    evaluate = ["evaluate", "--run", str(run), "--which", "int8"]
+    assert main([*evaluate, "--bn-reestimation-batches", "2"]) == 2
+    assert "the int8 model of" in capsys.readouterr().err
     out = tmp_path / "m_int8.tflite"
     assert main(["export", "--run", str(run), "--output", str(out), "--int8", "--int8-io"]) == 0
     printed = capsys.readouterr().out

@@ -19,6 +19,7 @@ from ienet_tf import config as config_lib
 from ienet_tf import models
 from ienet_tf.cli import main
 from ienet_tf.compat import TorchBatchNormalization
+from ienet_tf.errors import UsageError
 from ienet_tf.runs import Run
 from ienet_tf.train import (
     TrainingError,
@@ -482,9 +483,9 @@ def test_reestimate_batch_norm_averages_the_batch_statistics():
     # Bare images work as well as (images, labels) pairs.
     assert reestimate_batch_norm(model, [x for x, _ in batches[:1]]) == 1
     np.testing.assert_allclose(bn4.moving_mean.numpy(), means4[0], rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(UsageError, match="empty"):
         reestimate_batch_norm(model, [])
-    with pytest.raises(ValueError, match="no BatchNormalization"):
+    with pytest.raises(UsageError, match="no BatchNormalization"):
         reestimate_batch_norm(tf.keras.Sequential([tf.keras.layers.Dense(2)]), batches)
 
 

@@ -1,6 +1,6 @@
 """Training and evaluation of configs (`ienet train`, `ienet evaluate`)."""
 
-from ienet_tf.train.batch_norm import batch_norm_layers, reestimate_batch_norm
+from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.train.recipes import (
     add_weight_decay,
     decayed_variables,
@@ -21,7 +21,7 @@ from ienet_tf.train.trainer import (
     load_datasets,
     load_run,
     model_input_shape,
-    reestimate_on_training_images,
+    reestimation_batches,
     start_from_weights,
     steps_per_epoch,
     test_images,
@@ -50,7 +50,7 @@ __all__ = [
     "make_strategy",
     "model_input_shape",
     "reestimate_batch_norm",
-    "reestimate_on_training_images",
+    "reestimation_batches",
     "start_from_weights",
     "steps_per_epoch",
     "test_images",

@@ -26,10 +26,10 @@ import tensorflow as tf
 
 from ienet_tf import callbacks, data, ir2net, models
 from ienet_tf import config as config_lib
-from ienet_tf.errors import RunError
+from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
+from ienet_tf.errors import RunError, UsageError
 from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run
 from ienet_tf.train import recipes
-from ienet_tf.train.batch_norm import reestimate_batch_norm
 
 __all__ = [
     "TrainingError",
@@ -453,7 +453,8 @@ def _finish(
     if config.train.bn_reestimation_batches:
         # From the last checkpoint on every (re)run, on the same batches: a rerun after a
         # crash here gives the same statistics.
-        used = reestimate_on_training_images(model, config, config.train.bn_reestimation_batches)
+        batches = reestimation_batches(config, config.train.bn_reestimation_batches)
+        used = reestimate_batch_norm(model, batches)
         reestimated = {"bn_reestimated_batches": used}
     pending = {"final": run.write_pending("final", model.save)}
     state = commit.state
@@ -552,12 +553,11 @@ def load_run(checkpoint_dir: str | Path, which: str = "final"):
     return run.config(), run.model(which)
 
 
-def reestimate_on_training_images(model: tf.keras.Model, config, batches: int) -> int:
-    """`reestimate_batch_norm` on the first `batches` batches of the config's training
-    examples (after its validation split), in order and un-augmented ("train_eval"): what
-    `train.bn_reestimation_batches` does. Returns the batches used."""
-    plain = load_datasets(config, ("train_eval",))["train_eval"]
-    return reestimate_batch_norm(model, plain.take(batches))
+def reestimation_batches(config, batches: int) -> tf.data.Dataset:
+    """The first `batches` batches of the config's training examples (after its validation
+    split), in order and un-augmented ("train_eval"): what `train.bn_reestimation_batches`
+    re-estimates the BatchNorm statistics on."""
+    return load_datasets(config, ("train_eval",))["train_eval"].take(batches)
 
 
 def evaluate(
@@ -570,11 +570,14 @@ def evaluate(
     model), to see how much a run's number owes to its moving statistics; nothing is saved.
     """
     config, model = load_run(checkpoint_dir, which)
-    used = (
-        reestimate_on_training_images(model, config, bn_reestimation_batches)
-        if bn_reestimation_batches
-        else 0
-    )
+    used = 0
+    if bn_reestimation_batches:
+        if not batch_norm_layers(model):  # before any data is loaded
+            raise UsageError(
+                f"bn_reestimation_batches: the {which} model of {checkpoint_dir} has no "
+                "BatchNorm layer (an int8 model's are folded); evaluate it without."
+            )
+        used = reestimate_batch_norm(model, reestimation_batches(config, bn_reestimation_batches))
     results = _evaluate(model, load_datasets(config, ("test",))["test"], config)
     return {
         "model": model.name,

@@ -14,7 +14,7 @@ from ienet_tf.train import (
     build_model,
     compile_model,
     learning_rate_callback,
-    reestimate_on_training_images,
+    reestimation_batches,
     steps_per_epoch,
     training_model,
 )
@@ -55,9 +55,10 @@ class IENetHyperModel(kt.HyperModel):
     """Builds the config's model for a trial's K and learning rate, and trains it with the
     trial's IEE schedule (`IEESchedule` over the epochs keras-tuner asks for).
 
-    A trial's score is its best epoch's validation metric, or, with
-    `train.bn_reestimation_batches: N`, its final model's after re-estimating the BatchNorm
-    statistics on N un-augmented training batches (what `ienet train` would save).
+    A trial's score is its best epoch's validation metric; with
+    `train.bn_reestimation_batches: N`, every epoch is validated with BatchNorm statistics
+    re-estimated on N un-augmented training batches (`callbacks.BatchNormReestimation`),
+    the statistics `ienet train` gives its final model.
     """
 
     def __init__(self, config: TuneFileConfig):
@@ -103,18 +104,10 @@ class IENetHyperModel(kt.HyperModel):
             ),
             learning_rate_callback(train, steps),
         ]
+        if config.train.bn_reestimation_batches:
+            # Every validation pass sees re-estimated statistics, so the trial's score, the
+            # checkpoint keras-tuner keeps and Hyperband's promotions agree with each other.
+            batches = reestimation_batches(config, config.train.bn_reestimation_batches)
+            schedule.insert(0, callbacks.BatchNormReestimation(batches))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *schedule]
-        history = model.fit(*args, **kwargs)
-        if not config.train.bn_reestimation_batches:
-            return history  # keras-tuner scores the trial's best epoch
-        # As `ienet train` finishes: the final model, its BatchNorm statistics re-estimated,
-        # scored on the held-out split (the trial's score is then its final model's).
-        validation = kwargs.get("validation_data")
-        if validation is None:
-            raise ValueError(
-                "train.bn_reestimation_batches: a trial needs validation_data to score its "
-                "re-estimated final model."
-            )
-        reestimate_on_training_images(model, config, config.train.bn_reestimation_batches)
-        scores = model.evaluate(validation, verbose=0, return_dict=True)
-        return {f"val_{name}": float(value) for name, value in scores.items()}
+        return model.fit(*args, **kwargs)

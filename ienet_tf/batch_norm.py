@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import tensorflow as tf
 
+from ienet_tf.errors import UsageError
+
 __all__ = ["batch_norm_layers", "reestimate_batch_norm"]
 
 
@@ -45,7 +47,10 @@ def reestimate_batch_norm(model: tf.keras.Model, batches: Iterable) -> int:
     """
     layers = batch_norm_layers(model)
     if not layers:
-        raise ValueError("the model has no BatchNormalization layer to re-estimate.")
+        raise UsageError(
+            f"{model.name} has no BatchNormalization layer to re-estimate (an int8 model's "
+            "are folded into its convolutions)."
+        )
     momenta = [layer.momentum for layer in layers]
     count = 0
     try:
@@ -60,5 +65,5 @@ def reestimate_batch_norm(model: tf.keras.Model, batches: Iterable) -> int:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
     if not count:
-        raise ValueError("`batches` is empty: give at least one batch of training images.")
+        raise UsageError("`batches` is empty: give at least one batch of training images.")
     return count
