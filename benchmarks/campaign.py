@@ -18,15 +18,15 @@ and ienet with `model.compat: release` — for seed 0, then seed 1, then seed 2 
 seed-paired differences exist as early as possible); then ienet+el and ienet+ir2net, and
 the K sweep of ienet (K = 1..4), with 2 seeds each.
 
-One run at a time, each in its own process (`--threads` TF threads), into
-`runs/campaign/<budget id>/<run>/` (an `ienet train` run directory: an interrupted run
-resumes at its first uncommitted epoch). A finished run writes
-`benchmarks/results/campaign/<run>.json` (its row, per-epoch history and provenance); a
-run with such a file is never trained again. A job whose config does not validate (a
-feature not built yet) is reported and skipped, and so is a run that another process is
-training (its directory is locked): a second campaign with `--only RUN ...` can use the
-other core. `benchmarks/results/campaign.json` is regenerated from the per-run files (and
-the progress of unfinished runs) after every run, and by `--summarize`.
+One run at a time (`--workers N`: N at a time, in order), each in its own process
+(`--threads` TF threads), into `runs/campaign/<budget id>/<run>/` (an `ienet train` run
+directory: an interrupted run resumes at its first uncommitted epoch). A finished run
+writes `benchmarks/results/campaign/<run>.json` (its row, per-epoch history and
+provenance); a run with such a file is never trained again. A job whose config does not
+validate (a feature not built yet) is reported and skipped, and so is a run that another
+process is training (its directory is locked), so two campaigns can share the runs.
+`benchmarks/results/campaign.json` is regenerated from the per-run files (and the progress
+of unfinished runs) after every run, and by `--summarize`.
 
 `--smoke` runs the same harness on the embedded digits data (two variants, one epoch)
 into runs/bench-smoke/campaign/: seconds, for CI.
@@ -40,6 +40,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -376,41 +377,57 @@ def _worker_command(job: Job, args: argparse.Namespace) -> list[str]:
     return command + (["--smoke"] if args.smoke else [])
 
 
-def run_campaign(args: argparse.Namespace, budget: Budget, selected: Sequence[Job]) -> int:
-    failed = []
-    log_dir = args.work_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+def _train(job: Job, prefix: str, args: argparse.Namespace, budget: Budget) -> bool:
+    """Train `job` in a worker process unless it is finished, cannot be built yet or another
+    process holds it; print one line about it. False if it failed."""
+    if finished(job, budget, args.results_dir):
+        print(f"{prefix}: finished before", flush=True)
+        return True
+    try:
+        make_config(job, budget)
+    except ValueError as error:  # ConfigError: the library cannot build this run yet
+        print(f"{prefix}: skipped, its config does not validate: {error}", flush=True)
+        return True
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    for index, job in enumerate(selected, 1):
-        prefix = f"[{index}/{len(selected)}] {job.name}"
-        if finished(job, budget, args.results_dir):
-            print(f"{prefix}: finished before", flush=True)
-            continue
-        try:
-            make_config(job, budget)
-        except ValueError as error:  # ConfigError: the library cannot build this run yet
-            print(f"{prefix}: skipped, its config does not validate: {error}", flush=True)
-            continue
-        start = time.perf_counter()
-        with (log_dir / f"{job.name}.log").open("a") as log:
-            code = subprocess.call(
-                _worker_command(job, args), stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        seconds = time.perf_counter() - start
-        if code == BUSY:
-            print(f"{prefix}: skipped, another process is training it", flush=True)
-            continue
-        result = finished(job, budget, args.results_dir)
-        if code == 0 and result:
-            print(
-                f"{prefix}: test top-1 {result['test_top1']:.4f} (best-on-val "
-                f"{result['test_top1_best_val']:.4f}), {seconds / 60:.1f} min",
-                flush=True,
-            )
-        else:
-            failed.append(job.name)
-            print(f"{prefix}: FAILED (exit {code}); log {log_dir / job.name}.log", flush=True)
-        summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+    log_path = args.work_dir / "logs" / f"{job.name}.log"
+    start = time.perf_counter()
+    with log_path.open("a") as log:
+        code = subprocess.call(
+            _worker_command(job, args), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    seconds = time.perf_counter() - start
+    if code == BUSY:
+        print(f"{prefix}: skipped, another process is training it", flush=True)
+        return True
+    result = finished(job, budget, args.results_dir)
+    if code == 0 and result:
+        print(
+            f"{prefix}: test top-1 {result['test_top1']:.4f} (best-on-val "
+            f"{result['test_top1_best_val']:.4f}), {seconds / 60:.1f} min",
+            flush=True,
+        )
+        return True
+    print(f"{prefix}: FAILED (exit {code}); log {log_path}", flush=True)
+    return False
+
+
+def run_campaign(args: argparse.Namespace, budget: Budget, selected: Sequence[Job]) -> int:
+    """Train the `selected` runs, `args.workers` at a time (each its own process), taking
+    them in order; campaign.json is regenerated after each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (args.work_dir / "logs").mkdir(parents=True, exist_ok=True)
+    summary_lock = threading.Lock()
+
+    def one(numbered: tuple[int, Job]) -> str | None:
+        index, job = numbered
+        ok = _train(job, f"[{index}/{len(selected)}] {job.name}", args, budget)
+        with summary_lock:  # one writer of campaign.json at a time
+            summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+        return None if ok else job.name
+
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        failed = [name for name in pool.map(one, enumerate(selected, 1)) if name]
     summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -422,6 +439,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--threads", type=int, default=1, help="TF threads per run (0: TF's default)")
+    add("--workers", type=int, default=1, help="runs trained at the same time (default 1)")
     add("--only", nargs="+", metavar="RUN", help="train only these runs (names from --list)")
     add("--list", action="store_true", help="print the runs and whether they are finished")
     add("--summarize", action="store_true", help="only regenerate campaign.json")
@@ -455,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.threads < 0:
         raise SystemExit(f"--threads must be >= 0, got {args.threads}")
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
     all_jobs = jobs(args.smoke)
     by_name = {job.name: job for job in all_jobs}
     if args.worker:
@@ -486,8 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--only: unknown run(s) {unknown}; see --list")
     selected = [job for job in all_jobs if not args.only or job.name in args.only]
     print(
-        f"campaign {budget.id}: {len(selected)} runs, one at a time x {args.threads} TF "
-        f"thread(s); runs in {args.work_dir}; provenance commit {provenance()['commit'][:10]}",
+        f"campaign {budget.id}: {len(selected)} runs, {args.workers} at a time x "
+        f"{args.threads} TF thread(s); runs in {args.work_dir}; "
+        f"provenance commit {provenance()['commit'][:10]}",
         flush=True,
     )
     return run_campaign(args, budget, selected)

@@ -195,8 +195,9 @@ CAMPAIGN_ROW_KEYS = {
 
 @pytest.mark.slow
 def test_campaign_smoke_schema_resume_and_docs(tmp_path):
-    """The campaign harness on digits: one small JSON per finished run with provenance,
-    campaign.json generated from them, a rerun trains nothing, the docs render."""
+    """The campaign harness on digits, two runs at a time: one small JSON per finished run
+    with provenance, campaign.json generated from them, a rerun trains nothing, the docs
+    render."""
     results = tmp_path / "results"
     args = [
         "--smoke",
@@ -207,7 +208,7 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
         "--output",
         str(results / "campaign.json"),
     ]
-    _run("campaign.py", *args)
+    _run("campaign.py", *args, "--workers", "2")  # both runs at once
     campaign = json.loads((results / "campaign.json").read_text())
     _check_provenance(campaign)
     assert {"epochs", "batch_size", "validation_examples", "id"} <= set(campaign["budget"])
