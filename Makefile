@@ -48,11 +48,14 @@ bench-smoke: install bench-data
 	$(BIN)/python benchmarks/run_all.py --smoke --results-dir $(BENCH_SMOKE_DIR)/results \
 		--docs $(BENCH_SMOKE_DIR)/docs
 
-# The Fashion-MNIST campaign (README "Benchmarks"): resumable, one run at a time, niced, one TF
-# thread by default (CAMPAIGN_THREADS=2 uses both cores); then docs/results.md.
+# The Fashion-MNIST campaign (README "Benchmarks"): resumable, niced, one run at a time with one
+# TF thread by default (CAMPAIGN_WORKERS=2 trains two runs at once, one core each); then
+# docs/results.md.
 CAMPAIGN_THREADS ?= 1
+CAMPAIGN_WORKERS ?= 1
 campaign: install bench-data
-	nice -n 10 $(BIN)/python benchmarks/campaign.py --threads $(CAMPAIGN_THREADS)
+	nice -n 10 $(BIN)/python benchmarks/campaign.py --threads $(CAMPAIGN_THREADS) \
+		--workers $(CAMPAIGN_WORKERS)
 	$(BIN)/python benchmarks/make_docs.py
 
 campaign-smoke: install
