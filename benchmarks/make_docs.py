@@ -534,6 +534,22 @@ def _batchnorm_lines(result: dict | None) -> list[str]:
         "`inspection.binarization_disagreement`), from the first binary conv to the last:",
         "",
         *table(["run", *(f"binary conv {i + 1}" for i in marks)], code_rows),
+        *_measured_line(runs),
+    ]
+
+
+def _measured_line(rows: Sequence[dict]) -> list[str]:
+    """Where rows added by different invocations were measured (each row records its own
+    commit and date); nothing when one invocation measured them all."""
+    stamps = sorted({(row.get("measured") or {}).get("commit") or "unknown" for row in rows})
+    if len(stamps) < 2:
+        return []
+    dates = [(row.get("measured") or {}).get("date") or "" for row in rows]
+    return [
+        f"Rows measured by several invocations (commits {', '.join(c[:10] for c in stamps)}; "
+        f"{min(dates)[:10]} to {max(dates)[:10]}): each row's commit and date are in "
+        "stability.json.",
+        "",
     ]
 
 

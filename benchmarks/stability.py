@@ -33,7 +33,9 @@ benchmarks/results/stability.json (`--output`), with the provenance block.
   `--batches` batches of the training split, un-augmented ("train_eval") or augmented as
   in training. With them, `inspection.binarization_disagreement` per binary conv on the
   first `--images` validation images: the share of binary codes that differ between the
-  training-mode and the inference-mode pass.
+  training-mode and the inference-mode pass. Runs measured before with the same settings
+  keep their rows (each with the commit and date it was measured at): give the runs a
+  campaign has just finished.
 
 `--smoke` runs each on a two-epoch digits run of the demo config (trained here first if
 missing; its arms train a third epoch), into runs/bench-smoke/stability.json unless
@@ -300,8 +302,28 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
     return result
 
 
-def batchnorm(runs: Sequence[Path], batches: int, images: int) -> dict:
-    return {"runs": [batchnorm_run(run, batches, images) for run in runs]}
+def batchnorm(runs: Sequence[Path], batches: int, images: int, before: dict | None = None) -> dict:
+    """The `batchnorm` section: `runs` measured now, plus the rows of the section `before`
+    (the one in the file) for other runs measured with the same settings, so runs can be
+    added as a campaign finishes them. Each row keeps the commit and date it was measured
+    at; a run given again is measured again."""
+    from benchmarks.common import provenance
+
+    stamp = {key: provenance()[key] for key in ("commit", "date")}
+    fresh = {(run.parent.name, run.name): run for run in runs}
+    kept = []
+    for row in (before or {}).get("runs", []):
+        same_settings = (row["batches"], row["disagreement_images"]) == (batches, images)
+        # rows of the first version of this section name no budget: matched by run name
+        key = (row.get("budget", next((b for b, n in fresh if n == row["run"]), None)), row["run"])
+        if same_settings and key not in fresh:
+            earlier = before.get("provenance", {})
+            kept.append({"measured": {k: earlier.get(k) for k in stamp}, **row})
+    measured = [
+        {"budget": run.parent.name, **batchnorm_run(run, batches, images), "measured": stamp}
+        for run in runs
+    ]
+    return {"runs": sorted(kept + measured, key=lambda row: row["run"])}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -350,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("batchnorm: give --runs RUN [RUN ...] (or --smoke)")
         runs = [_smoke_run()] if args.smoke else args.runs
         batches, images = (2, 32) if args.smoke else (args.batches, args.images)
-        merge_result(output, args.command, batchnorm(runs, batches, images))
+        before = json.loads(output.read_text()).get("batchnorm") if output.is_file() else None
+        merge_result(output, args.command, batchnorm(runs, batches, images, before))
         print(f"wrote {output}")
         return 0
     run = _smoke_run() if args.smoke else args.run

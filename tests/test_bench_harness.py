@@ -252,6 +252,37 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
     assert evaluate(ready)["top1"] == pytest.approx(ienet_row["test_top1_best_val"], abs=1e-6)
 
 
+def test_stability_batchnorm_adds_runs_to_the_rows_measured_before(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import stability
+    from benchmarks.make_docs import _measured_line
+
+    def measure(run, batches, images):  # stands in for the 2-5 minute measurement
+        return {"run": run.name, "batches": batches, "disagreement_images": images, "new": 1}
+
+    monkeypatch.setattr(stability, "batchnorm_run", measure)
+    before = {
+        "provenance": {"commit": "a" * 40, "date": "2026-11-30T10:00:00+00:00"},
+        "runs": [
+            {"run": "fp_s0", "batches": 100, "disagreement_images": 512},  # no budget: v1
+            {"run": "iee_s0", "batches": 100, "disagreement_images": 512, "budget": "b"},
+            {"run": "rsign_s0", "batches": 50, "disagreement_images": 512},  # other settings
+        ],
+    }
+    runs = [tmp_path / "b" / "bireal_s1", tmp_path / "b" / "iee_s0"]
+    rows = stability.batchnorm(runs, 100, 512, before)["runs"]
+    assert [(row["run"], "new" in row) for row in rows] == [
+        ("bireal_s1", True),
+        ("fp_s0", False),
+        ("iee_s0", True),  # given again: measured again
+    ]
+    kept = rows[1]["measured"]
+    assert kept == {"commit": "a" * 40, "date": "2026-11-30T10:00:00+00:00"}
+    assert rows[0]["budget"] == "b" and rows[0]["measured"]["commit"] != kept["commit"]
+    assert "commits aaaaaaaaaa, " in _measured_line(rows)[0]
+    assert _measured_line(rows[:1]) == []
+
+
 @pytest.mark.slow
 def test_stability_smoke_schema_and_docs(tmp_path):
     """benchmarks/stability.py on a tiny digits run: the gradient table (norm per q, the
