@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -377,7 +378,37 @@ def _worker_command(job: Job, args: argparse.Namespace) -> list[str]:
     return command + (["--smoke"] if args.smoke else [])
 
 
-def _train(job: Job, prefix: str, args: argparse.Namespace, budget: Budget) -> bool:
+class _Workers:
+    """The worker processes running now, so that an interrupted campaign stops them (the
+    runs resume at their epoch next time) and starts no more."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def run(self, command: list[str], log, env: dict) -> int | None:
+        """The worker's exit code; None if the campaign is stopping."""
+        with self._lock:
+            if self.stopping:
+                return None
+            child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self._running.add(child)
+        try:
+            code = child.wait()
+        finally:
+            with self._lock:
+                self._running.discard(child)
+        return None if self.stopping else code
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for child in self._running:
+                child.terminate()
+
+
+def _train(job: Job, prefix: str, args, budget: Budget, workers: _Workers) -> bool:
     """Train `job` in a worker process unless it is finished, cannot be built yet or another
     process holds it; print one line about it. False if it failed."""
     if finished(job, budget, args.results_dir):
@@ -392,10 +423,11 @@ def _train(job: Job, prefix: str, args: argparse.Namespace, budget: Budget) -> b
     log_path = args.work_dir / "logs" / f"{job.name}.log"
     start = time.perf_counter()
     with log_path.open("a") as log:
-        code = subprocess.call(
-            _worker_command(job, args), stdout=log, stderr=subprocess.STDOUT, env=env
-        )
+        code = workers.run(_worker_command(job, args), log, env)
     seconds = time.perf_counter() - start
+    if code is None:
+        print(f"{prefix}: interrupted (resumes at its epoch next time)", flush=True)
+        return True
     if code == BUSY:
         print(f"{prefix}: skipped, another process is training it", flush=True)
         return True
@@ -418,17 +450,28 @@ def run_campaign(args: argparse.Namespace, budget: Budget, selected: Sequence[Jo
 
     (args.work_dir / "logs").mkdir(parents=True, exist_ok=True)
     summary_lock = threading.Lock()
+    workers = _Workers()
 
     def one(numbered: tuple[int, Job]) -> str | None:
         index, job = numbered
-        ok = _train(job, f"[{index}/{len(selected)}] {job.name}", args, budget)
-        with summary_lock:  # one writer of campaign.json at a time
-            summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+        try:
+            ok = _train(job, f"[{index}/{len(selected)}] {job.name}", args, budget, workers)
+            with summary_lock:  # one writer of campaign.json at a time
+                summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+        except Exception:  # a bug: shown now, not when the pool reaches this job's turn
+            traceback.print_exc()
+            ok = False
         return None if ok else job.name
 
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=args.workers)
+    try:
         failed = [name for name in pool.map(one, enumerate(selected, 1)) if name]
-    summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
+    except BaseException:  # Ctrl-C, SIGTERM as KeyboardInterrupt...: stop the workers too
+        workers.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        summarize(budget, args.work_dir, args.results_dir, args.output, jobs(args.smoke))
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -515,4 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        print("campaign interrupted; run it again to resume", file=sys.stderr)
+        raise SystemExit(130) from None

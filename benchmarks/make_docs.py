@@ -485,9 +485,12 @@ def _batchnorm_lines(result: dict | None) -> list[str]:
         return []
     runs = result["runs"]
 
+    budgets = {run.get("budget") for run in runs}
+
     def label_of(run: dict) -> str:
         k = f" K={run['k']}" if run.get("k") else ""
-        return f"{run['variant']}{k} seed {run['seed']}"
+        budget = f" ({run.get('budget') or 'budget unrecorded'})" if len(budgets) > 1 else ""
+        return f"{run['variant']}{k} seed {run['seed']}{budget}"
 
     rows = []
     for run in runs:
@@ -540,15 +543,19 @@ def _batchnorm_lines(result: dict | None) -> list[str]:
 
 def _measured_line(rows: Sequence[dict]) -> list[str]:
     """Where rows added by different invocations were measured (each row records its own
-    commit and date); nothing when one invocation measured them all."""
-    stamps = sorted({(row.get("measured") or {}).get("commit") or "unknown" for row in rows})
+    commit and date), oldest first; nothing when one invocation measured them all."""
+    stamps = {}
+    for row in rows:
+        measured = row.get("measured") or {}
+        stamps.setdefault(measured.get("commit") or "unknown", measured.get("date") or "")
     if len(stamps) < 2:
         return []
-    dates = [(row.get("measured") or {}).get("date") or "" for row in rows]
+    order = sorted(stamps, key=lambda commit: stamps[commit])
+    dates = sorted(date for date in stamps.values() if date)
+    span = f"; {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
     return [
-        f"Rows measured by several invocations (commits {', '.join(c[:10] for c in stamps)}; "
-        f"{min(dates)[:10]} to {max(dates)[:10]}): each row's commit and date are in "
-        "stability.json.",
+        f"Rows measured by several invocations (commits {', '.join(c[:10] for c in order)}"
+        f"{span}): each row's commit and date are in stability.json.",
         "",
     ]
 

@@ -302,28 +302,45 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
     return result
 
 
-def batchnorm(runs: Sequence[Path], batches: int, images: int, before: dict | None = None) -> dict:
-    """The `batchnorm` section: `runs` measured now, plus the rows of the section `before`
-    (the one in the file) for other runs measured with the same settings, so runs can be
-    added as a campaign finishes them. Each row keeps the commit and date it was measured
-    at; a run given again is measured again."""
+def batchnorm(runs: Sequence[Path], batches: int, images: int) -> list[dict]:
+    """The `batchnorm` rows of `runs` (each given once), stamped with this commit and date."""
     from benchmarks.common import provenance
 
     stamp = {key: provenance()[key] for key in ("commit", "date")}
-    fresh = {(run.parent.name, run.name): run for run in runs}
+    unique = list(dict.fromkeys(Path(run) for run in runs))
+    return [
+        {
+            "budget": run.parent.name,
+            **batchnorm_run(run, batches, images),
+            "settings": {"batches": batches, "images": images},
+            "measured": stamp,
+        }
+        for run in unique
+    ]
+
+
+def merge_batchnorm(rows: list[dict], before: dict | None) -> dict:
+    """The `batchnorm` section: `rows` plus the rows of the section `before` (the file's)
+    for other runs measured with the same settings, so runs can be added as a campaign
+    finishes them; rows measured with other settings are dropped, with a message."""
+    settings = rows[0]["settings"]
+    fresh = {(row["budget"], row["run"]) for row in rows}
     kept = []
     for row in (before or {}).get("runs", []):
-        same_settings = (row["batches"], row["disagreement_images"]) == (batches, images)
-        # rows of the first version of this section name no budget: matched by run name
-        key = (row.get("budget", next((b for b, n in fresh if n == row["run"]), None)), row["run"])
-        if same_settings and key not in fresh:
-            earlier = before.get("provenance", {})
-            kept.append({"measured": {k: earlier.get(k) for k in stamp}, **row})
-    measured = [
-        {"budget": run.parent.name, **batchnorm_run(run, batches, images), "measured": stamp}
-        for run in runs
-    ]
-    return {"runs": sorted(kept + measured, key=lambda row: row["run"])}
+        # the first rows of this section carry neither settings nor budget nor stamp
+        own = row.get("settings") or {
+            "batches": row["batches"],
+            "images": row["disagreement_images"],
+        }
+        budget = row.get("budget", next((b for b, n in fresh if n == row["run"]), None))
+        if (budget, row["run"]) in fresh:
+            continue  # measured again
+        if own != settings:
+            print(f"dropping the row of {row['run']}: measured with {own}, not {settings}")
+            continue
+        earlier = before.get("provenance", {})
+        kept.append({"measured": {k: earlier.get(k) for k in ("commit", "date")}, **row})
+    return {"runs": sorted(kept + rows, key=lambda row: (row["run"], row.get("budget") or ""))}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -372,8 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("batchnorm: give --runs RUN [RUN ...] (or --smoke)")
         runs = [_smoke_run()] if args.smoke else args.runs
         batches, images = (2, 32) if args.smoke else (args.batches, args.images)
+        rows = batchnorm(runs, batches, images)
+        # read after measuring (minutes): rows another invocation wrote meanwhile are kept
         before = json.loads(output.read_text()).get("batchnorm") if output.is_file() else None
-        merge_result(output, args.command, batchnorm(runs, batches, images, before))
+        merge_result(output, args.command, merge_batchnorm(rows, before))
         print(f"wrote {output}")
         return 0
     run = _smoke_run() if args.smoke else args.run

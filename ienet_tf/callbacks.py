@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import tensorflow as tf
 from larq import utils as lq_utils
 
 from ienet_tf import inspection
-from ienet_tf.batch_norm import reestimate_batch_norm
+from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.checks import is_positive_int
+from ienet_tf.errors import UsageError
 from ienet_tf.inspection import iee_quantizers
 from ienet_tf.quantizers import IEESign
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
@@ -162,13 +163,16 @@ class BatchNormReestimation(tf.keras.callbacks.Callback):
 
     \[ \mu = \frac{1}{N} \sum_n \mu_n, \qquad \sigma^2 = \frac{1}{N} \sum_n \sigma_n^2 \]
 
-    So the validation metrics, and what a checkpoint callback or keras-tuner saves after
-    them, belong to the network as it is rather than to moving averages taken while its
-    weights (and binary codes) were changing. Training is unaffected: training-mode passes
-    normalize with their own batch's statistics.
+    So the validation metrics, and what a checkpoint callback or keras-tuner saves at the
+    end of a validated epoch, belong to the network as it is rather than to moving averages
+    taken while its weights (and binary codes) were changing. The gradient steps are
+    unaffected (training-mode passes normalize with their own batch's statistics); the
+    moving averages restart from the re-estimated values after each pass. Each pass costs
+    `len(batches)` forward passes in training mode.
 
-    `batches` must be iterable again at every pass (a `tf.data.Dataset`, a list); use
-    un-augmented training images, never the validation split it is scored on.
+    `batches` must be iterable again at every pass (a `tf.data.Dataset`, a list, not an
+    iterator); use un-augmented training images, never the validation split it is scored
+    on.
 
     ```python
     plain = load_datasets(config, ("train_eval",))["train_eval"].take(100)
@@ -181,8 +185,19 @@ class BatchNormReestimation(tf.keras.callbacks.Callback):
 
     def __init__(self, batches: Iterable):
         super().__init__()
+        if isinstance(batches, Iterator):
+            raise UsageError(
+                "BatchNormReestimation: `batches` is an iterator, empty after the first "
+                "pass; give a tf.data.Dataset or a list."
+            )
         self.batches = batches
         self.batches_used = 0  # by the last pass
+
+    def on_train_begin(self, logs=None):
+        if not batch_norm_layers(self.model):  # now, not after the first epoch
+            raise UsageError(
+                f"BatchNormReestimation: {self.model.name} has no BatchNormalization layer."
+            )
 
     def on_test_begin(self, logs=None):
         self.batches_used = reestimate_batch_norm(self.model, self.batches)

@@ -242,7 +242,8 @@ class TrainConfig:
         "the mean of its batch statistics over this many un-augmented training batches "
         "(train.reestimate_batch_norm) before it is tested and saved; best.keras keeps the "
         "statistics it was chosen with (`ienet tune` validates every epoch of a trial with "
-        "statistics so re-estimated); 0: the moving statistics of training (the release's)",
+        "statistics so re-estimated: N extra forward passes per epoch); 0: the moving "
+        "statistics of training (the release's)",
         at_least(0),
     )
     seed: int = setting(0, "the random seed (initialisation, data order, augmentation)")

@@ -195,7 +195,7 @@ CAMPAIGN_ROW_KEYS = {
 
 @pytest.mark.slow
 def test_campaign_smoke_schema_resume_and_docs(tmp_path):
-    """The campaign harness on digits, two runs at a time: one small JSON per finished run
+    """The campaign harness on digits, two workers: one small JSON per finished run
     with provenance, campaign.json generated from them, a rerun trains nothing, the docs
     render."""
     results = tmp_path / "results"
@@ -208,7 +208,7 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
         "--output",
         str(results / "campaign.json"),
     ]
-    _run("campaign.py", *args, "--workers", "2")  # both runs at once
+    _run("campaign.py", *args, "--workers", "2")  # the pool path: two runs may overlap
     campaign = json.loads((results / "campaign.json").read_text())
     _check_provenance(campaign)
     assert {"epochs", "batch_size", "validation_examples", "id"} <= set(campaign["budget"])
@@ -264,22 +264,25 @@ def test_stability_batchnorm_adds_runs_to_the_rows_measured_before(tmp_path, mon
     before = {
         "provenance": {"commit": "a" * 40, "date": "2026-11-30T10:00:00+00:00"},
         "runs": [
-            {"run": "fp_s0", "batches": 100, "disagreement_images": 512},  # no budget: v1
+            {"run": "fp_s0", "batches": 100, "disagreement_images": 512},  # the first rows
             {"run": "iee_s0", "batches": 100, "disagreement_images": 512, "budget": "b"},
             {"run": "rsign_s0", "batches": 50, "disagreement_images": 512},  # other settings
         ],
     }
-    runs = [tmp_path / "b" / "bireal_s1", tmp_path / "b" / "iee_s0"]
-    rows = stability.batchnorm(runs, 100, 512, before)["runs"]
+    runs = [tmp_path / "b" / "bireal_s1", tmp_path / "b" / "iee_s0", tmp_path / "b" / "iee_s0"]
+    rows = stability.merge_batchnorm(stability.batchnorm(runs, 100, 512), before)["runs"]
     assert [(row["run"], "new" in row) for row in rows] == [
         ("bireal_s1", True),
         ("fp_s0", False),
-        ("iee_s0", True),  # given again: measured again
+        ("iee_s0", True),  # given again (twice): measured again, once
     ]
     kept = rows[1]["measured"]
     assert kept == {"commit": "a" * 40, "date": "2026-11-30T10:00:00+00:00"}
     assert rows[0]["budget"] == "b" and rows[0]["measured"]["commit"] != kept["commit"]
-    assert "commits aaaaaaaaaa, " in _measured_line(rows)[0]
+    assert rows[0]["settings"] == {"batches": 100, "images": 512}
+    (line, _) = _measured_line(rows)
+    # oldest first, then this commit
+    assert f"commits aaaaaaaaaa, {rows[0]['measured']['commit'][:10]};" in line
     assert _measured_line(rows[:1]) == []
 
 
@@ -342,3 +345,37 @@ def test_campaign_skips_a_run_another_process_is_training(tmp_path):
     assert "FAILED" not in done.stdout + done.stderr
     assert [p.name for p in (runs / "bireal_s0").iterdir()] == [".lock"]
     assert not (tmp_path / "results" / "bireal_s0.json").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_campaign_stops_its_workers_and_resumes(tmp_path):
+    """SIGINT to the campaign alone (not its process group): its worker processes are
+    stopped, no more start, one line and exit 130; the rerun finishes every run."""
+    import signal
+    import time
+
+    from ienet_tf.runs import Run
+
+    runs = tmp_path / "runs"
+    args = ["--smoke", "--workers", "2", "--work-dir", str(runs)]
+    args += ["--results-dir", str(tmp_path / "results"), "--output", str(tmp_path / "c.json")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, str(BENCHMARKS / "campaign.py"), *args]
+    campaign = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (runs / "bireal_s0" / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # until a worker holds its run
+    campaign.send_signal(signal.SIGINT)
+    out, err = campaign.communicate(timeout=120)
+    assert campaign.returncode == 130, err[-3000:]
+    assert "interrupted" in out and "Traceback" not in err
+    assert "campaign interrupted; run it again to resume" in err
+    for name in ("bireal_s0", "ienet_k2_s0"):
+        if (runs / name).exists():
+            with Run(runs / name).lock():  # no worker is left holding it
+                pass
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "c.json").read_text())["complete_runs"] == 2

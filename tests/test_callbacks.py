@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from ienet_tf import callbacks, layers, quantizers
+from ienet_tf.errors import UsageError
 
 
 def _tiny_model(nested: bool = False) -> tf.keras.Model:
@@ -241,3 +242,17 @@ def test_batch_norm_reestimation_validates_with_the_statistics_of_the_batches(ne
     # the logged validation loss is the model's as it is now
     now = model.evaluate(x[16:], y[16:], verbose=0)
     assert history.history["val_loss"][-1] == pytest.approx(now, rel=1e-5)
+
+
+def test_batch_norm_reestimation_refuses_what_would_fail_after_an_epoch():
+    x, y = _data(8)
+    with pytest.raises(UsageError, match="an iterator"):
+        callbacks.BatchNormReestimation(iter([x]))
+    model = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), tf.keras.layers.Flatten(),
+                                 tf.keras.layers.Dense(3)])  # fmt: skip
+    model.compile("sgd", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    weights = [w.numpy() for w in model.weights]
+    with pytest.raises(UsageError, match="no BatchNormalization layer"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.BatchNormReestimation([x])])
+    for before, after in zip(weights, model.weights, strict=True):
+        np.testing.assert_array_equal(after.numpy(), before)  # refused before any step
