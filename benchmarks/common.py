@@ -20,6 +20,8 @@ from ienet_tf.io import write_atomically
 
 RESULTS = Path(__file__).parent / "results"
 RESULTS_PATH = "benchmarks/results"  # the same, as a git pathspec from the repository root
+#: Tracked paths that benchmarks and make_docs write: changes there leave a tree clean.
+GENERATED_PATHS = (RESULTS_PATH, "docs/results.md", "docs/figures")
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the smoke modes write (never benchmarks/results).
 SMOKE_DIR = ROOT / "runs" / "bench-smoke"
@@ -58,10 +60,18 @@ def provenance() -> dict:
     return {
         "command": portable_command([Path(sys.executable).name, *sys.argv]),
         "commit": _git("rev-parse", "HEAD"),
-        # Uncommitted changes to tracked files other than results (a campaign running
-        # beside a benchmark rewrites campaign.json; results do not change what is measured).
+        # Uncommitted changes to tracked files other than results and the pages rendered
+        # from them (a campaign running beside a benchmark rewrites campaign.json, and
+        # make_docs the results page; neither changes what is measured).
         "dirty": bool(
-            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!" + RESULTS_PATH)
+            _git(
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(":!" + path for path in GENERATED_PATHS),
+            )
         ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {

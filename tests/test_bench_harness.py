@@ -41,6 +41,8 @@ def test_provenance_is_dirty_for_code_changes_not_for_result_files(tmp_path, mon
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
     (results / "campaign.json").write_text("{}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text("# results\n")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("init", "-q")
     git("add", ".")
@@ -48,6 +50,7 @@ def test_provenance_is_dirty_for_code_changes_not_for_result_files(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     assert provenance()["dirty"] is False
     (results / "campaign.json").write_text('{"runs": []}')  # a campaign writing beside us
+    (tmp_path / "docs" / "results.md").write_text("# results, rendered again\n")
     assert provenance()["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance()["dirty"] is True
