@@ -175,7 +175,7 @@ class BatchNormReestimation(tf.keras.callbacks.Callback):
     on.
 
     ```python
-    plain = load_datasets(config, ("train_eval",))["train_eval"].take(100)
+    plain = ienet_tf.train.reestimation_batches(config, 100)  # or any un-augmented batches
     model.fit(train, validation_data=val, epochs=8, callbacks=[BatchNormReestimation(plain)])
     ```
 
