@@ -49,7 +49,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, provenance, set_tf_threads, write_result
+from benchmarks.common import RESULTS, provenance, run_script, set_tf_threads, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -558,8 +558,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        print("campaign interrupted; run it again to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_script(main, interrupted="interrupted; run it again to resume")

@@ -13,7 +13,9 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from ienet_tf.export import stack_versions
 from ienet_tf.io import write_atomically
@@ -116,3 +118,26 @@ def set_tf_threads(count: int) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(count)
         tf.config.threading.set_inter_op_parallelism_threads(count)
+
+
+def run_script(main: Callable[[], object], interrupted: str = "interrupted") -> NoReturn:
+    """Run a benchmark script's `main()` and exit: an int it returns is the exit status,
+    anything else (a result path) is printed. A user error (`IENetError`: a missing run
+    directory, a bad option) is one line on stderr and exit 2, Ctrl-C one line and exit
+    130; a bug keeps its traceback."""
+    from ienet_tf.errors import IENetError
+
+    name = Path(sys.argv[0]).name
+    try:
+        result = main()
+    except IENetError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{name}: {interrupted}", file=sys.stderr)
+        raise SystemExit(130) from None
+    if isinstance(result, int):
+        raise SystemExit(result)
+    if result is not None:
+        print(result)
+    raise SystemExit(0)

@@ -34,7 +34,7 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, SMOKE_DIR, VARIANTS, write_result
+from benchmarks.common import RESULTS, SMOKE_DIR, VARIANTS, run_script, write_result
 
 # The IE-Net paper's Table 6 (SPEC §6): memory in Mbit, FLOPs = FP MACs + binary ops / 64.
 PAPER_TABLE6 = {
@@ -203,4 +203,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

@@ -25,7 +25,7 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, run_script, write_result
 
 SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
 
@@ -97,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,7 +48,7 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, merge_result
+from benchmarks.common import RESULTS, merge_result, run_script
 
 OUTPUT = RESULTS / "int8.json"
 SIZE_VARIANTS = ("fp", "ienet", "ienet int8")
@@ -284,4 +284,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import portable_command
+from benchmarks.common import portable_command, run_script
 from ienet_tf.io import write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -976,4 +976,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

@@ -50,7 +50,7 @@ import tensorflow as tf
 from flatbuffers import flexbuffers
 from tensorflow.lite.python import schema_py_generated as schema
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, run_script, write_result
 from ienet_tf import export, models
 from ienet_tf.export.bench import X86_CAVEAT
 from ienet_tf.layers import IEBinaryConv2D
@@ -247,4 +247,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(main())
+    run_script(main)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, run_script, write_result
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -127,4 +127,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

@@ -62,7 +62,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.common import RESULTS, merge_result, set_tf_threads
+from benchmarks.common import RESULTS, merge_result, run_script, set_tf_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
@@ -410,4 +410,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

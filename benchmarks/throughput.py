@@ -67,7 +67,7 @@ from ienet_tf.train import build_model, compile_model
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, run_script, write_result
 
 MODEL = "resnet20"
 INPUT_SHAPE = (32, 32, 3)
@@ -333,4 +333,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -374,7 +374,7 @@ def test_an_interrupted_campaign_stops_its_workers_and_resumes(tmp_path):
     out, err = campaign.communicate(timeout=120)
     assert campaign.returncode == 130, err[-3000:]
     assert "interrupted" in out and "Traceback" not in err
-    assert "campaign interrupted; run it again to resume" in err
+    assert "campaign.py: interrupted; run it again to resume" in err
     for name in ("bireal_s0", "ienet_k2_s0"):
         if (runs / name).exists():
             with Run(runs / name).lock():  # no worker is left holding it
@@ -382,3 +382,14 @@ def test_an_interrupted_campaign_stops_its_workers_and_resumes(tmp_path):
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "c.json").read_text())["complete_runs"] == 2
+
+
+def test_a_benchmark_given_a_missing_run_says_so_in_one_line(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    missing = tmp_path / "no_such_run"
+    command = [sys.executable, str(BENCHMARKS / "stability.py"), "batchnorm", "--runs"]
+    command += [str(missing), "--output", str(tmp_path / "s.json")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"stability.py: run directory {missing} does not exist" in done.stderr
+    assert not (tmp_path / "s.json").exists()
