@@ -16,12 +16,13 @@ BENCHMARKS = ROOT / "benchmarks"
 PROVENANCE_KEYS = {"command", "commit", "date", "machine", "versions"}
 
 
-def _run(script: str, *args: str, check: bool = True) -> None:
+def _run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, str(BENCHMARKS / script), *args]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 0 or not check, f"{script} failed:\n{output}"
+    return done
 
 
 def _check_provenance(result: dict) -> None:
@@ -339,11 +340,8 @@ def test_campaign_skips_a_run_another_process_is_training(tmp_path):
     runs = tmp_path / "runs"
     args = ["--smoke", "--work-dir", str(runs), "--results-dir", str(tmp_path / "results")]
     args += ["--output", str(tmp_path / "campaign.json"), "--only", "bireal_s0"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, str(BENCHMARKS / "campaign.py"), *args]
     with Run(runs / "bireal_s0").lock():
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+        done = _run("campaign.py", *args)
     assert "bireal_s0: skipped, another process is training it" in done.stdout
     assert "FAILED" not in done.stdout + done.stderr
     assert [p.name for p in (runs / "bireal_s0").iterdir()] == [".lock"]
@@ -385,11 +383,9 @@ def test_an_interrupted_campaign_stops_its_workers_and_resumes(tmp_path):
 
 
 def test_a_benchmark_given_a_missing_run_says_so_in_one_line(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     missing = tmp_path / "no_such_run"
-    command = [sys.executable, str(BENCHMARKS / "stability.py"), "batchnorm", "--runs"]
-    command += [str(missing), "--output", str(tmp_path / "s.json")]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    args = ["batchnorm", "--runs", str(missing), "--output", str(tmp_path / "s.json")]
+    done = _run("stability.py", *args, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"stability.py: run directory {missing} does not exist" in done.stderr
     assert not (tmp_path / "s.json").exists()
