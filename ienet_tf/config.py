@@ -125,6 +125,12 @@ def _models():
     return models
 
 
+def _quantizers():
+    from ienet_tf import quantizers
+
+    return quantizers
+
+
 def _ir2net():
     from ienet_tf import ir2net
 
@@ -178,6 +184,12 @@ class ModelConfig:
         "lce",
         '"lce" (deployment) or "release" (the authors\' PyTorch networks)',
         one_of(lambda: _models().COMPATS),
+    )
+    activation_estimator: str | None = setting(
+        None,
+        'the backward pass of the activation sign: "iee", "approx_sign" or "ste"; null: the '
+        "variant's (iee for ienet, approx_sign for the others): an ablation knob",
+        one_of(lambda: [None, *_quantizers().ACTIVATION_ESTIMATORS]),
     )
 
 
@@ -491,6 +503,12 @@ def validate(config: Config) -> Config:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
         _fail("model.k", _cut(str(error)), related=("model.variant",))
+    _check(
+        m.activation_estimator is None or models.VARIANTS[base].binary,
+        "model.activation_estimator",
+        f"variant {_show(base)} binarizes nothing; set it to null or pick a binary variant.",
+        related=("model.variant",),
+    )
     if d.validation_examples is not None:
         train_size = data.info(d.name).train_size
         needed = d.validation_examples + (d.subset or 1)

@@ -104,6 +104,11 @@ def test_overrides_and_round_trip(tmp_path):
         (["model.variant=xnor"], "model.variant: unknown variant"),
         (["model.variant=bireal"], "model.k:"),
         (["model.k=0"], "model.k:"),
+        (["model.activation_estimator=tanh"], "model.activation_estimator: 'tanh' is not one of"),
+        (
+            ["model.variant=fp", "model.k=null", "model.activation_estimator=ste"],
+            "model.activation_estimator: variant 'fp' binarizes nothing",
+        ),
         (["model.input_shape=[32, 32]"], "model.input_shape: expected"),
         (["data.name=mnist"], "data.name: unknown data set 'mnist'"),
         (["data.subset=0"], "data.subset: must be > 0"),

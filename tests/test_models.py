@@ -168,6 +168,48 @@ def test_variants_pick_their_quantizers(variant, kernel, activation, thresholds)
     assert (layer.kernel_constraint is not None) == (kernel == "SteSign")
 
 
+@pytest.mark.parametrize(
+    "estimator, activation",
+    [("approx_sign", "ApproxSign"), ("ste", "SteSign"), ("iee", "IEEActivationSign")],
+)
+def test_activation_estimator_replaces_only_the_activation_backward(estimator, activation):
+    """The ablation knob swaps the activation estimator and nothing else: same weights,
+    same forward pass (every estimator binarizes with sign), different input gradients."""
+    reference = models.build("resnet20", "ienet", input_shape=(16, 16, 3))
+    model = models.build(
+        "resnet20", "ienet", input_shape=(16, 16, 3), activation_estimator=estimator
+    )
+    binary = [lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D)]
+    assert {type(lay.input_quantizer).__name__ for lay in binary} == {activation}
+    assert {type(lay.kernel_quantizer).__name__ for lay in binary} == {"IEESign"}
+    assert all(lay.thresholds is not None and lay.k == 2 for lay in binary)
+    assert model.name == "resnet20_ienet_k2" + ("" if estimator == "iee" else f"_{estimator}")
+    trainable = [w.name for w in model.trainable_weights]
+    assert trainable == [w.name for w in reference.trainable_weights]
+    sources = {w.name: w for w in reference.weights}
+    for target in model.weights:  # the IEE estimator's q is the only weight not shared
+        if target.name in sources:
+            target.assign(sources[target.name])
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), tf.float32)
+    np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
+    restored = tf.keras.models.model_from_json(model.to_json(), custom_objects=None)
+    assert (
+        type(
+            next(
+                lay for lay in restored.layers if isinstance(lay, layers.IEBinaryConv2D)
+            ).input_quantizer
+        ).__name__
+        == activation
+    )
+
+
+def test_activation_estimator_is_checked():
+    with pytest.raises(ValueError, match="Unknown `activation_estimator` 'tanh'"):
+        models.build("resnet20", "ienet", activation_estimator="tanh")
+    with pytest.raises(ValueError, match="needs a binary variant"):
+        models.build("resnet20", "fp", activation_estimator="ste")
+
+
 def test_resnet20_runs_forward_at_fashion_mnist_size():
     model = models.build("resnet20", "ienet", num_classes=10, input_shape=(28, 28, 1))
     out = model(np.zeros((2, 28, 28, 1), np.float32), training=False)

@@ -135,6 +135,7 @@ def build(
     erase_threshold: float | None = None,
     attention_norm: str | None = None,
     compat: str = "lce",
+    activation_estimator: str | None = None,
 ) -> tf.keras.Model:
     """Build model `name` as ablation `variant` (see `ienet_tf.models.variants`).
 
@@ -146,7 +147,8 @@ def build(
     pass them to `ienet_tf.ir2net.InformationRestriction.wrap`.
     `compat="release"` builds the network exactly as the authors' PyTorch release does
     (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
-    the deployment form (same-one padding, LCE's fast path).
+    the deployment form (same-one padding, LCE's fast path). `activation_estimator`
+    replaces the variant's activation estimator (an ablation; see `get_variant`).
     """
     if erase_threshold is not None or attention_norm is not None:
         warnings.warn(
@@ -157,7 +159,12 @@ def build(
         )
     model = spec(name)
     conv_variant = get_variant(
-        variant, k, model.lambda_mode, compat=compat, release_init=model.release_init
+        variant,
+        k,
+        model.lambda_mode,
+        compat=compat,
+        release_init=model.release_init,
+        activation_estimator=activation_estimator,
     )
     num_classes = model.num_classes if num_classes is None else num_classes
     if not is_int(num_classes, 2):
@@ -180,4 +187,9 @@ def build(
         suffix = "_".join([base, f"k{conv_variant.k}", *modifiers])
     if conv_variant.release:
         suffix += "_release"
+    if (
+        activation_estimator is not None
+        and activation_estimator != get_variant(variant).activation_estimator
+    ):
+        suffix += f"_{activation_estimator}"
     return tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")

@@ -39,6 +39,7 @@ from ienet_tf import initializers
 from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
 from ienet_tf.layers import IEBinaryConv2D
+from ienet_tf.quantizers import ACTIVATION_ESTIMATORS
 
 MODIFIERS = ("el", "ir2net")
 #: How layers are padded and initialised: for LCE deployment, or as the authors' release.
@@ -238,13 +239,31 @@ def get_variant(
     lambda_mode: str = "channel",
     compat: str = "lce",
     release_init: str = "torch_default",
+    activation_estimator: str | None = None,
 ) -> Variant:
     """The variant `name` (a base variant, optionally `+el` / `+ir2net`) with its K
-    (default 2 for `iebc`/`ienet`, 1 otherwise) and `compat` (see `COMPATS`)."""
+    (default 2 for `iebc`/`ienet`, 1 otherwise) and `compat` (see `COMPATS`).
+
+    `activation_estimator` replaces the variant's backward pass of the activation sign
+    (one of `quantizers.ACTIVATION_ESTIMATORS`; None: the variant's own, the table above):
+    an ablation the paper's Table 3 does not separate, since `ienet` differs from `iee` in
+    both its convolution (IE-BC) and its activation estimator (the release's IEE one).
+    """
     if compat not in COMPATS:
         raise ValueError(f"Unknown `compat` {compat!r}; allowed: {list(COMPATS)}.")
     base, modifiers = parse_variant(name)
     variant = VARIANTS[base]
+    if activation_estimator is not None:
+        if activation_estimator not in ACTIVATION_ESTIMATORS:
+            raise ValueError(
+                f"Unknown `activation_estimator` {activation_estimator!r}; allowed: "
+                f"{list(ACTIVATION_ESTIMATORS)} (or None: the variant's own)."
+            )
+        if not variant.binary:
+            raise ValueError(
+                f"`activation_estimator` needs a binary variant; {base!r} binarizes nothing."
+            )
+        variant = dataclasses.replace(variant, activation_estimator=activation_estimator)
     if k is None:
         k = variant.k
     if not is_positive_int(k):
