@@ -16,7 +16,9 @@ final model's top-1 and the best-on-validation model's top-1).
 The runs, in order (`jobs()`): Table 3 — fp, bireal, rsign, iebc (K=2), iee, ienet (K=2)
 and ienet with `model.compat: release` — for seed 0, then seed 1, then seed 2 (so that
 seed-paired differences exist as early as possible); then ienet+el and ienet+ir2net, and
-the K sweep of ienet (K = 1..4), with 2 seeds each.
+the K sweep of ienet (K = 1..4), with 2 seeds each; last the probes (`PROBES`): a Table-3
+run with overrides that test one explanation of a result (`ienet_k2_approx`: IE-Net with
+iee's ApproxSign activation estimator), 2 seeds each.
 
 One run at a time (`--workers N`: N at a time, in order), each in its own process
 (`--threads` TF threads), into `runs/campaign/<budget id>/<run>/` (an `ienet train` run
@@ -66,6 +68,18 @@ TABLE3_SEEDS = (0, 1, 2)
 EXTRAS = (("ienet+el", None, None), ("ienet+ir2net", None, None))
 K_SWEEP = (1, 2, 3, 4)
 EXTRA_SEEDS = (0, 1)
+#: Probes: a Table-3 run with config overrides that test one explanation of a result,
+#: trained after everything else (or at once with `--only`). name -> (what, overrides).
+PROBES = {
+    # ienet differs from iee in its convolution (IE-BC) AND its activation estimator (the
+    # release's IEE one, sharpening to q_a = 10); this ienet has iee's ApproxSign.
+    "approx": (
+        "the activations' backward pass is ApproxSign (iee's) instead of the IEE estimator",
+        ("model.activation_estimator=approx_sign",),
+    ),
+}
+PROBE_JOBS = (("ienet", 2, None, "approx"),)
+PROBE_SEEDS = (0, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +135,8 @@ class Budget:
         items.append(f"model.k={'null' if job.k is None else job.k}")  # null: the default
         if job.compat is not None:
             items.append(f"model.compat={job.compat}")
+        if job.probe is not None:
+            items += PROBES[job.probe][1]
         return items
 
 
@@ -145,12 +161,14 @@ class Job:
     k: int | None
     compat: str | None
     seed: int
+    probe: str | None = None  # a key of PROBES: its overrides apply on top of the budget's
 
     @property
     def name(self) -> str:
         k = f"_k{self.k}" if self.k is not None else ""
         compat = f"_{self.compat}" if self.compat else ""
-        return f"{self.variant.replace('+', '_')}{k}{compat}_s{self.seed}"
+        probe = f"_{self.probe}" if self.probe else ""
+        return f"{self.variant.replace('+', '_')}{k}{compat}{probe}_s{self.seed}"
 
     @property
     def group(self) -> str:
@@ -165,8 +183,9 @@ def jobs(smoke: bool = False) -> list[Job]:
     table3 = [Job(v, k, c, seed) for seed in TABLE3_SEEDS for v, k, c in TABLE3]
     extras = [Job(v, k, c, seed) for seed in EXTRA_SEEDS for v, k, c in EXTRAS]
     sweep = [Job("ienet", k, None, seed) for seed in EXTRA_SEEDS for k in K_SWEEP]
+    probes = [Job(v, k, c, seed, probe) for seed in PROBE_SEEDS for v, k, c, probe in PROBE_JOBS]
     seen = {job.name for job in table3}
-    return table3 + extras + [job for job in sweep if job.name not in seen]
+    return table3 + extras + [job for job in sweep if job.name not in seen] + probes
 
 
 def make_config(job: Job, budget: Budget):
@@ -222,6 +241,7 @@ def _job_fields(job: Job) -> dict:
         "variant": job.variant,
         "k": k,
         "compat": job.compat or "default",
+        "probe": job.probe,
         "seed": job.seed,
     }
 
@@ -275,6 +295,11 @@ def summarize(budget: Budget, work_dir: Path, results_dir: Path, output: Path, a
             "id": budget.id,
             "table3_seeds": list(TABLE3_SEEDS),
             "extra_seeds": list(EXTRA_SEEDS),
+            "probe_seeds": list(PROBE_SEEDS),
+            "probes": {
+                name: {"what": what, "overrides": list(overrides)}
+                for name, (what, overrides) in PROBES.items()
+            },
             "optimizer": "SGD momentum 0.9, lr 0.1, cosine per "
             + ("step" if budget.lr_per_step else "epoch")
             + ", weight decay 1e-4 (all)"

@@ -189,8 +189,15 @@ TABLE3_GROUPS = (  # (campaign group, label, K, the paper's CIFAR-10 Table 3 key
     ("ienet_k2_release", "ienet (compat release)", "2", "ienet"),
     ("ienet_el", "ienet+el", "2", None),
     ("ienet_ir2net", "ienet+ir2net", "2", None),
+    ("ienet_k2_approx", "ienet, ApproxSign activations (probe)", "2", None),
 )
-PAIRED = (("ienet_k2", "bireal"), ("iee", "bireal"), ("ienet_k2", "iee"))
+PAIRED = (
+    ("ienet_k2", "bireal"),
+    ("iee", "bireal"),
+    ("ienet_k2", "iee"),
+    ("ienet_k2_approx", "iee"),
+    ("ienet_k2", "ienet_k2_approx"),
+)
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -295,6 +302,18 @@ def campaign_section(
         "",
     ]
     lines += table(TABLE3_HEADER, _table3_rows(runs))
+    probes = budget.get("probes") or {}
+    if probes:
+        lines += [
+            "Probes (a Table-3 run with overrides that test one explanation, "
+            f"{len(budget.get('probe_seeds', [])) or 'its'} seeds): "
+            + "; ".join(
+                f"`{name}`: {probe['what']} (`{', '.join(probe['overrides'])}`)"
+                for name, probe in probes.items()
+            )
+            + ".",
+            "",
+        ]
     lines += reestimation_note(stability)
     lines += [
         "Seed-paired differences of the test top-1 of the final and of the best-on-validation "
@@ -307,7 +326,7 @@ def campaign_section(
     ]
     sweep = {}
     for run in done:
-        if run["variant"] == "ienet" and run["compat"] == "default":
+        if run["variant"] == "ienet" and run["compat"] == "default" and not run.get("probe"):
             sweep.setdefault(run["k"], []).append(1.0 - run["test_top1"])
     if sweep:
         points = [

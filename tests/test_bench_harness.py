@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -132,6 +133,49 @@ def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
     assert rows["iee - bireal", "final"] == [1, "+4.00", "n = 1: no interval", "s0: +4.00"]
     assert rows["ienet_k2 - iee", "best on val"] == [1, "-1.00", "n = 1: no interval", "s0: -1.00"]
     assert _paired_rows([run("fp", 0, 0.9, 0.9)])[0][2:] == [0, "pending", "-", "-"]
+
+
+def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import campaign
+    from benchmarks.make_docs import campaign_section
+
+    all_jobs = campaign.jobs()
+    probes = [job for job in all_jobs if job.probe]
+    assert [job.name for job in probes] == ["ienet_k2_approx_s0", "ienet_k2_approx_s1"]
+    assert all_jobs[-len(probes) :] == probes  # after the Table-3 set, extras and sweep
+    config = campaign.make_config(probes[0], campaign.BUDGET)
+    plain = campaign.make_config(campaign.Job("ienet", 2, None, 0), campaign.BUDGET)
+    assert config.model.activation_estimator == "approx_sign"
+    assert plain.model.activation_estimator is None
+    assert {**vars(config.model), "activation_estimator": None} == vars(plain.model)
+    assert config.train == plain.train and config.iee == plain.iee and config.data == plain.data
+
+    def row(job, top1):
+        history = [{"epoch": 0, "val_accuracy": top1}]
+        return {**campaign._job_fields(job), "complete": True, "test_top1": top1,
+                "test_top1_best_val": top1, "val_top1_best": top1, "train_examples": 64,
+                "train_time_s": 60.0, "history": history}  # fmt: skip
+
+    runs = [row(campaign.Job("ienet", 2, None, 0), 0.80), row(probes[0], 0.90)]
+    budget = {**dataclasses.asdict(campaign.BUDGET), "id": "x", "optimizer": "sgd",
+              "probes": {"approx": {"what": "ApproxSign", "overrides": ["a=b"]}}}  # fmt: skip
+    result = {"budget": budget, "runs": runs, "complete_runs": 2, "total_runs": 2,
+              "machine_time_s": 120.0}  # fmt: skip
+    text = "\n".join(campaign_section.__wrapped__(result, tmp_path, tmp_path / "r.md"))
+    assert "| ienet, ApproxSign activations (probe) | 2   | 1/1" in text
+    assert "`approx`: ApproxSign (`a=b`)" in text
+    assert "| ienet_k2 - ienet_k2_approx | final       | 1       | -10.00" in text
+    # the K sweep holds the one plain IE-Net run: its error is 20%, not the mean with the probe
+    from ienet_tf.report import figures
+
+    points = []
+    original = figures.plot_k_sweep
+    monkeypatch.setattr(
+        figures, "plot_k_sweep", lambda p, path, title: points.extend(p) or original(p, path, title)
+    )
+    campaign_section.__wrapped__(result, tmp_path, tmp_path / "r.md")
+    assert [(p.k, round(p.error, 3), p.runs) for p in points] == [(2, 0.2, 1)]
 
 
 @pytest.fixture(scope="module")
