@@ -1,10 +1,12 @@
 """Late-training stability in a short budget: why IE-Net collapsed (the gradient scale
 along the IEE schedule, the last epochs replayed under each learning-rate schedule) and
-why a final model can fail in inference mode alone (its BatchNorm statistics).
+why a final model can fail in inference mode alone (its BatchNorm statistics), and how
+far IE-BC's branches have moved apart.
 
     nice -n 10 .venv/bin/python benchmarks/stability.py gradients [--run RUN] [--batches 16]
     nice -n 10 .venv/bin/python benchmarks/stability.py replay [--run RUN] [--arms ...]
     nice -n 10 .venv/bin/python benchmarks/stability.py batchnorm --runs RUN [RUN ...]
+    nice -n 10 .venv/bin/python benchmarks/stability.py branches --runs RUN [RUN ...]
 
 Both start from a trained run (default: benchmarks/fixtures/first_budget_ienet_k2, the
 checkpoint of the first campaign budget's IE-Net chosen on validation: the end of epoch 5
@@ -36,6 +38,11 @@ benchmarks/results/stability.json (`--output`), with the provenance block.
   training-mode and the inference-mode pass. Runs measured before with the same settings
   keep their rows (each with the commit and date it was measured at): give the runs a
   campaign has just finished.
+
+- `branches`: each run's final model, `inspection.branch_diversity` of its IE-BC layers
+  (K >= 2) on the first `--images` validation images: the share of binary codes where
+  branch k differs from branch 1, the mean |beta_k - beta_1| and |lambda_k|. Incremental
+  like `batchnorm`.
 
 `--smoke` runs each on a two-epoch digits run of the demo config (trained here first if
 missing; its arms train a third epoch), into runs/bench-smoke/stability.json unless
@@ -282,6 +289,7 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
         "run": run.name,
         "variant": config.model.variant,
         "k": config.model.k,
+        "compat": config.model.compat,
         "seed": config.train.seed,
         "batches": batches,
         "disagreement_images": int(probe.shape[0]),
@@ -304,25 +312,58 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
 
 def batchnorm(runs: Sequence[Path], batches: int, images: int) -> list[dict]:
     """The `batchnorm` rows of `runs` (each given once), stamped with this commit and date."""
+    return stamped(
+        runs,
+        lambda run: batchnorm_run(run, batches, images),
+        {"batches": batches, "images": images},
+    )
+
+
+def branches_run(run: Path, images: int) -> dict:
+    """The final model of `run`: `inspection.branch_diversity` of its IE-BC layers on the
+    first `images` validation images."""
+    from ienet_tf import inspection
+    from ienet_tf.errors import UsageError
+    from ienet_tf.train import load_datasets, load_run
+
+    config, model = load_run(run, "final")
+    data = load_datasets(config, ("validation",))
+    probe = np.concatenate(
+        [x.numpy() for x, _ in data["validation"].unbatch().batch(images).take(1)]
+    )
+    result = {
+        "run": run.name,
+        "variant": config.model.variant,
+        "k": config.model.k,
+        "compat": config.model.compat,
+        "seed": config.train.seed,
+        "images": int(probe.shape[0]),
+        "layers": inspection.branch_diversity(model, probe),
+    }
+    if not result["layers"]:
+        raise UsageError(f"{run}: no IE-BC layer with K >= 2 (variant {config.model.variant})")
+    print(json.dumps({k: result[k] for k in ("run", "variant", "k")}), flush=True)
+    return result
+
+
+def stamped(runs: Sequence[Path], measure, settings: dict) -> list[dict]:
+    """`measure(run)` for each of `runs` (each once), stamped with this commit and date and
+    the settings: the rows of an incremental section (`merge_rows`)."""
     from benchmarks.common import provenance
 
     stamp = {key: provenance()[key] for key in ("commit", "date")}
     unique = list(dict.fromkeys(Path(run) for run in runs))
     return [
-        {
-            "budget": run.parent.name,
-            **batchnorm_run(run, batches, images),
-            "settings": {"batches": batches, "images": images},
-            "measured": stamp,
-        }
+        {"budget": run.parent.name, **measure(run), "settings": settings, "measured": stamp}
         for run in unique
     ]
 
 
-def merge_batchnorm(rows: list[dict], before: dict | None) -> dict:
-    """The `batchnorm` section: `rows` plus the rows of the section `before` (the file's)
-    for other runs measured with the same settings, so runs can be added as a campaign
-    finishes them; rows measured with other settings are dropped, with a message."""
+def merge_rows(rows: list[dict], before: dict | None) -> dict:
+    """An incremental section (`batchnorm`, `branches`): `rows` plus the rows of the
+    section `before` (the file's) for other runs measured with the same settings, so runs
+    can be added as a campaign finishes them; rows measured with other settings are
+    dropped, with a message."""
     settings = rows[0]["settings"]
     fresh = {(row["budget"], row["run"]) for row in rows}
     kept = []
@@ -373,9 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bn.add_argument("--runs", type=Path, nargs="+", help="run directories (e.g. a campaign's)")
     bn.add_argument("--batches", type=int, default=100, help="training batches to re-estimate on")
     bn.add_argument("--images", type=int, default=512, help="validation images to compare codes")
+    br = commands.add_parser("branches", help="how different the IE-BC branches are")
+    br.add_argument("--runs", type=Path, nargs="+", help="run directories with IE-BC (K >= 2)")
+    br.add_argument("--images", type=int, default=512, help="validation images to compare codes")
     for sub in (grad, rep):
         sub.add_argument("--run", type=Path, default=DEFAULT_RUN)
-    for sub in (grad, rep, bn):
+    for sub in (grad, rep, bn, br):
         sub.add_argument("--output", type=Path, help=f"default {os.path.relpath(OUTPUT, ROOT)}")
         sub.add_argument("--threads", type=int, default=1, help="TF threads (0: TF's default)")
         sub.add_argument("--smoke", action="store_true", help="digits, seconds (CI)")
@@ -384,15 +428,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.campaign import BUDGET, SMOKE_BUDGET
 
     output = args.output or (SMOKE_DIR / "stability.json" if args.smoke else OUTPUT)
-    if args.command == "batchnorm":
+    if args.command in ("batchnorm", "branches"):
         if not args.smoke and not args.runs:
-            parser.error("batchnorm: give --runs RUN [RUN ...] (or --smoke)")
+            parser.error(f"{args.command}: give --runs RUN [RUN ...] (or --smoke)")
         runs = [_smoke_run()] if args.smoke else args.runs
-        batches, images = (2, 32) if args.smoke else (args.batches, args.images)
-        rows = batchnorm(runs, batches, images)
+        images = 32 if args.smoke else args.images
+        if args.command == "batchnorm":
+            rows = batchnorm(runs, 2 if args.smoke else args.batches, images)
+        else:
+            rows = stamped(runs, lambda run: branches_run(run, images), {"images": images})
         # read after measuring (minutes): rows another invocation wrote meanwhile are kept
-        before = json.loads(output.read_text()).get("batchnorm") if output.is_file() else None
-        merge_result(output, args.command, merge_batchnorm(rows, before))
+        before = json.loads(output.read_text()).get(args.command) if output.is_file() else None
+        merge_result(output, args.command, merge_rows(rows, before))
         print(f"wrote {output}")
         return 0
     run = _smoke_run() if args.smoke else args.run

@@ -37,6 +37,7 @@ __all__ = [
     "binary_layers",
     "binary_weight_entropy",
     "binarization_disagreement",
+    "branch_diversity",
     "channel_weight_entropy",
     "entropy_bits",
     "flip_ratio",
@@ -391,6 +392,27 @@ def gradient_norms(
     return rows
 
 
+def _own_binary_convs(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    convs = [layer for layer in binary_kernel_layers(model.layers) if is_binary_conv(layer)]
+    if not convs:
+        raise ValueError("the model has no binary conv layer among its own layers.")
+    return convs
+
+
+def _layer_inputs(model: tf.keras.Model, layers, images, training: bool) -> list[np.ndarray]:
+    """The inputs of `layers` (layers of the functional `model`) for `images`."""
+    try:
+        probe = tf.keras.Model(model.inputs, [layer.input for layer in layers])
+    except (AttributeError, ValueError) as error:
+        raise ValueError(
+            "this inspection needs a functional model whose binary convs are called once on "
+            f"its graph ({error})."
+        ) from error
+    outputs = probe(images, training=training)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [np.asarray(output) for output in outputs]
+
+
 def binarization_disagreement(model: tf.keras.Model, images) -> list[dict]:
     r"""Per binary conv layer (binary input and kernel, model order): the fraction of its
     binarized input values that differ between a training-mode forward pass (every
@@ -411,26 +433,15 @@ def binarization_disagreement(model: tf.keras.Model, images) -> list[dict]:
     rows = stats.binarization_disagreement(model, x_validation[:128])
     ```
     """
-    convs = [layer for layer in binary_kernel_layers(model.layers) if is_binary_conv(layer)]
-    if not convs:
-        raise ValueError("the model has no binary conv layer among its own layers.")
-    try:
-        probe = tf.keras.Model(model.inputs, [layer.input for layer in convs])
-    except (AttributeError, ValueError) as error:
-        raise ValueError(
-            "binarization_disagreement needs a functional model whose binary convs are "
-            f"called once on its graph ({error})."
-        ) from error
+    convs = _own_binary_convs(model)
     with state_restored(model):
-        training = probe(images, training=True)
-    inference = probe(images, training=False)
-    if len(convs) == 1:
-        training, inference = [training], [inference]
+        training = _layer_inputs(model, convs, images, training=True)
+    inference = _layer_inputs(model, convs, images, training=False)
     rows = []
     for layer, a, b in zip(convs, training, inference, strict=True):
         thresholds = layer_thresholds(layer)  # (K, C_in), added before the sign
-        bits_a = (a.numpy()[..., None, :] + thresholds) >= 0
-        bits_b = (b.numpy()[..., None, :] + thresholds) >= 0
+        bits_a = (a[..., None, :] + thresholds) >= 0
+        bits_b = (b[..., None, :] + thresholds) >= 0
         rows.append(
             {
                 "layer": layer.name,
@@ -438,4 +449,52 @@ def binarization_disagreement(model: tf.keras.Model, images) -> list[dict]:
                 "disagreement": float(np.mean(bits_a != bits_b)),
             }
         )
+    return rows
+
+
+def branch_diversity(model: tf.keras.Model, images) -> list[dict]:
+    r"""How different the K branches of each IE-BC layer (K >= 2) of `model` are, on the
+    inputs those layers get from `images` in an inference-mode pass.
+
+    IE-BC sums \(\lambda_k \odot \operatorname{BConv}(B_W, \operatorname{sign}(X +
+    \beta_k))\) with \(\lambda_1 = 1\). The release starts every \(\beta_k\) at 0 and
+    \(\lambda_k\) (k >= 2) at U[0, 0.001), so at initialisation the branches are one
+    branch, and they only become K different binarizations as training moves them apart.
+    For every branch k >= 2: `differ`, the fraction of the layer's binary input values
+    (positions x channels) where \(\operatorname{sign}(x + \beta_k) \ne
+    \operatorname{sign}(x + \beta_1)\) (0: the branch repeats branch 1); `threshold_gap`,
+    the mean over input channels of \(|\beta_k - \beta_1|\); `lambda`, the mean
+    \(|\lambda_k|\) (the branch's weight next to branch 1's 1). `model` must be
+    functional with its IE-BC layers as its own layers; its state is not changed.
+
+    Returns `[{"layer", "k", "branch", "differ", "threshold_gap", "lambda"}]` in model
+    order (an empty list when no layer has two branches).
+
+    ```python
+    rows = stats.branch_diversity(model, x_validation[:256])
+    ```
+    """
+    convs = [
+        layer
+        for layer in _own_binary_convs(model)
+        if layer_k(layer) >= 2 and getattr(layer, "lambdas", None) is not None
+    ]
+    if not convs:
+        return []
+    rows = []
+    for layer, x in zip(convs, _layer_inputs(model, convs, images, training=False), strict=True):
+        thresholds = layer_thresholds(layer)  # (K, C_in)
+        lambdas = np.abs(np.asarray(layer.lambdas.numpy(), np.float64))  # (K - 1, C_out | 1)
+        first = (x + thresholds[0]) >= 0
+        for branch in range(1, thresholds.shape[0]):
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "k": int(thresholds.shape[0]),
+                    "branch": branch + 1,
+                    "differ": float(np.mean(((x + thresholds[branch]) >= 0) != first)),
+                    "threshold_gap": float(np.mean(np.abs(thresholds[branch] - thresholds[0]))),
+                    "lambda": float(np.mean(lambdas[branch - 1])),
+                }
+            )
     return rows

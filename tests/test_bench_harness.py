@@ -105,6 +105,18 @@ def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
     assert reestimation_note(None) == []
 
 
+def test_stability_rows_are_labelled_with_their_compat_and_budget():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.make_docs import _run_labels
+
+    release = {"variant": "ienet", "k": 2, "compat": "release", "seed": 0, "budget": "b"}
+    plain = {"variant": "ienet", "k": 2, "seed": 0, "budget": "b"}  # measured before compat
+    label = _run_labels([release, plain])
+    assert [label(release), label(plain)] == ["ienet K=2 release seed 0", "ienet K=2 seed 0"]
+    other = {**plain, "budget": "a", "k": None, "variant": "iee"}
+    assert _run_labels([plain, other])(other) == "iee seed 0 (a)"
+
+
 def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
     sys.path.insert(0, str(ROOT))
     from benchmarks.make_docs import _paired_rows
@@ -318,7 +330,7 @@ def test_stability_batchnorm_adds_runs_to_the_rows_measured_before(tmp_path, mon
         ],
     }
     runs = [tmp_path / "b" / "bireal_s1", tmp_path / "b" / "iee_s0", tmp_path / "b" / "iee_s0"]
-    rows = stability.merge_batchnorm(stability.batchnorm(runs, 100, 512), before)["runs"]
+    rows = stability.merge_rows(stability.batchnorm(runs, 100, 512), before)["runs"]
     assert [(row["run"], "new" in row) for row in rows] == [
         ("bireal_s1", True),
         ("fp_s0", False),
@@ -344,6 +356,7 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     _run("stability.py", "gradients", "--smoke", "--output", str(output))
     _run("stability.py", "replay", "--smoke", "--output", str(output))
     _run("stability.py", "batchnorm", "--smoke", "--output", str(output))
+    _run("stability.py", "branches", "--smoke", "--output", str(output))
     result = json.loads(output.read_text())
     _check_provenance(result)
     rows = result["gradients"]["rows"]
@@ -357,8 +370,12 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     for arm in arms:
         assert arm["from_epoch"] == 2 and [e["epoch"] for e in arm["epochs"]] == [2]
         assert 0.0 <= arm["test_top1"] <= 1.0 and arm["epochs"][0]["max_abs_threshold"] > 0
-    for section in ("gradients", "replay", "batchnorm"):
+    for section in ("gradients", "replay", "batchnorm", "branches"):
         _check_provenance(result[section])
+    (branches,) = result["branches"]["runs"]
+    assert branches["compat"] == "lce" and branches["images"] == 32
+    assert [row["layer"] for row in branches["layers"]] == ["conv1", "conv2", "conv3"]
+    assert all(0.0 <= row["differ"] <= 1.0 and row["branch"] == 2 for row in branches["layers"])
     (run,) = result["batchnorm"]["runs"]
     assert run["variant"] == "ienet" and run["k"] == 2
     assert run["reestimated_plain_batches"] == run["reestimated_augmented_batches"] == 2
@@ -372,6 +389,7 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     text = docs.read_text()
     assert "### Why the first campaign budget's IE-Net collapsed" in text
     assert "### BatchNorm statistics of the final models" in text
+    assert re.search(r"\| ienet K=2 seed 0 +\| [0-9.]+ +\| [0-9.]+ \(conv1\)", text)
     assert re.search(r"\| ienet K=2 seed 0 +\| re-estimated, plain train +\|", text)
     assert "| per-step LR + clip |" in text and "lr x \\|g\\|" in text
 

@@ -216,6 +216,39 @@ def test_binarization_disagreement_against_numpy_and_state_unchanged():
         stats.binarization_disagreement(tf.keras.Sequential([tf.keras.layers.Dense(2)]), images)
 
 
+def test_branch_diversity_against_numpy():
+    """Branch k's codes against branch 1's, counted in numpy from the layer's input (the
+    image itself: the IE-BC layer is the first), its thresholds and its lambdas."""
+    inputs = tf.keras.Input((6, 6, 2))
+    iebc = layers.IEBinaryConv2D(5, 3, k=3, name="iebc")
+    single = layers.IEBinaryConv2D(4, 3, k=1, name="single")  # one branch: no row
+    x = tf.keras.layers.GlobalAveragePooling2D()(single(iebc(inputs)))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(x))
+    images, _ = _data(8)
+    thresholds = np.array([[0.0, 0.1], [0.5, 0.1], [-0.3, 0.4]], np.float32)
+    iebc.thresholds.assign(thresholds)
+    iebc.lambdas.assign(np.array([[0.5, -0.5, 1.0, 0.0, 0.0], [0.1] * 5], np.float32))
+    rows = stats.branch_diversity(model, images)
+    assert [(row["layer"], row["k"], row["branch"]) for row in rows] == [
+        ("iebc", 3, 2),
+        ("iebc", 3, 3),
+    ]
+    first = (images + thresholds[0]) >= 0
+    for row, branch in zip(rows, (1, 2), strict=True):
+        expected = np.mean(((images + thresholds[branch]) >= 0) != first)
+        assert 0 < expected < 1
+        assert row["differ"] == pytest.approx(expected)
+        assert row["threshold_gap"] == pytest.approx(
+            np.abs(thresholds[branch] - thresholds[0]).mean()
+        )
+    assert [row["lambda"] for row in rows] == pytest.approx([0.4, 0.1])
+    # the release's initialisation: thresholds all 0, the branches are one branch
+    iebc.thresholds.assign(np.zeros_like(thresholds))
+    assert [row["differ"] for row in stats.branch_diversity(model, images)] == [0.0, 0.0]
+    plain = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), layers.IEBinaryConv2D(2, 3, k=1)])
+    assert stats.branch_diversity(plain, images) == []
+
+
 # --- figures -------------------------------------------------------------------------------
 
 
@@ -425,6 +458,12 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
     for row in stats.binarization_disagreement(model, batch.numpy()):
         assert f"| {row['layer']} | {row['k']} | {row['disagreement']:.2%} |" in markdown
     assert "ienet report: binary codes in training vs inference mode" in steps
+    branches = stats.branch_diversity(model, batch.numpy())
+    assert len(branches) == 3  # the demo's three IE-BC layers, K = 2
+    for row in branches:
+        assert (
+            f"| {row['layer']} | 2 | {row['differ']:.2%} | {row['threshold_gap']:.3g} |" in markdown
+        )
     tags = _events(tiny_run / "tensorboard" / "report")
     assert {f"report/{f[:-4]}" for f in FIGURE_FILES.values()} <= set(tags)
 

@@ -116,6 +116,37 @@ def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note
     return heading + "\n".join(lines) + "\n"
 
 
+def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
+    """IE-BC's branches against the first (`stats.branch_diversity`); empty without IE-BC
+    layers of K >= 2."""
+    heading = "## IE-BC branches\n\n"
+    if batch is None:
+        return heading + f"Table {note}.\n"
+    try:
+        rows = stats.branch_diversity(model, batch)
+    except ValueError as error:
+        return heading + f"Table left out: {error}\n"
+    if not rows:
+        return ""
+    lines = [
+        f"How different each IE-BC branch k >= 2 is from branch 1 at inference, on {note} "
+        f"({len(batch)} images): the share of the layer's binary input codes where "
+        "sign(x + β_k) ≠ sign(x + β_1), the mean |β_k - β_1| over input channels and the "
+        "mean |λ_k| (branch 1's weight is 1). At 0 the branch repeats branch 1 and the "
+        "layer computes a K = 1 convolution scaled by 1 + λ_k, whatever K says (the "
+        "release starts every β at 0).\n",
+        "| layer | branch | codes that differ from branch 1 | mean \\|β_k - β_1\\| | "
+        "mean \\|λ_k\\| |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['layer']} | {r['branch']} | {r['differ']:.2%} | {r['threshold_gap']:.3g} "
+            f"| {r['lambda']:.3g} |"
+            for r in rows
+        ),
+    ]
+    return heading + "\n".join(lines) + "\n"
+
+
 def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -264,6 +295,8 @@ def write_report(
         )
         say("binary codes in training vs inference mode")
         sections["disagreement"] = _disagreement_markdown(model, batch, batch_note)
+        say("IE-BC branches")
+        sections["branches"] = _branches_markdown(model, batch, batch_note)
         write_atomically(
             staging / "report.md", _render(run, which, config, model, metrics, sections)
         )
