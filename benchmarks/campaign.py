@@ -18,7 +18,8 @@ and ienet with `model.compat: release` — for seed 0, then seed 1, then seed 2 
 seed-paired differences exist as early as possible); then ienet+el and ienet+ir2net, and
 the K sweep of ienet (K = 1..4), with 2 seeds each; last the probes (`PROBES`): a Table-3
 run with overrides that test one explanation of a result (`ienet_k2_approx`: IE-Net with
-iee's ApproxSign activation estimator), 2 seeds each.
+iee's ApproxSign activation estimator; `ienet_k2_apart`: IE-Net whose IE-BC branches start
+apart), 2 seeds each.
 
 One run at a time (`--workers N`: N at a time, in order), each in its own process
 (`--threads` TF threads), into `runs/campaign/<budget id>/<run>/` (an `ienet train` run
@@ -77,8 +78,14 @@ PROBES = {
         "the activations' backward pass is ApproxSign (iee's) instead of the IEE estimator",
         ("model.activation_estimator=approx_sign",),
     ),
+    # The release starts IE-BC's thresholds at 0 and lambda_2 near 0: after 8 epochs the
+    # second branch differs from the first in ~2% of the codes (stability.py branches).
+    "apart": (
+        "IE-BC's branches start apart: thresholds at -0.5 and +0.5, lambda_2 at 1",
+        ("model.threshold_spread=0.5", "model.lambda_init=1.0"),
+    ),
 }
-PROBE_JOBS = (("ienet", 2, None, "approx"),)
+PROBE_JOBS = (("ienet", 2, None, "approx"), ("ienet", 2, None, "apart"))
 PROBE_SEEDS = (0, 1)
 
 

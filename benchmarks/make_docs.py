@@ -191,6 +191,7 @@ TABLE3_GROUPS = (  # (campaign group, label, K, the paper's CIFAR-10 Table 3 key
     ("ienet_el", "ienet+el", "2", None),
     ("ienet_ir2net", "ienet+ir2net", "2", None),
     ("ienet_k2_approx", "ienet, ApproxSign activations (probe)", "2", None),
+    ("ienet_k2_apart", "ienet, branches started apart (probe)", "2", None),
 )
 PAIRED = (
     ("ienet_k2", "bireal"),
@@ -198,6 +199,7 @@ PAIRED = (
     ("ienet_k2", "iee"),
     ("ienet_k2_approx", "iee"),
     ("ienet_k2", "ienet_k2_approx"),
+    ("ienet_k2_apart", "ienet_k2"),
 )
 
 
@@ -515,7 +517,7 @@ def _run_labels(runs: Sequence[dict]) -> Callable[[dict], str]:
 
 
 #: The campaign groups whose last epochs `_branches_lines` shows (the IEE estimator's).
-LAST_EPOCH_GROUPS = ("iee", "ienet_k2", "ienet_k2_release", "ienet_k2_approx")
+LAST_EPOCH_GROUPS = ("iee", "ienet_k2", "ienet_k2_release", "ienet_k2_approx", "ienet_k2_apart")
 
 
 def _branches_lines(result: dict | None, campaign: dict | None) -> list[str]:

@@ -191,6 +191,16 @@ class ModelConfig:
         "variant's (iee for ienet, approx_sign for the others): an ablation knob",
         one_of(lambda: [None, *_quantizers().ACTIVATION_ESTIMATORS]),
     )
+    threshold_spread: float = setting(
+        0.0,
+        "IE-BC (iebc/ienet): start the K thresholds evenly spaced in [-w, w]; 0: all at 0 "
+        "(the release's: the branches start as one)",
+        at_least(0),
+    )
+    lambda_init: float | None = setting(
+        None,
+        "IE-BC: start every lambda_k (k >= 2) at this value; null: U[0, 0.001) (the release's)",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,6 +513,12 @@ def validate(config: Config) -> Config:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
         _fail("model.k", _cut(str(error)), related=("model.variant",))
+    _check(
+        (m.threshold_spread == 0 and m.lambda_init is None) or models.VARIANTS[base].multi_branch,
+        "model.threshold_spread" if m.threshold_spread else "model.lambda_init",
+        f"initialises IE-BC's branches; variant {_show(base)} has one branch: use iebc or ienet.",
+        related=("model.variant",),
+    )
     _check(
         m.activation_estimator is None or models.VARIANTS[base].binary,
         "model.activation_estimator",

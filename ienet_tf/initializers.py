@@ -12,6 +12,9 @@ redraws the ImageNet conv kernels with Kaiming-normal:
 
 `fan_in` of a conv kernel (kh, kw, C_in, C_out) is kh·kw·C_in, of a dense kernel its
 input size, as in PyTorch.
+
+And one that is not the release's: `SpreadThresholds(width)`, IE-BC thresholds that start
+apart (the release starts them all at 0, so its K branches start as one).
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import math
 import tensorflow as tf
 from larq import utils as lq_utils
 
-__all__ = ["MeanAbsTorchDefault", "kaiming_normal", "torch_default", "torch_default_bias"]
+__all__ = [
+    "MeanAbsTorchDefault",
+    "SpreadThresholds",
+    "kaiming_normal",
+    "torch_default",
+    "torch_default_bias",
+]
 
 
 def torch_default() -> tf.keras.initializers.Initializer:
@@ -63,3 +72,35 @@ class MeanAbsTorchDefault(tf.keras.initializers.Initializer):
 
     def get_config(self):
         return {"fan_in": self.fan_in, "seed": self.seed}
+
+
+@lq_utils.register_keras_custom_object
+class SpreadThresholds(tf.keras.initializers.Initializer):
+    r"""IE-BC thresholds (K, C_in) evenly spaced in [-width, width], the same for every
+    input channel: \(\beta_k = \text{width} \cdot (2(k-1)/(K-1) - 1)\), k = 1..K (zeros
+    when K = 1).
+
+    The release starts every threshold at 0: the K branches binarize identically until
+    training moves them apart, which a short budget may not do (`inspection
+    .branch_diversity`). With `width = 0.5` and K = 2 the branches start at -0.5 and +0.5
+    and see different codes wherever |x| < 0.5.
+
+    ```python
+    layer = IEBinaryConv2D(64, 3, k=2, thresholds_initializer=SpreadThresholds(0.5))
+    ```
+    """
+
+    def __init__(self, width: float):
+        if not (isinstance(width, (int, float)) and math.isfinite(width) and width >= 0):
+            raise ValueError(f"`width` must be a finite number >= 0, got {width!r}.")
+        self.width = float(width)
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        if len(shape) != 2:
+            raise ValueError(f"thresholds have shape (K, C_in), got {tuple(shape)}.")
+        k, channels = int(shape[0]), int(shape[1])
+        levels = tf.linspace(-self.width, self.width, k) if k > 1 else tf.zeros([1])
+        return tf.cast(tf.tile(levels[:, None], [1, channels]), dtype or tf.float32)
+
+    def get_config(self):
+        return {"width": self.width}

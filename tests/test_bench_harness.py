@@ -154,13 +154,21 @@ def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_
 
     all_jobs = campaign.jobs()
     probes = [job for job in all_jobs if job.probe]
-    assert [job.name for job in probes] == ["ienet_k2_approx_s0", "ienet_k2_approx_s1"]
+    assert [job.name for job in probes] == [
+        "ienet_k2_approx_s0",
+        "ienet_k2_apart_s0",
+        "ienet_k2_approx_s1",
+        "ienet_k2_apart_s1",
+    ]
     assert all_jobs[-len(probes) :] == probes  # after the Table-3 set, extras and sweep
     config = campaign.make_config(probes[0], campaign.BUDGET)
     plain = campaign.make_config(campaign.Job("ienet", 2, None, 0), campaign.BUDGET)
     assert config.model.activation_estimator == "approx_sign"
     assert plain.model.activation_estimator is None
     assert {**vars(config.model), "activation_estimator": None} == vars(plain.model)
+    apart = campaign.make_config(probes[1], campaign.BUDGET).model
+    assert (apart.threshold_spread, apart.lambda_init) == (0.5, 1.0)
+    assert (plain.model.threshold_spread, plain.model.lambda_init) == (0.0, None)
     assert config.train == plain.train and config.iee == plain.iee and config.data == plain.data
 
     def row(job, top1):

@@ -105,6 +105,15 @@ def test_overrides_and_round_trip(tmp_path):
         (["model.variant=bireal"], "model.k:"),
         (["model.k=0"], "model.k:"),
         (["model.activation_estimator=tanh"], "model.activation_estimator: 'tanh' is not one of"),
+        (["model.threshold_spread=-0.5"], "model.threshold_spread: must be >= 0"),
+        (
+            ["model.variant=iee", "model.k=null", "model.threshold_spread=0.5"],
+            "model.threshold_spread: initialises IE-BC's branches; variant 'iee' has one branch",
+        ),
+        (
+            ["model.variant=rsign", "model.k=null", "model.lambda_init=1.0"],
+            "model.lambda_init: initialises IE-BC's branches; variant 'rsign'",
+        ),
         (
             ["model.variant=fp", "model.k=null", "model.activation_estimator=ste"],
             "model.activation_estimator: variant 'fp' binarizes nothing",

@@ -210,6 +210,50 @@ def test_activation_estimator_is_checked():
         models.build("resnet20", "fp", activation_estimator="ste")
 
 
+@pytest.mark.parametrize("k, levels", [(2, [-0.5, 0.5]), (3, [-0.5, 0.0, 0.5]), (1, [0.0])])
+def test_spread_thresholds_are_evenly_spaced_per_channel(k, levels):
+    from ienet_tf.initializers import SpreadThresholds
+
+    values = SpreadThresholds(0.5)((k, 4)).numpy()
+    np.testing.assert_allclose(values, np.repeat(np.array(levels)[:, None], 4, axis=1), atol=1e-7)
+    serialized = tf.keras.initializers.serialize(SpreadThresholds(0.25))
+    restored = tf.keras.initializers.deserialize(serialized)
+    assert isinstance(restored, SpreadThresholds) and restored.width == 0.25
+    for bad in (-0.1, float("nan"), "wide"):
+        with pytest.raises(ValueError, match="`width` must be"):
+            SpreadThresholds(bad)
+
+
+def test_threshold_spread_and_lambda_init_start_the_branches_apart(tmp_path):
+    """The release's initialisation (default) gives identical branches; a spread and a
+    lambda start them apart, only in the IE-BC layers, and survive save/load."""
+    from ienet_tf import inspection
+
+    release = models.build("resnet20", "ienet", input_shape=(16, 16, 3))
+    model = models.build(
+        "resnet20", "ienet", input_shape=(16, 16, 3), threshold_spread=0.5, lambda_init=1.0
+    )
+    binary = [lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D)]
+    for layer in binary:
+        np.testing.assert_allclose(layer.thresholds.numpy()[:, 0], [-0.5, 0.5])
+        np.testing.assert_array_equal(layer.lambdas.numpy(), 1.0)
+    x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
+    assert all(row["differ"] == 0.0 for row in inspection.branch_diversity(release, x))
+    apart = inspection.branch_diversity(model, x)
+    assert len(apart) == 18 and all(0.1 < row["differ"] < 0.9 for row in apart)
+    assert all(row["lambda"] == 1.0 and row["threshold_gap"] == pytest.approx(1.0) for row in apart)
+    model.save(tmp_path / "m.keras")
+    restored = tf.keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    first = next(lay for lay in restored.layers if isinstance(lay, layers.IEBinaryConv2D))
+    config = first.get_config()
+    assert config["thresholds_initializer"]["class_name"].endswith("SpreadThresholds")
+    with pytest.raises(ValueError, match="has one branch"):
+        models.build("resnet20", "iee", threshold_spread=0.5)
+    with pytest.raises(ValueError, match="has one branch"):
+        models.build("resnet20", "bireal", lambda_init=1.0)
+
+
 def test_resnet20_runs_forward_at_fashion_mnist_size():
     model = models.build("resnet20", "ienet", num_classes=10, input_shape=(28, 28, 1))
     out = model(np.zeros((2, 28, 28, 1), np.float32), training=False)

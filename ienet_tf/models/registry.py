@@ -136,6 +136,8 @@ def build(
     attention_norm: str | None = None,
     compat: str = "lce",
     activation_estimator: str | None = None,
+    threshold_spread: float = 0.0,
+    lambda_init: float | None = None,
 ) -> tf.keras.Model:
     """Build model `name` as ablation `variant` (see `ienet_tf.models.variants`).
 
@@ -148,7 +150,8 @@ def build(
     `compat="release"` builds the network exactly as the authors' PyTorch release does
     (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
     the deployment form (same-one padding, LCE's fast path). `activation_estimator`
-    replaces the variant's activation estimator (an ablation; see `get_variant`).
+    replaces the variant's activation estimator (an ablation), `threshold_spread` and
+    `lambda_init` start IE-BC's branches apart (see `get_variant`).
     """
     if erase_threshold is not None or attention_norm is not None:
         warnings.warn(
@@ -165,6 +168,8 @@ def build(
         compat=compat,
         release_init=model.release_init,
         activation_estimator=activation_estimator,
+        threshold_spread=threshold_spread,
+        lambda_init=lambda_init,
     )
     num_classes = model.num_classes if num_classes is None else num_classes
     if not is_int(num_classes, 2):

@@ -76,6 +76,10 @@ class Variant:
     ir2net: bool = False
     compat: str = "lce"
     release_init: str = "torch_default"
+    # IE-BC's initialisation: 0 and None are the release's (every threshold 0, lambda_k
+    # from U[0, 0.001)); see `get_variant`.
+    threshold_spread: float = 0.0
+    lambda_init: float | None = None
 
     @property
     def release(self) -> bool:
@@ -117,7 +121,17 @@ class Variant:
                 kernel_quantizer=self.kernel_quantizer,
                 activation_estimator=self.activation_estimator,
                 learnable_thresholds=self.learnable_thresholds and not single_branch,
+                thresholds_initializer=(
+                    initializers.SpreadThresholds(self.threshold_spread)
+                    if self.threshold_spread
+                    else "zeros"
+                ),
                 lambda_mode=self.lambda_mode,
+                lambdas_initializer=(
+                    None
+                    if self.lambda_init is None
+                    else tf.keras.initializers.Constant(self.lambda_init)
+                ),
                 kernel_constraint=self.kernel_constraint,
                 kernel_initializer=self.kernel_initializer(),
                 bias_initializer=self.bias_initializer(fan_in),
@@ -240,6 +254,8 @@ def get_variant(
     compat: str = "lce",
     release_init: str = "torch_default",
     activation_estimator: str | None = None,
+    threshold_spread: float = 0.0,
+    lambda_init: float | None = None,
 ) -> Variant:
     """The variant `name` (a base variant, optionally `+el` / `+ir2net`) with its K
     (default 2 for `iebc`/`ienet`, 1 otherwise) and `compat` (see `COMPATS`).
@@ -248,6 +264,11 @@ def get_variant(
     (one of `quantizers.ACTIVATION_ESTIMATORS`; None: the variant's own, the table above):
     an ablation the paper's Table 3 does not separate, since `ienet` differs from `iee` in
     both its convolution (IE-BC) and its activation estimator (the release's IEE one).
+
+    `threshold_spread` w > 0 starts IE-BC's K thresholds evenly spaced in [-w, w]
+    (`initializers.SpreadThresholds`) and `lambda_init` every lambda_k (k >= 2) at that
+    constant, instead of the release's 0 and U[0, 0.001), under which the K branches start
+    as one branch (multi-branch variants only).
     """
     if compat not in COMPATS:
         raise ValueError(f"Unknown `compat` {compat!r}; allowed: {list(COMPATS)}.")
@@ -264,6 +285,13 @@ def get_variant(
                 f"`activation_estimator` needs a binary variant; {base!r} binarizes nothing."
             )
         variant = dataclasses.replace(variant, activation_estimator=activation_estimator)
+    if not (isinstance(threshold_spread, (int, float)) and 0 <= threshold_spread < float("inf")):
+        raise ValueError(f"`threshold_spread` must be a number >= 0, got {threshold_spread!r}.")
+    if (threshold_spread or lambda_init is not None) and not variant.multi_branch:
+        raise ValueError(
+            "`threshold_spread` and `lambda_init` initialise IE-BC's branches; variant "
+            f"{base!r} has one branch: use 'iebc' or 'ienet'."
+        )
     if k is None:
         k = variant.k
     if not is_positive_int(k):
@@ -282,4 +310,6 @@ def get_variant(
         ir2net="ir2net" in modifiers,
         compat=compat,
         release_init=release_init,
+        threshold_spread=float(threshold_spread),
+        lambda_init=None if lambda_init is None else float(lambda_init),
     )

@@ -76,6 +76,8 @@ def build_model(config: config_lib.Config) -> tf.keras.Model:
         recovery_ratio=config.model.recovery_ratio,
         compat=config.model.compat,
         activation_estimator=config.model.activation_estimator,
+        threshold_spread=config.model.threshold_spread,
+        lambda_init=config.model.lambda_init,
     )
 
 
