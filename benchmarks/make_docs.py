@@ -463,7 +463,8 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
             ),
         ]
     lines += _batchnorm_lines(result.get("batchnorm"))
-    lines += _branches_lines(result.get("branches"), load(results_dir / "campaign.json"))
+    lines += _branches_lines(result.get("branches"))
+    lines += _last_epochs_lines(load(results_dir / "campaign.json"))
     return [*lines, *provenance_lines(result)]
 
 
@@ -502,106 +503,106 @@ BATCHNORM_SOURCES = (
 
 
 def _run_labels(runs: Sequence[dict]) -> Callable[[dict], str]:
-    """`run -> "ienet K=2 seed 0"` ("ienet K=2 release seed 0" under `compat: release`),
-    with the budget when `runs` span several."""
+    """`run -> its campaign name` ("ienet_k2_release_s0": variant, K, compat, probe and
+    seed, whatever the row recorded), with the budget when `runs` span several."""
     budgets = {run.get("budget") for run in runs}
 
     def label_of(run: dict) -> str:
-        k = f" K={run['k']}" if run.get("k") else ""
-        # rows measured before they recorded compat are all of the default ("lce")
-        compat = f" {run['compat']}" if run.get("compat", "lce") != "lce" else ""
         budget = f" ({run.get('budget') or 'budget unrecorded'})" if len(budgets) > 1 else ""
-        return f"{run['variant']}{k}{compat} seed {run['seed']}{budget}"
+        return f"{run['run']}{budget}"
 
     return label_of
 
 
-#: The campaign groups whose last epochs `_branches_lines` shows (the IEE estimator's).
+#: The campaign groups whose last epochs `_last_epochs_lines` shows (the IEE estimator's).
 LAST_EPOCH_GROUPS = ("iee", "ienet_k2", "ienet_k2_release", "ienet_k2_approx", "ienet_k2_apart")
+LAST_EPOCHS = 4
 
 
-def _branches_lines(result: dict | None, campaign: dict | None) -> list[str]:
-    """How far IE-BC's branches have moved apart in the final models (stability.json's
-    `branches`), and the training loss of the IEE variants over the campaign's last
-    epochs, where the schedule sharpens q (campaign.json)."""
-    lines: list[str] = []
-    if result:
-        runs = result["runs"]
-        label_of = _run_labels(runs)
-        rows = []
-        for run in runs:
-            layers = run["layers"]
-            rows.append(
-                [
-                    label_of(run),
-                    f"{statistics.fmean(r['differ'] for r in layers) * 100:.1f}",
-                    *(
-                        f"{layers[i]['differ'] * 100:.1f} ({layers[i]['layer']})"
-                        if i < len(layers)
-                        else ""
-                        for i in (0, len(layers) // 2, len(layers) - 1)
-                    ),
-                    f"{statistics.fmean(r['lambda'] for r in layers):.3f}",
-                    f"{statistics.fmean(r['threshold_gap'] for r in layers):.3f}",
-                ]
-            )
-        lines += [
-            "### IE-BC's branches in the final models",
-            "",
-            "How different the second branch of every IE-BC layer is from the first "
-            "(`inspection.branch_diversity`, inference mode, the first "
-            f"{runs[0]['images']} validation images): the share of binary input codes where "
-            "sign(x + beta_2) differs from sign(x + beta_1) (%; the mean over the layers, and "
-            "the first, middle and last layer), the mean |lambda_2| (branch 1 has weight 1) "
-            "and the mean |beta_2 - beta_1|. With the release's initialisation (every beta 0, "
-            "lambda_2 from U[0, 0.001)) the two branches start as one:",
-            "",
-            *table(
-                [
-                    "run",
-                    "differ % (mean)",
-                    "first IE-BC",
-                    "middle",
-                    "last",
-                    r"mean \|lambda_2\|",
-                    r"mean \|beta_2 - beta_1\|",
-                ],
-                rows,
-            ),
-            *_measured_line(runs),
-        ]
-    done = [run for run in (campaign or {}).get("runs", []) if run["complete"]]
+def _branches_lines(result: dict | None) -> list[str]:
+    """How far IE-BC's second branch has moved from the first in the final models
+    (stability.json's `branches`)."""
+    if not result:
+        return []
+    runs = result["runs"]
+    label_of = _run_labels(runs)
     rows = []
-    for group in LAST_EPOCH_GROUPS:
-        histories = [run["history"] for run in done if run["group"] == group and run.get("history")]
-        if not histories:
-            continue
-        epochs = min(len(history) for history in histories)
+    for run in runs:
+        # branch 2 of every layer (a K > 2 run has more rows per layer in stability.json)
+        layers = [row for row in run["layers"] if row["branch"] == 2]
         rows.append(
             [
-                group,
-                len(histories),
+                label_of(run),
+                f"{statistics.fmean(r['differ'] for r in layers) * 100:.1f}",
                 *(
-                    f"{statistics.fmean(h[e]['loss'] for h in histories):.4f}"
-                    for e in range(max(epochs - 4, 0), epochs)
+                    f"{layers[i]['differ'] * 100:.1f} ({layers[i]['layer']})"
+                    for i in (0, len(layers) // 2, len(layers) - 1)
                 ),
+                f"{statistics.fmean(r['lambda'] for r in layers):.3f}",
+                f"{statistics.fmean(r['threshold_gap'] for r in layers):.3f}",
             ]
         )
-    if rows:
-        epochs = len(rows[0]) - 2
-        first = campaign["budget"]["epochs"] - epochs
-        from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q
+    return [
+        "### IE-BC's branches in the final models",
+        "",
+        "How different the second branch of every IE-BC layer is from the first "
+        "(`inspection.branch_diversity`, inference mode, the first "
+        f"{runs[0]['images']} validation images): the share of binary input codes where "
+        "sign(x + beta_2) differs from sign(x + beta_1) (%; the mean over the layers, and "
+        "the first, middle and last layer), the mean |lambda_2| (branch 1 has weight 1) "
+        "and the mean |beta_2 - beta_1|. With the release's initialisation (every beta 0, "
+        "lambda_2 from U[0, 0.001)) the two branches start as one:",
+        "",
+        *table(
+            [
+                "run",
+                "differ % (mean)",
+                "first IE-BC",
+                "middle",
+                "last",
+                r"mean \|lambda_2\|",
+                r"mean \|beta_2 - beta_1\|",
+            ],
+            rows,
+        ),
+        *_measured_line(runs),
+    ]
 
-        q_from = iee_q(first, campaign["budget"]["epochs"], DEFAULT_T_MIN, DEFAULT_T_MAX)
-        lines += [
-            "Training loss (mean over the complete seeds) over the campaign's last epochs, "
-            f"where the per-step IEE schedule (the configs' t_min {DEFAULT_T_MIN:g}, t_max "
-            f"{DEFAULT_T_MAX:g}) raises q from {q_from:.2g} to 10; IE-Net's activation "
-            "estimator uses max(q, 1), iee's (ApproxSign) does not depend on q:",
-            "",
-            *table(["group", "seeds", *(f"epoch {first + e}" for e in range(epochs))], rows),
-        ]
-    return lines
+
+def _last_epochs_lines(campaign: dict | None) -> list[str]:
+    """The training loss of the IEE variants over the campaign's last epochs, where the
+    schedule sharpens q (campaign.json)."""
+    if not campaign:
+        return []
+    from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q
+
+    total = campaign["budget"]["epochs"]
+    epochs = range(max(total - LAST_EPOCHS, 0), total)
+    done = [run for run in campaign["runs"] if run["complete"] and run.get("history")]
+    rows = []
+    for group in LAST_EPOCH_GROUPS:
+        losses = {}
+        for run in (run for run in done if run["group"] == group):
+            for row in run["history"]:
+                losses.setdefault(row["epoch"], []).append(row["loss"])
+        if losses:
+            seeds = len([run for run in done if run["group"] == group])
+            cells = [f"{statistics.fmean(losses[e]):.4f}" if e in losses else "" for e in epochs]
+            rows.append([group, seeds, *cells])
+    if not rows:
+        return []
+    q_from = iee_q(epochs[0], total, DEFAULT_T_MIN, DEFAULT_T_MAX)
+    return [
+        "### The last epochs of the IEE variants",
+        "",
+        "Training loss (mean over the complete seeds) over the campaign's last epochs, where "
+        f"the per-step IEE schedule (the configs' t_min {DEFAULT_T_MIN:g}, t_max "
+        f"{DEFAULT_T_MAX:g}) raises q from {q_from:.2g} to 10. The IEE weight estimator "
+        "sharpens with q in every variant here; IE-Net's activation estimator too (with "
+        "max(q, 1)), iee's and the approx probe's (ApproxSign) do not:",
+        "",
+        *table(["group", "seeds", *(f"epoch {e}" for e in epochs)], rows),
+    ]
 
 
 def _batchnorm_lines(result: dict | None) -> list[str]:

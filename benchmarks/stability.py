@@ -259,6 +259,11 @@ def _top1(model: tf.keras.Model, forward, dataset) -> float:
     return correct / total
 
 
+def _first_images(dataset, images: int) -> np.ndarray:
+    """The first `images` images of a batched `(x, y)` dataset."""
+    return np.concatenate([x.numpy() for x, _ in dataset.unbatch().batch(images).take(1)])
+
+
 def batchnorm_run(run: Path, batches: int, images: int) -> dict:
     """The final model of `run`: top-1 under each source of BatchNorm statistics, and the
     train- vs inference-mode disagreement of its binary codes."""
@@ -269,9 +274,7 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
     began = time.perf_counter()
     tf.keras.utils.set_random_seed(config.train.seed)
     data = load_datasets(config, ("train", "train_eval", "validation", "test"))
-    probe = np.concatenate(
-        [x.numpy() for x, _ in data["validation"].unbatch().batch(images).take(1)]
-    )
+    probe = _first_images(data["validation"], images)
 
     forwards = {
         training: tf.function(
@@ -323,14 +326,10 @@ def branches_run(run: Path, images: int) -> dict:
     """The final model of `run`: `inspection.branch_diversity` of its IE-BC layers on the
     first `images` validation images."""
     from ienet_tf import inspection
-    from ienet_tf.errors import UsageError
     from ienet_tf.train import load_datasets, load_run
 
     config, model = load_run(run, "final")
-    data = load_datasets(config, ("validation",))
-    probe = np.concatenate(
-        [x.numpy() for x, _ in data["validation"].unbatch().batch(images).take(1)]
-    )
+    probe = _first_images(load_datasets(config, ("validation",))["validation"], images)
     result = {
         "run": run.name,
         "variant": config.model.variant,
@@ -340,10 +339,24 @@ def branches_run(run: Path, images: int) -> dict:
         "images": int(probe.shape[0]),
         "layers": inspection.branch_diversity(model, probe),
     }
-    if not result["layers"]:
-        raise UsageError(f"{run}: no IE-BC layer with K >= 2 (variant {config.model.variant})")
     print(json.dumps({k: result[k] for k in ("run", "variant", "k")}), flush=True)
     return result
+
+
+def check_branched(runs: Sequence[Path]) -> None:
+    """Refuse, before measuring anything, runs whose model has no IE-BC layer with K >= 2."""
+    from ienet_tf.errors import UsageError
+    from ienet_tf.models import get_variant
+    from ienet_tf.runs import Run
+
+    for run in runs:
+        model = Run(run).config().model
+        k = get_variant(model.variant, model.k).k
+        if k < 2:
+            raise UsageError(
+                f"{Path(run).name} (variant {model.variant}, K={k}) has no IE-BC "
+                "branches to compare: give iebc or ienet runs with K >= 2."
+            )
 
 
 def stamped(runs: Sequence[Path], measure, settings: dict) -> list[dict]:
@@ -436,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "batchnorm":
             rows = batchnorm(runs, 2 if args.smoke else args.batches, images)
         else:
+            check_branched(runs)
             rows = stamped(runs, lambda run: branches_run(run, images), {"images": images})
         # read after measuring (minutes): rows another invocation wrote meanwhile are kept
         before = json.loads(output.read_text()).get(args.command) if output.is_file() else None

@@ -513,18 +513,13 @@ def validate(config: Config) -> Config:
         models.get_variant(m.variant, m.k)
     except ValueError as error:
         _fail("model.k", _cut(str(error)), related=("model.variant",))
-    _check(
-        (m.threshold_spread == 0 and m.lambda_init is None) or models.VARIANTS[base].multi_branch,
-        "model.threshold_spread" if m.threshold_spread else "model.lambda_init",
-        f"initialises IE-BC's branches; variant {_show(base)} has one branch: use iebc or ienet.",
-        related=("model.variant",),
-    )
-    _check(
-        m.activation_estimator is None or models.VARIANTS[base].binary,
-        "model.activation_estimator",
-        f"variant {_show(base)} binarizes nothing; set it to null or pick a binary variant.",
-        related=("model.variant",),
-    )
+    # One home for the rules of the IE-BC ablation options: `get_variant`, each option
+    # alone (the others at their no-op defaults), its error under the option's key.
+    for option in ("activation_estimator", "threshold_spread", "lambda_init"):
+        try:
+            models.get_variant(m.variant, m.k, **{option: getattr(m, option)})
+        except ValueError as error:
+            _fail(f"model.{option}", _cut(str(error)), related=("model.variant", "model.k"))
     if d.validation_examples is not None:
         train_size = data.info(d.name).train_size
         needed = d.validation_examples + (d.subset or 1)

@@ -38,6 +38,7 @@ __all__ = [
     "binary_weight_entropy",
     "binarization_disagreement",
     "branch_diversity",
+    "branched_convs",
     "channel_weight_entropy",
     "entropy_bits",
     "flip_ratio",
@@ -452,6 +453,17 @@ def binarization_disagreement(model: tf.keras.Model, images) -> list[dict]:
     return rows
 
 
+def branched_convs(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    """The IE-BC layers of `model` (its own layers) with K >= 2 branches."""
+    return [
+        layer
+        for layer in binary_kernel_layers(model.layers)
+        if is_binary_conv(layer)
+        and layer_k(layer) >= 2
+        and getattr(layer, "lambdas", None) is not None
+    ]
+
+
 def branch_diversity(model: tf.keras.Model, images) -> list[dict]:
     r"""How different the K branches of each IE-BC layer (K >= 2) of `model` are, on the
     inputs those layers get from `images` in an inference-mode pass.
@@ -474,11 +486,7 @@ def branch_diversity(model: tf.keras.Model, images) -> list[dict]:
     rows = stats.branch_diversity(model, x_validation[:256])
     ```
     """
-    convs = [
-        layer
-        for layer in _own_binary_convs(model)
-        if layer_k(layer) >= 2 and getattr(layer, "lambdas", None) is not None
-    ]
+    convs = branched_convs(model)
     if not convs:
         return []
     rows = []

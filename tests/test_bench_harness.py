@@ -105,16 +105,48 @@ def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
     assert reestimation_note(None) == []
 
 
-def test_stability_rows_are_labelled_with_their_compat_and_budget():
+def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized():
     sys.path.insert(0, str(ROOT))
-    from benchmarks.make_docs import _run_labels
+    from benchmarks.make_docs import _branches_lines, _last_epochs_lines, _run_labels
 
-    release = {"variant": "ienet", "k": 2, "compat": "release", "seed": 0, "budget": "b"}
-    plain = {"variant": "ienet", "k": 2, "seed": 0, "budget": "b"}  # measured before compat
+    release = {"run": "ienet_k2_release_s0", "compat": "release", "budget": "b"}
+    plain = {"run": "ienet_k2_s0", "budget": "b"}  # measured before rows recorded compat
     label = _run_labels([release, plain])
-    assert [label(release), label(plain)] == ["ienet K=2 release seed 0", "ienet K=2 seed 0"]
-    other = {**plain, "budget": "a", "k": None, "variant": "iee"}
-    assert _run_labels([plain, other])(other) == "iee seed 0 (a)"
+    assert [label(release), label(plain)] == ["ienet_k2_release_s0", "ienet_k2_s0"]
+    assert _run_labels([plain, {**plain, "budget": "a"}])(plain) == "ienet_k2_s0 (b)"
+
+    def layer(name, branch, differ):
+        return {"layer": name, "branch": branch, "differ": differ, "lambda": 0.1 * branch,
+                "threshold_gap": 0.2}  # fmt: skip
+
+    k3 = {"run": "ienet_k3_s0", "images": 8, "measured": {"commit": "c" * 40, "date": "d"},
+          "layers": [layer("a", 2, 0.1), layer("a", 3, 0.9), layer("b", 2, 0.3),
+                     layer("b", 3, 0.9), layer("c", 2, 0.5), layer("c", 3, 0.9)]}  # fmt: skip
+    text = "\n".join(_branches_lines({"runs": [k3]}))
+    # branch 2 only: mean 30%, first a, middle b, last c; lambda_2 0.2
+    assert re.search(
+        r"\| ienet_k3_s0 +\| 30.0 +\| 10.0 \(a\) +\| 30.0 \(b\) +\| 50.0 \(c\) +\| 0.200 ", text
+    )
+    assert _branches_lines(None) == []
+
+    def run(group, losses):
+        history = [{"epoch": e, "loss": loss} for e, loss in losses.items()]
+        return {"group": group, "complete": True, "history": history}
+
+    campaign = {
+        "budget": {"epochs": 8},
+        "runs": [
+            run("iee", {e: 1.0 - 0.1 * e for e in range(8)}),
+            run("iee", {e: 1.2 - 0.1 * e for e in range(8)}),
+            run("ienet_k2", {6: 0.5, 7: 0.6}),  # a history that holds only its last epochs
+            {**run("ienet_k2_apart", {7: 0.1}), "complete": False},  # unfinished: left out
+        ],
+    }
+    text = "\n".join(_last_epochs_lines(campaign))
+    assert "### The last epochs of the IEE variants" in text and "from 0.32 to 10" in text
+    assert re.search(r"\| iee +\| 2 +\| 0.7000 +\| 0.6000 +\| 0.5000 +\| 0.4000 +\|", text)
+    assert re.search(r"\| ienet_k2 +\| 1 +\| +\| +\| 0.5000 +\| 0.6000 +\|", text)
+    assert "ienet_k2_apart" not in text and _last_epochs_lines(None) == []
 
 
 def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
@@ -397,8 +429,8 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     text = docs.read_text()
     assert "### Why the first campaign budget's IE-Net collapsed" in text
     assert "### BatchNorm statistics of the final models" in text
-    assert re.search(r"\| ienet K=2 seed 0 +\| [0-9.]+ +\| [0-9.]+ \(conv1\)", text)
-    assert re.search(r"\| ienet K=2 seed 0 +\| re-estimated, plain train +\|", text)
+    assert re.search(r"\| stability-run +\| [0-9.]+ +\| [0-9.]+ \(conv1\)", text)
+    assert re.search(r"\| stability-run +\| re-estimated, plain train +\|", text)
     assert "| per-step LR + clip |" in text and "lr x \\|g\\|" in text
 
 

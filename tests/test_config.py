@@ -108,15 +108,25 @@ def test_overrides_and_round_trip(tmp_path):
         (["model.threshold_spread=-0.5"], "model.threshold_spread: must be >= 0"),
         (
             ["model.variant=iee", "model.k=null", "model.threshold_spread=0.5"],
-            "model.threshold_spread: initialises IE-BC's branches; variant 'iee' has one branch",
+            "model.threshold_spread: `threshold_spread` and `lambda_init` initialise IE-BC's "
+            "branches and 'iee' with K=1 has one: use 'iebc' or 'ienet' with K >= 2",
         ),
         (
             ["model.variant=rsign", "model.k=null", "model.lambda_init=1.0"],
-            "model.lambda_init: initialises IE-BC's branches; variant 'rsign'",
+            "model.lambda_init: `threshold_spread` and `lambda_init` initialise",
+        ),
+        (["model.k=1", "model.lambda_init=0.5"], "model.lambda_init: .* 'ienet' with K=1 has one"),
+        (
+            ["model.threshold_spread=1.5"],
+            "model.threshold_spread: `threshold_spread` must be a number in [0, 1]",
+        ),
+        (
+            ["model.variant=iebc", "model.lambda_init=.inf"],
+            "model.lambda_init: expected a number or null",
         ),
         (
             ["model.variant=fp", "model.k=null", "model.activation_estimator=ste"],
-            "model.activation_estimator: variant 'fp' binarizes nothing",
+            "model.activation_estimator: `activation_estimator` needs a binary variant; 'fp'",
         ),
         (["model.input_shape=[32, 32]"], "model.input_shape: expected"),
         (["data.name=mnist"], "data.name: unknown data set 'mnist'"),

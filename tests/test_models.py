@@ -192,6 +192,15 @@ def test_activation_estimator_replaces_only_the_activation_backward(estimator, a
             target.assign(sources[target.name])
     x = tf.constant(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), tf.float32)
     np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
+
+    def input_gradient(network):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(network(x, training=True) ** 2)
+        return tape.gradient(loss, x).numpy()
+
+    same = np.allclose(input_gradient(model), input_gradient(reference), rtol=1e-4, atol=1e-6)
+    assert same == (estimator == "iee")  # only the backward pass differs
     restored = tf.keras.models.model_from_json(model.to_json(), custom_objects=None)
     assert (
         type(
@@ -248,10 +257,17 @@ def test_threshold_spread_and_lambda_init_start_the_branches_apart(tmp_path):
     first = next(lay for lay in restored.layers if isinstance(lay, layers.IEBinaryConv2D))
     config = first.get_config()
     assert config["thresholds_initializer"]["class_name"].endswith("SpreadThresholds")
-    with pytest.raises(ValueError, match="has one branch"):
-        models.build("resnet20", "iee", threshold_spread=0.5)
-    with pytest.raises(ValueError, match="has one branch"):
-        models.build("resnet20", "bireal", lambda_init=1.0)
+    for kwargs, message in (
+        ({"variant": "iee", "threshold_spread": 0.5}, "'iee' with K=1 has one"),
+        ({"variant": "bireal", "lambda_init": 1.0}, "'bireal' with K=1 has one"),
+        ({"k": 1, "lambda_init": 1.0}, "'ienet' with K=1 has one"),
+        ({"threshold_spread": 1.5}, r"must be a number in \[0, 1\]"),
+        ({"threshold_spread": float("nan")}, "`threshold_spread` must be a number"),
+        ({"lambda_init": float("inf")}, "`lambda_init` must be a finite number"),
+        ({"lambda_init": "1"}, "`lambda_init` must be a finite number"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            models.build(**{"name": "resnet20", "variant": "ienet", **kwargs})
 
 
 def test_resnet20_runs_forward_at_fashion_mnist_size():
@@ -322,3 +338,21 @@ def test_build_returns_the_plain_classifier_for_every_variant(name):
         assert isinstance(model, tf.keras.Model) and not isinstance(model, InformationRestriction)
         assert type(model).__name__ == "Functional", (variant, type(model))  # Keras' own
         assert model.output_shape == (None, 10), variant
+
+
+def test_build_model_passes_the_ablation_options_from_the_config():
+    from pathlib import Path
+
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import build_model
+
+    options = ["activation_estimator=approx_sign", "threshold_spread=0.25", "lambda_init=0.5"]
+    config = config_lib.load(
+        Path(__file__).parents[1] / "configs" / "digits_convnet_ienet.yaml",
+        [f"model.{option}" for option in options],
+    )
+    binary = [lay for lay in build_model(config).layers if isinstance(lay, layers.IEBinaryConv2D)]
+    assert binary and all(type(lay.input_quantizer).__name__ == "ApproxSign" for lay in binary)
+    for layer in binary:
+        np.testing.assert_allclose(layer.thresholds.numpy()[:, 0], [-0.25, 0.25])
+        np.testing.assert_array_equal(layer.lambdas.numpy(), 0.5)

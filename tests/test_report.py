@@ -247,6 +247,12 @@ def test_branch_diversity_against_numpy():
     assert [row["differ"] for row in stats.branch_diversity(model, images)] == [0.0, 0.0]
     plain = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), layers.IEBinaryConv2D(2, 3, k=1)])
     assert stats.branch_diversity(plain, images) == []
+    dense = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), tf.keras.layers.Dense(2)])
+    assert stats.branch_diversity(dense, images) == []  # no binary layer: nothing to compare
+    from ienet_tf.report.writer import _branches_markdown
+
+    assert _branches_markdown(plain, None, "left out") == ""  # no IE-BC: no section at all
+    assert _branches_markdown(model, None, "left out").endswith("Table left out.\n")
 
 
 # --- figures -------------------------------------------------------------------------------

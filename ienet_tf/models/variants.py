@@ -32,6 +32,7 @@ Modifiers join a base variant with `+` (`"ienet+el"`, `"bireal+el+ir2net"`):
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -224,6 +225,32 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+#: The largest `threshold_spread`: the papers' networks binarize hardtanh outputs, in
+#: [-1, 1], where a threshold beyond 1 gives a branch of constant codes.
+MAX_THRESHOLD_SPREAD = 1.0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_branch_init(threshold_spread, lambda_init, single_branch: str | None) -> None:
+    """The IE-BC initialisation options of `get_variant`; `single_branch` names the
+    variant when it has K = 1 (nothing to initialise)."""
+    if not (_is_number(threshold_spread) and 0 <= threshold_spread <= MAX_THRESHOLD_SPREAD):
+        raise ValueError(
+            f"`threshold_spread` must be a number in [0, {MAX_THRESHOLD_SPREAD:g}] (hardtanh "
+            f"activations lie in [-1, 1]), got {threshold_spread!r}."
+        )
+    if lambda_init is not None and not _is_number(lambda_init):
+        raise ValueError(f"`lambda_init` must be a finite number or None, got {lambda_init!r}.")
+    if single_branch and (threshold_spread or lambda_init is not None):
+        raise ValueError(
+            "`threshold_spread` and `lambda_init` initialise IE-BC's branches and "
+            f"{single_branch!r} with K=1 has one: use 'iebc' or 'ienet' with K >= 2."
+        )
+
+
 def parse_variant(name: str) -> tuple[str, frozenset[str]]:
     """`"ienet+el+ir2net"` -> `("ienet", {"el", "ir2net"})`, with readable errors."""
     if not isinstance(name, str) or not name:
@@ -268,7 +295,7 @@ def get_variant(
     `threshold_spread` w > 0 starts IE-BC's K thresholds evenly spaced in [-w, w]
     (`initializers.SpreadThresholds`) and `lambda_init` every lambda_k (k >= 2) at that
     constant, instead of the release's 0 and U[0, 0.001), under which the K branches start
-    as one branch (multi-branch variants only).
+    as one branch (multi-branch variants with K >= 2 only).
     """
     if compat not in COMPATS:
         raise ValueError(f"Unknown `compat` {compat!r}; allowed: {list(COMPATS)}.")
@@ -285,13 +312,6 @@ def get_variant(
                 f"`activation_estimator` needs a binary variant; {base!r} binarizes nothing."
             )
         variant = dataclasses.replace(variant, activation_estimator=activation_estimator)
-    if not (isinstance(threshold_spread, (int, float)) and 0 <= threshold_spread < float("inf")):
-        raise ValueError(f"`threshold_spread` must be a number >= 0, got {threshold_spread!r}.")
-    if (threshold_spread or lambda_init is not None) and not variant.multi_branch:
-        raise ValueError(
-            "`threshold_spread` and `lambda_init` initialise IE-BC's branches; variant "
-            f"{base!r} has one branch: use 'iebc' or 'ienet'."
-        )
     if k is None:
         k = variant.k
     if not is_positive_int(k):
@@ -301,6 +321,7 @@ def get_variant(
             f"`k`={k} needs a multi-branch variant ('iebc' or 'ienet'); "
             f"variant {base!r} has one branch (k=1)."
         )
+    _check_branch_init(threshold_spread, lambda_init, base if k == 1 else None)
     return dataclasses.replace(
         variant,
         name=name,

@@ -119,6 +119,8 @@ def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note
 def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
     """IE-BC's branches against the first (`stats.branch_diversity`); empty without IE-BC
     layers of K >= 2."""
+    if not stats.branched_convs(model):
+        return ""
     heading = "## IE-BC branches\n\n"
     if batch is None:
         return heading + f"Table {note}.\n"
@@ -126,8 +128,6 @@ def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: st
         rows = stats.branch_diversity(model, batch)
     except ValueError as error:
         return heading + f"Table left out: {error}\n"
-    if not rows:
-        return ""
     lines = [
         f"How different each IE-BC branch k >= 2 is from branch 1 at inference, on {note} "
         f"({len(batch)} images): the share of the layer's binary input codes where "
