@@ -464,6 +464,7 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
         ]
     lines += _batchnorm_lines(result.get("batchnorm"))
     lines += _branches_lines(result.get("branches"))
+    lines += _qsweep_lines(result.get("qsweep"))
     lines += _last_epochs_lines(load(results_dir / "campaign.json"))
     return [*lines, *provenance_lines(result)]
 
@@ -565,6 +566,43 @@ def _branches_lines(result: dict | None) -> list[str]:
             ],
             rows,
         ),
+        *_measured_line(runs),
+    ]
+
+
+def _qsweep_lines(result: dict | None) -> list[str]:
+    """The final models' gradient norm per parameter group along q (stability.json's
+    `qsweep`)."""
+    if not result:
+        return []
+    runs = result["runs"]
+    label_of = _run_labels(runs)
+    groups = [
+        group
+        for group in ("binary kernels", "thresholds", "lambdas", "batch norm", "float")
+        if any(group in row["groups"] for run in runs for row in run["rows"])
+    ]
+    rows = [
+        [
+            label_of(run),
+            f"{row['q']:g}",
+            f"{row['global']:.3g}",
+            *(f"{row['groups'][g]:.2g}" if g in row["groups"] else "-" for g in groups),
+        ]
+        for run in runs
+        for row in run["rows"]
+    ]
+    return [
+        "### Gradient scale of the final models along q",
+        "",
+        "The training gradient's L2 norm of each final model with every IEE quantizer set "
+        f"to q (`inspection.gradient_norms`, mean over the first {runs[0]['batches']} "
+        "training batches; the forward pass does not depend on q), in total and per "
+        "parameter group. The IEE weight estimator scales only the binary kernels' own "
+        "gradients; IE-Net's activation estimator (max(q, 1)) scales the gradient of "
+        "everything upstream of each binary activation, so it compounds over the depth:",
+        "",
+        *table(["run", "q", r"\|g\|", *groups], rows),
         *_measured_line(runs),
     ]
 

@@ -7,6 +7,7 @@ far IE-BC's branches have moved apart.
     nice -n 10 .venv/bin/python benchmarks/stability.py replay [--run RUN] [--arms ...]
     nice -n 10 .venv/bin/python benchmarks/stability.py batchnorm --runs RUN [RUN ...]
     nice -n 10 .venv/bin/python benchmarks/stability.py branches --runs RUN [RUN ...]
+    nice -n 10 .venv/bin/python benchmarks/stability.py qsweep --runs RUN [RUN ...]
 
 Both start from a trained run (default: benchmarks/fixtures/first_budget_ienet_k2, the
 checkpoint of the first campaign budget's IE-Net chosen on validation: the end of epoch 5
@@ -39,6 +40,11 @@ benchmarks/results/stability.json (`--output`), with the provenance block.
   keep their rows (each with the commit and date it was measured at): give the runs a
   campaign has just finished.
 
+- `qsweep`: each run's final model, `inspection.gradient_norms` at each `--q` (default 1,
+  3, 10) on its first `--batches` training batches: which parameter groups' gradients grow
+  as q sharpens. The IEE weight estimator scales only the kernels' gradients; IE-Net's
+  activation estimator (max(q, 1)) scales everything upstream of a binary activation.
+  Incremental like `batchnorm`.
 - `branches`: each run's final model, `inspection.branch_diversity` of its IE-BC layers
   (K >= 2) on the first `--images` validation images: the share of binary codes where
   branch k differs from branch 1, the mean |beta_k - beta_1| and |lambda_k|. Incremental
@@ -75,6 +81,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
 DEFAULT_RUN = ROOT / "benchmarks" / "fixtures" / "first_budget_ienet_k2"
 DEFAULT_Q = (0.1, 0.3, 1.0, 1.78, 3.0, 4.2, 7.5, 10.0)
+#: `qsweep`: where IE-Net's activation estimator starts to sharpen (max(q, 1)), and beyond.
+QSWEEP_Q = (1.0, 3.0, 10.0)
 DEFAULT_ARMS = (
     "per-epoch LR=train.lr_per_step=false",
     "per-step LR=train.lr_per_step=true",
@@ -96,15 +104,40 @@ def _schedule_position(q: float, t_min: float, t_max: float) -> float:
     return min(max((math.log10(q) - t_min) / (t_max - t_min), 0.0), 1.0)
 
 
-def gradients(run: Path, batches: int, q_values: Sequence[float], budget) -> dict:
+def _gradient_rows(run: Path, batches: int, q_values: Sequence[float]):
+    """The run's config and `inspection.gradient_norms` of its final model at `q_values`
+    on its first `batches` training batches (the same batches every time)."""
     from ienet_tf import inspection
-    from ienet_tf.config import TrainConfig
-    from ienet_tf.train import learning_rate_at, load_datasets, load_run
+    from ienet_tf.train import load_datasets, load_run
 
     config, model = load_run(run, "final")
-    tf.keras.utils.set_random_seed(config.train.seed)  # the same batches every time
+    tf.keras.utils.set_random_seed(config.train.seed)
     data = list(load_datasets(config, ("train",))["train"].take(batches))
-    rows = inspection.gradient_norms(model, data, q_values)
+    return config, len(data), inspection.gradient_norms(model, data, q_values)
+
+
+def qsweep_run(run: Path, batches: int, q_values: Sequence[float]) -> dict:
+    """The `qsweep` row of `run`: its final model's gradient norms along `q`."""
+    config, used, rows = _gradient_rows(run, batches, q_values)
+    for row in rows:
+        print(f"{run.name} q={row['q']:<6g} |g|={row['global']:.3g}", flush=True)
+    return {
+        "run": run.name,
+        "variant": config.model.variant,
+        "k": config.model.k,
+        "compat": config.model.compat,
+        "activation_estimator": config.model.activation_estimator,
+        "seed": config.train.seed,
+        "batches": used,
+        "rows": rows,
+    }
+
+
+def gradients(run: Path, batches: int, q_values: Sequence[float], budget) -> dict:
+    from ienet_tf.config import TrainConfig
+    from ienet_tf.train import learning_rate_at
+
+    config, used, rows = _gradient_rows(run, batches, q_values)
     steps = 1000  # fine enough a grid for the per-step learning rate
     base = TrainConfig(epochs=budget.epochs, learning_rate=config.train.learning_rate)
     per_step = dataclasses.replace(base, lr_per_step=True)
@@ -124,7 +157,7 @@ def gradients(run: Path, batches: int, q_values: Sequence[float], budget) -> dic
         )
     return {
         "run": os.path.relpath(run, ROOT),
-        "batches": len(data),
+        "batches": used,
         "batch_size": config.train.batch_size,
         "budget_epochs": budget.epochs,
         "t_min": config.iee.t_min,
@@ -343,19 +376,28 @@ def branches_run(run: Path, images: int) -> dict:
     return result
 
 
-def check_branched(runs: Sequence[Path]) -> None:
-    """Refuse, before measuring anything, runs whose model has no IE-BC layer with K >= 2."""
+def check_runs(runs: Sequence[Path], command: str) -> None:
+    """Refuse, before measuring anything, runs `command` has nothing to measure in:
+    `branches` needs IE-BC layers with K >= 2, `qsweep` an IEE quantizer."""
     from ienet_tf.errors import UsageError
     from ienet_tf.models import get_variant
     from ienet_tf.runs import Run
 
     for run in runs:
         model = Run(run).config().model
-        k = get_variant(model.variant, model.k).k
-        if k < 2:
+        variant = get_variant(
+            model.variant, model.k, activation_estimator=model.activation_estimator
+        )
+        if command == "branches" and variant.k < 2:
             raise UsageError(
-                f"{Path(run).name} (variant {model.variant}, K={k}) has no IE-BC "
+                f"{Path(run).name} (variant {model.variant}, K={variant.k}) has no IE-BC "
                 "branches to compare: give iebc or ienet runs with K >= 2."
+            )
+        iee = variant.kernel_quantizer == "iee_sign" or variant.activation_estimator == "iee"
+        if command == "qsweep" and not iee:
+            raise UsageError(
+                f"{Path(run).name} (variant {model.variant}) has no IEE quantizer, so q "
+                "changes nothing: give iee or ienet runs."
             )
 
 
@@ -427,12 +469,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     bn.add_argument("--runs", type=Path, nargs="+", help="run directories (e.g. a campaign's)")
     bn.add_argument("--batches", type=int, default=100, help="training batches to re-estimate on")
     bn.add_argument("--images", type=int, default=512, help="validation images to compare codes")
+    qs = commands.add_parser("qsweep", help="final models' gradient norm vs q")
+    qs.add_argument("--runs", type=Path, nargs="+", help="run directories with IEE quantizers")
+    qs.add_argument("--batches", type=int, default=4, help="training batches per q")
+    qs.add_argument("--q", type=float, nargs="+", default=list(QSWEEP_Q))
     br = commands.add_parser("branches", help="how different the IE-BC branches are")
     br.add_argument("--runs", type=Path, nargs="+", help="run directories with IE-BC (K >= 2)")
     br.add_argument("--images", type=int, default=512, help="validation images to compare codes")
     for sub in (grad, rep):
         sub.add_argument("--run", type=Path, default=DEFAULT_RUN)
-    for sub in (grad, rep, bn, br):
+    for sub in (grad, rep, bn, br, qs):
         sub.add_argument("--output", type=Path, help=f"default {os.path.relpath(OUTPUT, ROOT)}")
         sub.add_argument("--threads", type=int, default=1, help="TF threads (0: TF's default)")
         sub.add_argument("--smoke", action="store_true", help="digits, seconds (CI)")
@@ -441,16 +487,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.campaign import BUDGET, SMOKE_BUDGET
 
     output = args.output or (SMOKE_DIR / "stability.json" if args.smoke else OUTPUT)
-    if args.command in ("batchnorm", "branches"):
+    if args.command in ("batchnorm", "branches", "qsweep"):
         if not args.smoke and not args.runs:
             parser.error(f"{args.command}: give --runs RUN [RUN ...] (or --smoke)")
         runs = [_smoke_run()] if args.smoke else args.runs
-        images = 32 if args.smoke else args.images
+        images = 32 if args.smoke else getattr(args, "images", None)
         if args.command == "batchnorm":
             rows = batchnorm(runs, 2 if args.smoke else args.batches, images)
-        else:
-            check_branched(runs)
+        elif args.command == "branches":
+            check_runs(runs, "branches")
             rows = stamped(runs, lambda run: branches_run(run, images), {"images": images})
+        else:
+            check_runs(runs, "qsweep")
+            batches, q_values = (1, args.q[:2]) if args.smoke else (args.batches, args.q)
+            settings = {"batches": batches, "q": q_values}
+            rows = stamped(runs, lambda run: qsweep_run(run, batches, q_values), settings)
         # read after measuring (minutes): rows another invocation wrote meanwhile are kept
         before = json.loads(output.read_text()).get(args.command) if output.is_file() else None
         merge_result(output, args.command, merge_rows(rows, before))

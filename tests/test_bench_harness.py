@@ -397,6 +397,7 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     _run("stability.py", "replay", "--smoke", "--output", str(output))
     _run("stability.py", "batchnorm", "--smoke", "--output", str(output))
     _run("stability.py", "branches", "--smoke", "--output", str(output))
+    _run("stability.py", "qsweep", "--smoke", "--output", str(output))
     result = json.loads(output.read_text())
     _check_provenance(result)
     rows = result["gradients"]["rows"]
@@ -410,8 +411,12 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     for arm in arms:
         assert arm["from_epoch"] == 2 and [e["epoch"] for e in arm["epochs"]] == [2]
         assert 0.0 <= arm["test_top1"] <= 1.0 and arm["epochs"][0]["max_abs_threshold"] > 0
-    for section in ("gradients", "replay", "batchnorm", "branches"):
+    for section in ("gradients", "replay", "batchnorm", "branches", "qsweep"):
         _check_provenance(result[section])
+    (sweep,) = result["qsweep"]["runs"]
+    assert sweep["settings"] == {"batches": 1, "q": [1.0, 3.0]} and sweep["batches"] == 1
+    assert [row["q"] for row in sweep["rows"]] == [1.0, 3.0]
+    assert all(row["global"] > 0 and row["groups"]["batch norm"] > 0 for row in sweep["rows"])
     (branches,) = result["branches"]["runs"]
     assert branches["compat"] == "lce" and branches["images"] == 32
     assert [row["layer"] for row in branches["layers"]] == ["conv1", "conv2", "conv3"]
@@ -431,6 +436,7 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     assert "### BatchNorm statistics of the final models" in text
     assert re.search(r"\| stability-run +\| [0-9.]+ +\| [0-9.]+ \(conv1\)", text)
     assert re.search(r"\| stability-run +\| re-estimated, plain train +\|", text)
+    assert re.search(r"\| stability-run +\| 3 +\| [0-9.e+-]+ +\|", text)
     assert "| per-step LR + clip |" in text and "lr x \\|g\\|" in text
 
 
