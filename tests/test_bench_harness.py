@@ -497,3 +497,33 @@ def test_a_benchmark_given_a_missing_run_says_so_in_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"stability.py: run directory {missing} does not exist" in done.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_the_committed_ready_model_is_the_best_on_validation_campaign_run():
+    """converters/ready is what `campaign.py --publish` writes for the committed results:
+    the complete ienet K=2 run with the best validation top-1, its numbers, an intact
+    model.keras and a .tflite whose sidecar matches it and says it runs binary kernels."""
+    import hashlib
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import campaign
+
+    ready = campaign.READY_DIR / f"{campaign.BUDGET.name}_{campaign.PUBLISHED_GROUP}"
+    metrics = json.loads((ready / "metrics.json").read_text())
+    rows = json.loads((ROOT / "benchmarks" / "results" / "campaign.json").read_text())["runs"]
+    done = [r for r in rows if r["group"] == campaign.PUBLISHED_GROUP and r["complete"]]
+    best = max(done, key=lambda r: (r["val_top1_best"], -r["seed"]))
+    assert metrics["published_from"]["run"] == best["run"]
+    assert metrics["test_accuracy"] == best["test_top1_best_val"]
+    assert metrics["val_accuracy_best"] == best["val_top1_best"]
+
+    def sha256(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert sha256(ready / "model.keras") == metrics["artefacts"]["model.keras"]
+    sidecar = json.loads((ready / "model.tflite.json").read_text())
+    assert sha256(ready / "model.tflite") == sidecar["sha256"]
+    assert sidecar["op_histogram"]["LceBconv2d"] == 36  # 18 IE-BC layers x K = 2
+    readme = (ready / "README.md").read_text()
+    assert f"`{best['run']}`" in readme and f"{best['test_top1_best_val'] * 100:.2f}%" in readme
+    assert f"test top-1 {best['test_top1_best_val'] * 100:.2f}%" in (ROOT / "README.md").read_text()
