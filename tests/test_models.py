@@ -175,22 +175,20 @@ def test_variants_pick_their_quantizers(variant, kernel, activation, thresholds)
 def test_activation_estimator_replaces_only_the_activation_backward(estimator, activation):
     """The ablation knob swaps the activation estimator and nothing else: same weights,
     same forward pass (every estimator binarizes with sign), different input gradients."""
-    reference = models.build("resnet20", "ienet", input_shape=(16, 16, 3))
-    model = models.build(
-        "resnet20", "ienet", input_shape=(16, 16, 3), activation_estimator=estimator
-    )
+    reference = models.build("convnet", "ienet", input_shape=(8, 8, 1))
+    model = models.build("convnet", "ienet", input_shape=(8, 8, 1), activation_estimator=estimator)
     binary = [lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D)]
     assert {type(lay.input_quantizer).__name__ for lay in binary} == {activation}
     assert {type(lay.kernel_quantizer).__name__ for lay in binary} == {"IEESign"}
     assert all(lay.thresholds is not None and lay.k == 2 for lay in binary)
-    assert model.name == "resnet20_ienet_k2" + ("" if estimator == "iee" else f"_{estimator}")
+    assert model.name == "convnet_ienet_k2" + ("" if estimator == "iee" else f"_{estimator}")
     trainable = [w.name for w in model.trainable_weights]
     assert trainable == [w.name for w in reference.trainable_weights]
     sources = {w.name: w for w in reference.weights}
     for target in model.weights:  # the IEE estimator's q is the only weight not shared
         if target.name in sources:
             target.assign(sources[target.name])
-    x = tf.constant(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), tf.float32)
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 8, 8, 1)), tf.float32)
     np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
 
     def input_gradient(network):
@@ -238,18 +236,18 @@ def test_threshold_spread_and_lambda_init_start_the_branches_apart(tmp_path):
     lambda start them apart, only in the IE-BC layers, and survive save/load."""
     from ienet_tf import inspection
 
-    release = models.build("resnet20", "ienet", input_shape=(16, 16, 3))
+    release = models.build("convnet", "ienet", input_shape=(8, 8, 1))
     model = models.build(
-        "resnet20", "ienet", input_shape=(16, 16, 3), threshold_spread=0.5, lambda_init=1.0
+        "convnet", "ienet", input_shape=(8, 8, 1), threshold_spread=0.5, lambda_init=1.0
     )
     binary = [lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D)]
     for layer in binary:
         np.testing.assert_allclose(layer.thresholds.numpy()[:, 0], [-0.5, 0.5])
         np.testing.assert_array_equal(layer.lambdas.numpy(), 1.0)
-    x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype(np.float32)
     assert all(row["differ"] == 0.0 for row in inspection.branch_diversity(release, x))
     apart = inspection.branch_diversity(model, x)
-    assert len(apart) == 18 and all(0.1 < row["differ"] < 0.9 for row in apart)
+    assert len(apart) == 3 and all(row["differ"] > 0.1 for row in apart)  # x in [-0.5, 0.5)
     assert all(row["lambda"] == 1.0 and row["threshold_gap"] == pytest.approx(1.0) for row in apart)
     model.save(tmp_path / "m.keras")
     restored = tf.keras.models.load_model(tmp_path / "m.keras")
@@ -267,7 +265,7 @@ def test_threshold_spread_and_lambda_init_start_the_branches_apart(tmp_path):
         ({"lambda_init": "1"}, "`lambda_init` must be a finite number"),
     ):
         with pytest.raises(ValueError, match=message):
-            models.build(**{"name": "resnet20", "variant": "ienet", **kwargs})
+            models.build(**{"name": "convnet", "variant": "ienet", **kwargs})
 
 
 def test_resnet20_runs_forward_at_fashion_mnist_size():
