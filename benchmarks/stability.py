@@ -122,12 +122,8 @@ def qsweep_run(run: Path, batches: int, q_values: Sequence[float]) -> dict:
     for row in rows:
         print(f"{run.name} q={row['q']:<6g} |g|={row['global']:.3g}", flush=True)
     return {
-        "run": run.name,
-        "variant": config.model.variant,
-        "k": config.model.k,
-        "compat": config.model.compat,
+        **_identity(run, config),
         "activation_estimator": config.model.activation_estimator,
-        "seed": config.train.seed,
         "batches": used,
         "rows": rows,
     }
@@ -292,6 +288,17 @@ def _top1(model: tf.keras.Model, forward, dataset) -> float:
     return correct / total
 
 
+def _identity(run: Path, config) -> dict:
+    """What a row of an incremental section says about its run."""
+    return {
+        "run": run.name,
+        "variant": config.model.variant,
+        "k": config.model.k,
+        "compat": config.model.compat,
+        "seed": config.train.seed,
+    }
+
+
 def _first_images(dataset, images: int) -> np.ndarray:
     """The first `images` images of a batched `(x, y)` dataset."""
     return np.concatenate([x.numpy() for x, _ in dataset.unbatch().batch(images).take(1)])
@@ -322,11 +329,7 @@ def batchnorm_run(run: Path, batches: int, images: int) -> dict:
         }
 
     result = {
-        "run": run.name,
-        "variant": config.model.variant,
-        "k": config.model.k,
-        "compat": config.model.compat,
-        "seed": config.train.seed,
+        **_identity(run, config),
         "batches": batches,
         "disagreement_images": int(probe.shape[0]),
         # A float model has no binary codes to compare.
@@ -364,11 +367,7 @@ def branches_run(run: Path, images: int) -> dict:
     config, model = load_run(run, "final")
     probe = _first_images(load_datasets(config, ("validation",))["validation"], images)
     result = {
-        "run": run.name,
-        "variant": config.model.variant,
-        "k": config.model.k,
-        "compat": config.model.compat,
-        "seed": config.train.seed,
+        **_identity(run, config),
         "images": int(probe.shape[0]),
         "layers": inspection.branch_diversity(model, probe),
     }

@@ -94,26 +94,39 @@ def _checkpoint_models(run: Run, which: str, model: tf.keras.Model) -> dict:
     return models
 
 
-def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
-    heading = "## Binary codes in training vs inference mode (BatchNorm statistics)\n\n"
+def _measured_section(heading: str, batch: np.ndarray | None, note: str, measure, render) -> str:
+    """A report section measured on the test batch: `render(measure(batch))`'s lines under
+    `heading`, or a line saying why the table is left out."""
     if batch is None:
         return heading + f"Table {note}.\n"
     try:
-        rows = stats.binarization_disagreement(model, batch)
+        rows = measure(batch)
     except ValueError as error:
         return heading + f"Table left out: {error}\n"
-    lines = [
-        f"Share of each binary conv's binary input codes that differ between a training-mode "
-        f"pass (BatchNorm with the batch's own statistics) and the inference-mode pass (the "
-        f"saved moving statistics) of {note} ({len(batch)} images). A share that grows with "
-        "depth means the inference accuracy depends on how well the moving statistics were "
-        "estimated; `train.bn_reestimation_batches` re-estimates them on un-augmented "
-        "training images.\n",
-        "| layer | K | codes that differ |",
-        "|---|---|---|",
-        *(f"| {r['layer']} | {r['k']} | {r['disagreement']:.2%} |" for r in rows),
-    ]
-    return heading + "\n".join(lines) + "\n"
+    return heading + "\n".join(render(rows)) + "\n"
+
+
+def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
+    def render(rows: list[dict]) -> list[str]:
+        return [
+            f"Share of each binary conv's binary input codes that differ between a "
+            f"training-mode pass (BatchNorm with the batch's own statistics) and the "
+            f"inference-mode pass (the saved moving statistics) of {note} ({len(batch)} "
+            "images). A share that grows with depth means the inference accuracy depends on "
+            "how well the moving statistics were estimated; `train.bn_reestimation_batches` "
+            "re-estimates them on un-augmented training images.\n",
+            "| layer | K | codes that differ |",
+            "|---|---|---|",
+            *(f"| {r['layer']} | {r['k']} | {r['disagreement']:.2%} |" for r in rows),
+        ]
+
+    return _measured_section(
+        "## Binary codes in training vs inference mode (BatchNorm statistics)\n\n",
+        batch,
+        note,
+        lambda images: stats.binarization_disagreement(model, images),
+        render,
+    )
 
 
 def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
@@ -121,30 +134,32 @@ def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: st
     layers of K >= 2."""
     if not stats.branched_convs(model):
         return ""
-    heading = "## IE-BC branches\n\n"
-    if batch is None:
-        return heading + f"Table {note}.\n"
-    try:
-        rows = stats.branch_diversity(model, batch)
-    except ValueError as error:
-        return heading + f"Table left out: {error}\n"
-    lines = [
-        f"How different each IE-BC branch k >= 2 is from branch 1 at inference, on {note} "
-        f"({len(batch)} images): the share of the layer's binary input codes where "
-        "sign(x + β_k) ≠ sign(x + β_1), the mean |β_k - β_1| over input channels and the "
-        "mean |λ_k| (branch 1's weight is 1). At 0 the branch repeats branch 1 and the "
-        "layer computes a K = 1 convolution scaled by 1 + λ_k, whatever K says (the "
-        "release starts every β at 0).\n",
-        "| layer | branch | codes that differ from branch 1 | mean \\|β_k - β_1\\| | "
-        "mean \\|λ_k\\| |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r['layer']} | {r['branch']} | {r['differ']:.2%} | {r['threshold_gap']:.3g} "
-            f"| {r['lambda']:.3g} |"
-            for r in rows
-        ),
-    ]
-    return heading + "\n".join(lines) + "\n"
+
+    def render(rows: list[dict]) -> list[str]:
+        return [
+            f"How different each IE-BC branch k >= 2 is from branch 1 at inference, on {note} "
+            f"({len(batch)} images): the share of the layer's binary input codes where "
+            "sign(x + β_k) ≠ sign(x + β_1), the mean |β_k - β_1| over input channels and the "
+            "mean |λ_k| (branch 1's weight is 1). At 0 the branch repeats branch 1 and the "
+            "layer computes a K = 1 convolution scaled by 1 + λ_k, whatever K says (the "
+            "release starts every β at 0).\n",
+            "| layer | branch | codes that differ from branch 1 | mean \\|β_k - β_1\\| | "
+            "mean \\|λ_k\\| |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {r['layer']} | {r['branch']} | {r['differ']:.2%} | "
+                f"{r['threshold_gap']:.3g} | {r['lambda']:.3g} |"
+                for r in rows
+            ),
+        ]
+
+    return _measured_section(
+        "## IE-BC branches\n\n",
+        batch,
+        note,
+        lambda images: stats.branch_diversity(model, images),
+        render,
+    )
 
 
 def _format(value) -> str:
