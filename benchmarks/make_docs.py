@@ -503,16 +503,18 @@ BATCHNORM_SOURCES = (
 )
 
 
-def _run_labels(runs: Sequence[dict]) -> Callable[[dict], str]:
-    """`run -> its campaign name` ("ienet_k2_release_s0": variant, K, compat, probe and
-    seed, whatever the row recorded), with the budget when `runs` span several."""
+def _section_runs(section: dict | None) -> tuple[list[dict], Callable[[dict], str]]:
+    """The rows of an incremental stability section ([] without one) and their labels:
+    `run -> its campaign name` ("ienet_k2_release_s0": variant, K, compat, probe and seed,
+    whatever the row recorded), with the budget when the rows span several."""
+    runs = (section or {}).get("runs", [])
     budgets = {run.get("budget") for run in runs}
 
     def label_of(run: dict) -> str:
         budget = f" ({run.get('budget') or 'budget unrecorded'})" if len(budgets) > 1 else ""
         return f"{run['run']}{budget}"
 
-    return label_of
+    return runs, label_of
 
 
 #: The campaign groups whose last epochs `_last_epochs_lines` shows (the IEE estimator's).
@@ -523,10 +525,9 @@ LAST_EPOCHS = 4
 def _branches_lines(result: dict | None) -> list[str]:
     """How far IE-BC's second branch has moved from the first in the final models
     (stability.json's `branches`)."""
-    if not result:
+    runs, label_of = _section_runs(result)
+    if not runs:
         return []
-    runs = result["runs"]
-    label_of = _run_labels(runs)
     rows = []
     for run in runs:
         # branch 2 of every layer (a K > 2 run has more rows per layer in stability.json)
@@ -573,10 +574,9 @@ def _branches_lines(result: dict | None) -> list[str]:
 def _qsweep_lines(result: dict | None) -> list[str]:
     """The final models' gradient norm per parameter group along q (stability.json's
     `qsweep`)."""
-    if not result:
+    runs, label_of = _section_runs(result)
+    if not runs:
         return []
-    runs = result["runs"]
-    label_of = _run_labels(runs)
     groups = [
         group
         for group in ("binary kernels", "thresholds", "lambdas", "batch norm", "float")
@@ -646,11 +646,9 @@ def _last_epochs_lines(campaign: dict | None) -> list[str]:
 def _batchnorm_lines(result: dict | None) -> list[str]:
     """The final models' top-1 per source of BatchNorm statistics, and the share of binary
     codes that differ between training- and inference-mode passes, by depth."""
-    if not result:
+    runs, label_of = _section_runs(result)
+    if not runs:
         return []
-    runs = result["runs"]
-
-    label_of = _run_labels(runs)
     rows = []
     for run in runs:
         for key, label in BATCHNORM_SOURCES:

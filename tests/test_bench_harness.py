@@ -107,13 +107,14 @@ def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
 
 def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized():
     sys.path.insert(0, str(ROOT))
-    from benchmarks.make_docs import _branches_lines, _last_epochs_lines, _run_labels
+    from benchmarks.make_docs import _branches_lines, _last_epochs_lines, _section_runs
 
     release = {"run": "ienet_k2_release_s0", "compat": "release", "budget": "b"}
     plain = {"run": "ienet_k2_s0", "budget": "b"}  # measured before rows recorded compat
-    label = _run_labels([release, plain])
-    assert [label(release), label(plain)] == ["ienet_k2_release_s0", "ienet_k2_s0"]
-    assert _run_labels([plain, {**plain, "budget": "a"}])(plain) == "ienet_k2_s0 (b)"
+    runs, label = _section_runs({"runs": [release, plain]})
+    assert [label(run) for run in runs] == ["ienet_k2_release_s0", "ienet_k2_s0"]
+    assert _section_runs({"runs": [plain, {**plain, "budget": "a"}]})[1](plain) == "ienet_k2_s0 (b)"
+    assert _section_runs(None)[0] == []
 
     def layer(name, branch, differ):
         return {"layer": name, "branch": branch, "differ": differ, "lambda": 0.1 * branch,
