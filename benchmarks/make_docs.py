@@ -204,8 +204,6 @@ PAIRED = (
 
 
 def _mean_std(values: Sequence[float]) -> str:
-    import statistics
-
     text = f"{statistics.fmean(values) * 100:.2f}"
     return text + (f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else "")
 
@@ -253,8 +251,6 @@ PAIRED_MODELS = (("test_top1", "final"), ("test_top1_best_val", "best on val"))
 def _paired_rows(runs: Sequence[dict]) -> list[list[str]]:
     """Seed-paired differences of the test top-1 of the final and of the best-on-validation
     models, in percentage points, with a 95% t-interval over the seeds both runs have."""
-    import statistics
-
     from scipy import stats
 
     rows = []
@@ -385,11 +381,9 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
         ]
     grads = result.get("gradients")
     if grads:
-        groups = [
-            g
-            for g in ("binary kernels", "thresholds", "lambdas", "alpha", "batch norm", "float")
-            if any(g in row["groups"] for row in grads["rows"])
-        ]
+        from ienet_tf.inspection import GRADIENT_GROUPS  # TensorFlow: only where needed
+
+        groups = [g for g in GRADIENT_GROUPS if any(g in row["groups"] for row in grads["rows"])]
         rows = [
             [
                 f"{row['q']:g}",
@@ -577,10 +571,13 @@ def _qsweep_lines(result: dict | None) -> list[str]:
     runs, label_of = _section_runs(result)
     if not runs:
         return []
+    from ienet_tf.inspection import GRADIENT_GROUPS
+
     groups = [
         group
-        for group in ("binary kernels", "thresholds", "lambdas", "batch norm", "float")
-        if any(group in row["groups"] for run in runs for row in run["rows"])
+        for group in GRADIENT_GROUPS
+        if group != "alpha"  # ~1e-5 next to the others: noise for the argument
+        and any(group in row["groups"] for run in runs for row in run["rows"])
     ]
     rows = [
         [
@@ -619,14 +616,14 @@ def _last_epochs_lines(campaign: dict | None) -> list[str]:
     done = [run for run in campaign["runs"] if run["complete"] and run.get("history")]
     rows = []
     for group in LAST_EPOCH_GROUPS:
+        members = [run for run in done if run["group"] == group]
         losses = {}
-        for run in (run for run in done if run["group"] == group):
+        for run in members:
             for row in run["history"]:
                 losses.setdefault(row["epoch"], []).append(row["loss"])
         if losses:
-            seeds = len([run for run in done if run["group"] == group])
             cells = [f"{statistics.fmean(losses[e]):.4f}" if e in losses else "" for e in epochs]
-            rows.append([group, seeds, *cells])
+            rows.append([group, len(members), *cells])
     if not rows:
         return []
     q_from = iee_q(epochs[0], total, DEFAULT_T_MIN, DEFAULT_T_MAX)

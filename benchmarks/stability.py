@@ -414,7 +414,7 @@ def stamped(runs: Sequence[Path], measure, settings: dict) -> list[dict]:
 
 
 def merge_rows(rows: list[dict], before: dict | None) -> dict:
-    """An incremental section (`batchnorm`, `branches`): `rows` plus the rows of the
+    """An incremental section (`batchnorm`, `branches`, `qsweep`): `rows` plus the rows of the
     section `before` (the file's) for other runs measured with the same settings, so runs
     can be added as a campaign finishes them; rows measured with other settings are
     dropped, with a message."""
@@ -490,11 +490,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.smoke and not args.runs:
             parser.error(f"{args.command}: give --runs RUN [RUN ...] (or --smoke)")
         runs = [_smoke_run()] if args.smoke else args.runs
-        images = 32 if args.smoke else getattr(args, "images", None)
         if args.command == "batchnorm":
-            rows = batchnorm(runs, 2 if args.smoke else args.batches, images)
+            batches, images = (2, 32) if args.smoke else (args.batches, args.images)
+            rows = batchnorm(runs, batches, images)
         elif args.command == "branches":
             check_runs(runs, "branches")
+            images = 32 if args.smoke else args.images
             rows = stamped(runs, lambda run: branches_run(run, images), {"images": images})
         else:
             check_runs(runs, "qsweep")

@@ -393,11 +393,9 @@ def gradient_norms(
     return rows
 
 
-def _own_binary_convs(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
-    convs = [layer for layer in binary_kernel_layers(model.layers) if is_binary_conv(layer)]
-    if not convs:
-        raise ValueError("the model has no binary conv layer among its own layers.")
-    return convs
+def _binary_convs(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    """The binary conv layers among `model`'s own layers."""
+    return [layer for layer in binary_kernel_layers(model.layers) if is_binary_conv(layer)]
 
 
 def _layer_inputs(model: tf.keras.Model, layers, images, training: bool) -> list[np.ndarray]:
@@ -434,7 +432,9 @@ def binarization_disagreement(model: tf.keras.Model, images) -> list[dict]:
     rows = stats.binarization_disagreement(model, x_validation[:128])
     ```
     """
-    convs = _own_binary_convs(model)
+    convs = _binary_convs(model)
+    if not convs:
+        raise ValueError("the model has no binary conv layer among its own layers.")
     with state_restored(model):
         training = _layer_inputs(model, convs, images, training=True)
     inference = _layer_inputs(model, convs, images, training=False)
@@ -457,10 +457,8 @@ def branched_convs(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
     """The IE-BC layers of `model` (its own layers) with K >= 2 branches."""
     return [
         layer
-        for layer in binary_kernel_layers(model.layers)
-        if is_binary_conv(layer)
-        and layer_k(layer) >= 2
-        and getattr(layer, "lambdas", None) is not None
+        for layer in _binary_convs(model)
+        if layer_k(layer) >= 2 and getattr(layer, "lambdas", None) is not None
     ]
 
 
