@@ -528,3 +528,27 @@ def test_the_committed_ready_model_is_the_best_on_validation_campaign_run():
     readme = (ready / "README.md").read_text()
     assert f"`{best['run']}`" in readme and f"{best['test_top1_best_val'] * 100:.2f}%" in readme
     assert f"test top-1 {best['test_top1_best_val'] * 100:.2f}%" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "command, variant, message",
+    [
+        ("branches", "iee", "(variant iee, K=1) has no IE-BC branches to compare"),
+        ("qsweep", "bireal", "(variant bireal) has no IEE quantizer, so q changes nothing"),
+    ],
+)
+def test_stability_refuses_runs_with_nothing_to_measure(tmp_path, command, variant, message):
+    """Checked from the runs' configs before anything is measured: one line, exit 2, no
+    file written."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "digits_convnet_ienet.yaml").read_text())
+    config["model"].update(variant=variant, k=None)
+    run = tmp_path / f"{variant}_s0"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    output = tmp_path / "s.json"
+    done = _run("stability.py", command, "--runs", str(run), "--output", str(output), check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"stability.py: {variant}_s0 {message}" in done.stderr
+    assert not output.exists()
