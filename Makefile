@@ -22,8 +22,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two pytest workers: the suite is mostly single-threaded tracing and conversion, so two
+# processes use both cores of a CI machine (each peaks near 2.5 GB). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The main job on embedded data: train, evaluate, export (verified) -- see README.
 DEMO_CONFIG := configs/digits_convnet_ienet.yaml
