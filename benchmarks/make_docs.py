@@ -604,13 +604,23 @@ def _qsweep_lines(result: dict | None) -> list[str]:
     ]
 
 
+def _campaign_schedule(budget: dict) -> tuple[float, float]:
+    """The IEE schedule (t_min, t_max) the campaign's ienet config trains with; the budget
+    overrides neither, so every IEE variant of the campaign shares it."""
+    from ienet_tf import config as config_lib
+
+    iee = config_lib.load(ROOT / budget["config_template"].format(base="ienet")).iee
+    return iee.t_min, iee.t_max
+
+
 def _last_epochs_lines(campaign: dict | None) -> list[str]:
     """The training loss of the IEE variants over the campaign's last epochs, where the
     schedule sharpens q (campaign.json)."""
     if not campaign:
         return []
-    from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q
+    from ienet_tf.schedule import iee_q
 
+    t_min, t_max = _campaign_schedule(campaign["budget"])
     total = campaign["budget"]["epochs"]
     epochs = range(max(total - LAST_EPOCHS, 0), total)
     done = [run for run in campaign["runs"] if run["complete"] and run.get("history")]
@@ -626,13 +636,13 @@ def _last_epochs_lines(campaign: dict | None) -> list[str]:
             rows.append([group, len(members), *cells])
     if not rows:
         return []
-    q_from = iee_q(epochs[0], total, DEFAULT_T_MIN, DEFAULT_T_MAX)
+    q_from = iee_q(epochs[0], total, t_min, t_max)
     return [
         "### The last epochs of the IEE variants",
         "",
         "Training loss (mean over the complete seeds) over the campaign's last epochs, where "
-        f"the per-step IEE schedule (the configs' t_min {DEFAULT_T_MIN:g}, t_max "
-        f"{DEFAULT_T_MAX:g}) raises q from {q_from:.2g} to 10. The IEE weight estimator "
+        f"the per-step IEE schedule (the configs' t_min {t_min:g}, t_max "
+        f"{t_max:g}) raises q from {q_from:.2g} to {10**t_max:.3g}. The IEE weight estimator "
         "sharpens with q in every variant here; IE-Net's activation estimator too (with "
         "max(q, 1)), iee's and the approx probe's (ApproxSign) do not:",
         "",

@@ -105,7 +105,7 @@ def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
     assert reestimation_note(None) == []
 
 
-def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized():
+def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized(tmp_path):
     sys.path.insert(0, str(ROOT))
     from benchmarks.make_docs import _branches_lines, _last_epochs_lines, _section_runs
 
@@ -134,8 +134,15 @@ def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized():
         history = [{"epoch": e, "loss": loss} for e, loss in losses.items()]
         return {"group": group, "complete": True, "history": history}
 
+    # the schedule comes from the campaign's config template, not the library's defaults
+    ienet = (ROOT / "configs" / "fashion_mnist_resnet20_ienet.yaml").read_text()
+    assert "t_min: -2.0" in ienet and "t_max: 1.0" in ienet
+    template = tmp_path / "campaign_{base}.yaml"
+    (tmp_path / "campaign_ienet.yaml").write_text(
+        ienet.replace("t_min: -2.0", "t_min: -3.0").replace("t_max: 1.0", "t_max: 0.0")
+    )
     campaign = {
-        "budget": {"epochs": 8},
+        "budget": {"epochs": 8, "config_template": str(template)},
         "runs": [
             run("iee", {e: 1.0 - 0.1 * e for e in range(8)}),
             run("iee", {e: 1.2 - 0.1 * e for e in range(8)}),
@@ -144,7 +151,8 @@ def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized():
         ],
     }
     text = "\n".join(_last_epochs_lines(campaign))
-    assert "### The last epochs of the IEE variants" in text and "from 0.32 to 10" in text
+    assert "### The last epochs of the IEE variants" in text and "from 0.032 to 1." in text
+    assert "t_min -3, t_max 0)" in text
     assert re.search(r"\| iee +\| 2 +\| 0.7000 +\| 0.6000 +\| 0.5000 +\| 0.4000 +\|", text)
     assert re.search(r"\| ienet_k2 +\| 1 +\| +\| +\| 0.5000 +\| 0.6000 +\|", text)
     assert "ienet_k2_apart" not in text and _last_epochs_lines(None) == []
