@@ -64,7 +64,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,6 +76,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import RESULTS, merge_result, run_script, set_tf_threads
+from ienet_tf.config import ModelConfig
+from ienet_tf.models.variants import Variant
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
@@ -375,11 +377,33 @@ def branches_run(run: Path, images: int) -> dict:
     return result
 
 
-def check_runs(runs: Sequence[Path], command: str) -> None:
-    """Refuse, before measuring anything, runs `command` has nothing to measure in:
-    `branches` needs IE-BC layers with K >= 2, `qsweep` an IEE quantizer."""
+def needs_branches(name: str, model: ModelConfig, variant: Variant) -> str | None:
+    """Why run `name` has nothing for `branches` to measure (None: it has IE-BC, K >= 2)."""
+    if variant.k < 2:
+        return (
+            f"{name} (variant {model.variant}, K={variant.k}) has no IE-BC branches to "
+            "compare: give iebc or ienet runs with K >= 2."
+        )
+    return None
+
+
+def needs_iee(name: str, model: ModelConfig, variant: Variant) -> str | None:
+    """Why run `name` has nothing for `qsweep` to measure (None: it has an IEE quantizer)."""
+    if variant.kernel_quantizer != "iee_sign" and variant.activation_estimator != "iee":
+        return (
+            f"{name} (variant {model.variant}) has no IEE quantizer, so q changes nothing: "
+            "give iee or ienet runs."
+        )
+    return None
+
+
+def check_runs(
+    runs: Sequence[Path], requirement: Callable[[str, ModelConfig, Variant], str | None]
+) -> None:
+    """Refuse, before measuring anything, the first run `requirement` (`needs_branches`,
+    `needs_iee`) finds nothing to measure in, with its reason."""
     from ienet_tf.errors import UsageError
-    from ienet_tf.models import get_variant
+    from ienet_tf.models.variants import get_variant
     from ienet_tf.runs import Run
 
     for run in runs:
@@ -387,17 +411,9 @@ def check_runs(runs: Sequence[Path], command: str) -> None:
         variant = get_variant(
             model.variant, model.k, activation_estimator=model.activation_estimator
         )
-        if command == "branches" and variant.k < 2:
-            raise UsageError(
-                f"{Path(run).name} (variant {model.variant}, K={variant.k}) has no IE-BC "
-                "branches to compare: give iebc or ienet runs with K >= 2."
-            )
-        iee = variant.kernel_quantizer == "iee_sign" or variant.activation_estimator == "iee"
-        if command == "qsweep" and not iee:
-            raise UsageError(
-                f"{Path(run).name} (variant {model.variant}) has no IEE quantizer, so q "
-                "changes nothing: give iee or ienet runs."
-            )
+        problem = requirement(Path(run).name, model, variant)
+        if problem:
+            raise UsageError(problem)
 
 
 def stamped(runs: Sequence[Path], measure, settings: dict) -> list[dict]:
@@ -494,11 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             batches, images = (2, 32) if args.smoke else (args.batches, args.images)
             rows = batchnorm(runs, batches, images)
         elif args.command == "branches":
-            check_runs(runs, "branches")
+            check_runs(runs, needs_branches)
             images = 32 if args.smoke else args.images
             rows = stamped(runs, lambda run: branches_run(run, images), {"images": images})
         else:
-            check_runs(runs, "qsweep")
+            check_runs(runs, needs_iee)
             batches, q_values = (1, args.q[:2]) if args.smoke else (args.batches, args.q)
             settings = {"batches": batches, "q": q_values}
             rows = stamped(runs, lambda run: qsweep_run(run, batches, q_values), settings)
