@@ -195,12 +195,16 @@ def jobs(smoke: bool = False) -> list[Job]:
     return table3 + extras + [job for job in sweep if job.name not in seen] + probes
 
 
+def template_path(config_template: str, base: str) -> Path:
+    """The config file a budget's `config_template` gives base variant `base` (`ienet`)."""
+    return ROOT / config_template.format(base=base)
+
+
 def make_config(job: Job, budget: Budget):
     """The validated config of `job` (a `ConfigError` if the library cannot build it)."""
     from ienet_tf import config as config_lib
 
-    base = job.variant.split("+")[0]
-    template = ROOT / budget.config_template.format(base=base)
+    template = template_path(budget.config_template, job.variant.split("+")[0])
     return config_lib.load(template, budget.overrides(job))
 
 

@@ -607,9 +607,10 @@ def _qsweep_lines(result: dict | None) -> list[str]:
 def _campaign_schedule(budget: dict) -> tuple[float, float]:
     """The IEE schedule (t_min, t_max) the campaign's ienet config trains with; the budget
     overrides neither, so every IEE variant of the campaign shares it."""
+    from benchmarks.campaign import template_path
     from ienet_tf import config as config_lib
 
-    iee = config_lib.load(ROOT / budget["config_template"].format(base="ienet")).iee
+    iee = config_lib.load(template_path(budget["config_template"], "ienet")).iee
     return iee.t_min, iee.t_max
 
 

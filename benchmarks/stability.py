@@ -66,6 +66,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -76,8 +77,10 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import RESULTS, merge_result, run_script, set_tf_threads
-from ienet_tf.config import ModelConfig
-from ienet_tf.models.variants import Variant
+
+if TYPE_CHECKING:
+    from ienet_tf.config import ModelConfig
+    from ienet_tf.models.variants import Variant
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = RESULTS / "stability.json"
