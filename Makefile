@@ -6,7 +6,8 @@ STAMP := $(VENV)/.ienet-installed
 # Quiet TensorFlow's C++ start-up logs in the commands below.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint demo lock clean bench bench-smoke bench-data campaign campaign-smoke
+.PHONY: install test lint demo lock clean bench bench-smoke bench-data campaign campaign-smoke \
+	config-reference
 
 install: $(STAMP)
 
@@ -36,6 +37,12 @@ demo: install
 	$(BIN)/ienet train --config $(DEMO_CONFIG) --run $(DEMO_DIR) --verbose 2
 	$(BIN)/ienet evaluate --run $(DEMO_DIR)
 	$(BIN)/ienet export --run $(DEMO_DIR) --output $(DEMO_DIR)/model.tflite
+
+# docs/config.md's table, rendered from the config schema (a test checks it is current).
+config-reference: install
+	{ sed '/^| key |/,$$d' docs/config.md; $(BIN)/python -c \
+		'from ienet_tf import config; print(config.reference(), end="")'; } > docs/config.md.new
+	mv docs/config.md.new docs/config.md
 
 # Benchmarks (see README "Benchmarks"): every result file under benchmarks/results/ and
 # docs/results.md, generated from them. BENCH_EXPORT=1 adds the ~10-minute export benchmark.

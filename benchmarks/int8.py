@@ -167,15 +167,13 @@ def accuracy(args) -> dict:
 
     config, model = load_run(args.run, "final")
     if args.test_subset:
-        config = dataclasses.replace(
-            config, data=dataclasses.replace(config.data, test_subset=args.test_subset)
-        )
+        config = config.replace(data=config.data.replace(test_subset=args.test_subset))
     datasets = load_datasets(config, ("train", "test"))
     model = _classifier(model)
     result: dict = {
         "run": str(args.run),
         "model": model.name,
-        "config": dataclasses.asdict(config.model),
+        "config": config.model.model_dump(),
     }
 
     start = time.perf_counter()
@@ -196,15 +194,14 @@ def accuracy(args) -> dict:
             "keras_top1": _keras_top1(qat, datasets["test"]),
         }
     else:  # the same fine-tune as `ienet train --set export.int8=true`
-        export_cfg = dataclasses.replace(
-            config.export,
+        export_cfg = config.export.replace(
             int8=True,
             int8_epochs=args.qat_epochs,
             int8_optimizer=args.qat_optimizer,
             int8_learning_rate=args.qat_lr,
             int8_calibration_batches=args.calibration_batches,
         )
-        config = dataclasses.replace(config, export=export_cfg)
+        config = config.replace(export=export_cfg)
         qat, metrics = int8_fine_tune(config, model, datasets, verbose=2)
         result["qat"] = {
             "source": "this script (ienet_tf.train.int8_fine_tune)",

@@ -58,7 +58,6 @@ missing; its arms train a third epoch), into runs/bench-smoke/stability.json unl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -141,7 +140,7 @@ def gradients(run: Path, batches: int, q_values: Sequence[float], budget) -> dic
     config, used, rows = _gradient_rows(run, batches, q_values)
     steps = 1000  # fine enough a grid for the per-step learning rate
     base = TrainConfig(epochs=budget.epochs, learning_rate=config.train.learning_rate)
-    per_step = dataclasses.replace(base, lr_per_step=True)
+    per_step = base.replace(lr_per_step=True)
     for row in rows:
         f = _schedule_position(row["q"], config.iee.t_min, config.iee.t_max)
         epoch = min(int(f * budget.epochs), budget.epochs - 1)

@@ -1,4 +1,4 @@
-"""Typed experiment configs: YAML in, validated dataclasses out.
+"""Typed experiment configs: YAML in, validated pydantic models out.
 
 ```yaml
 model: {name: resnet20, variant: ienet, k: 2}
@@ -7,53 +7,53 @@ train: {epochs: 400, batch_size: 128, learning_rate: 0.1, weight_decay: 1.0e-4}
 iee: {t_min: -2.0, t_max: 1.0}
 ```
 
-Unknown keys, wrong types and impossible values are `ConfigError`s naming the key path
-(`train.epochs: must be > 0, got 0.`) and where it came from: the file, or the `--set`
-override (`--set train.epochs=0: train.epochs: must be > 0, got 0.`). Files are read as
-UTF-8, at most `MAX_FILE_BYTES`; empty files, nesting deeper than `MAX_DEPTH` and documents
-that expand (through anchors and aliases) to more than `MAX_NODES` values are refused before
-any Python object is built. Number fields also take `1e-3`, which YAML 1.1 reads as a string.
+Each section is a frozen pydantic model (`extra="forbid"`): a setting is declared once, with
+its type, default, bound and description (`Field`), and rules between settings are the
+sections' `model_validator`s. `reference()` renders every setting from the JSON schema
+(`docs/config.md`). Unknown keys, wrong types and impossible values are `ConfigError`s naming
+the key path and where it came from: the file, or the `--set` override (`--set
+train.epochs=0: train.epochs: must be > 0, got 0.`). Files are read as UTF-8, at most
+`MAX_FILE_BYTES`; empty files, nesting deeper than `MAX_DEPTH` and documents that expand
+(through anchors and aliases) to more than `MAX_NODES` values are refused before any Python
+object is built. Number fields also take `1e-3`, which YAML 1.1 reads as a string.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 import re
 import reprlib
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import pydantic
 import yaml
+from pydantic import BeforeValidator, Field, Strict, field_validator, model_validator
 
 from ienet_tf import errors
 
 __all__ = [
     "Config",
-    "ExportConfig",
     "ConfigError",
-    "TuneConfig",
-    "TuneFileConfig",
     "DataConfig",
+    "ExportConfig",
     "IEEConfig",
     "ModelConfig",
     "TrainConfig",
+    "TuneConfig",
+    "TuneFileConfig",
     "apply_overrides",
-    "from_dict",
-    "settings",
-    "load",
-    "to_dict",
     "dump",
+    "from_dict",
+    "load",
+    "reference",
+    "to_dict",
+    "validate",
 ]
-
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-TUNERS = ("random", "bayesian", "hyperband")
-WEIGHT_DECAY_SCOPES = ("all", "conv_and_fc", "kernels_and_alpha")
-LR_SCHEDULES = ("cosine", "constant")
-OPTIMIZERS = ("sgd", "keras_sgd", "adam")
 
 # The largest model.k (and tune.k). The paper explores K = 1-5; every branch is one more
 # binary convolution per layer (one LceBconv2d per branch in the LCE model), so compute,
@@ -66,320 +66,7 @@ MAX_DEPTH = 20
 _MAX_INT_DIGITS = 100  # longer integer literals are refused before int() parses them
 _MAX_SHOWN = 200  # the most characters of a value that an error message echoes
 
-
-# An invalid config: the message names the key path and what is allowed.
 ConfigError = errors.ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """What a setting's value must satisfy (besides its type), and the message otherwise
-    (`{value}` is the offending value, shown bounded). `None` always passes where the
-    setting's type allows it."""
-
-    test: typing.Callable[[Any], bool]
-    message: str
-
-    def check(self, value: Any, path: str) -> None:
-        if value is not None and not self.test(value):
-            _fail(
-                path, self.message.format(value=_show(value) if isinstance(value, str) else value)
-            )
-
-
-def positive(null: bool = False) -> Rule:
-    return Rule(lambda v: v > 0, "must be > 0" + (" or null" if null else "") + ", got {value}.")
-
-
-def at_least(low: float) -> Rule:
-    return Rule(lambda v: v >= low, f"must be >= {low}, got {{value}}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class OneOf(Rule):
-    """A value from `choices` (a sequence, or a function giving it: registries are read
-    lazily, so that this module imports nothing of the package)."""
-
-    choices: typing.Any = ()
-
-    def check(self, value: Any, path: str) -> None:
-        allowed = list(self.choices() if callable(self.choices) else self.choices)
-        if value not in allowed:
-            _fail(path, self.message.format(value=_show(value), allowed=allowed))
-
-
-def one_of(choices, message: str = "{value} is not one of {allowed}.") -> Rule:
-    return OneOf(lambda v: True, message, choices)
-
-
-def setting(default: Any, help: str, rule: Rule | None = None):
-    """A config setting, declared once: its default, its help text and its rule. The type
-    is the annotation; parsing (files and `--set`), validation and the error's key path are
-    derived from these."""
-    return dataclasses.field(default=default, metadata={"help": help, "rule": rule})
-
-
-def _models():
-    from ienet_tf import models
-
-    return models
-
-
-def _quantizers():
-    from ienet_tf import quantizers
-
-    return quantizers
-
-
-def _ir2net():
-    from ienet_tf import ir2net
-
-    return ir2net
-
-
-def _data():
-    from ienet_tf import data
-
-    return data
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    name: str = setting(
-        "resnet20",
-        "the network (ienet_tf.models.available())",
-        one_of(lambda: _models().available(), "unknown model {value}; available: {allowed}."),
-    )
-    variant: str = setting("ienet", "a base variant, optionally with +el and/or +ir2net")
-    k: int | None = setting(
-        None,
-        "IE-BC branches; null: 2 for iebc/ienet, 1 otherwise",
-        Rule(
-            lambda v: v <= MAX_K,
-            f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
-            "convolution per layer), got {value}.",
-        ),
-    )
-    input_shape: tuple[int, int, int] | None = setting(
-        None,
-        "null: the data set's",
-        Rule(lambda v: all(s > 0 for s in v), "sizes must be > 0."),
-    )
-    recovery_ratio: int | None = setting(
-        None,
-        "+ir2net: 1 = the full recovery head, r >= 2 = the Ghost head of ratio r; null: the "
-        "release's ratio for the network (ResNet-20 4, ResNet-18 CIFAR 20, VGG-Small 32, "
-        "ImageNet ResNets 1)",
-        at_least(1),
-    )
-    erase_threshold: float = setting(
-        0.15, "+ir2net: the restriction erases attention <= this x its mean", at_least(0)
-    )
-    attention_norm: str = setting(
-        "column",
-        '+ir2net: "column" (the release) or "map"',
-        one_of(lambda: _ir2net().ATTENTION_NORMS),
-    )
-    compat: str = setting(
-        "lce",
-        '"lce" (deployment) or "release" (the authors\' PyTorch networks)',
-        one_of(lambda: _models().COMPATS),
-    )
-    activation_estimator: str | None = setting(
-        None,
-        'the backward pass of the activation sign: "iee", "approx_sign" or "ste"; null: the '
-        "variant's (iee for ienet, approx_sign for the others): an ablation knob",
-        one_of(lambda: [None, *_quantizers().ACTIVATION_ESTIMATORS]),
-    )
-    threshold_spread: float = setting(
-        0.0,
-        "IE-BC (iebc/ienet): start the K thresholds evenly spaced in [-w, w]; 0: all at 0 "
-        "(the release's: the branches start as one)",
-        at_least(0),
-    )
-    lambda_init: float | None = setting(
-        None,
-        "IE-BC: start every lambda_k (k >= 2) at this value; null: U[0, 0.001) (the release's)",
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    name: str = setting(
-        "cifar10",
-        "the data set (ienet_tf.data.available())",
-        one_of(lambda: _data().available(), "unknown data set {value}; available: {allowed}."),
-    )
-    data_dir: str | None = setting(None, "where the data is (IDX files or tfds's data_dir)")
-    manual_dir: str | None = setting(None, "ImageNet's manually downloaded archives")
-    subset: int | None = setting(
-        None, "keep the first N training examples (CPU-scale runs)", positive(null=True)
-    )
-    test_subset: int | None = setting(None, "keep the first N test examples", positive(null=True))
-    validation_examples: int | None = setting(
-        None,
-        "hold out the first N training examples as the validation split: the per-epoch "
-        "monitor and best.keras use it, training the examples after it; null: no validation "
-        "split, the test split is monitored (what the papers' releases do)",
-        positive(null=True),
-    )
-    download: bool = setting(False, "let tensorflow-datasets download CIFAR-10 / Fashion-MNIST")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = setting(400, "training epochs", positive())
-    batch_size: int = setting(128, "examples per step", positive())
-    optimizer: str = setting(
-        "sgd", "sgd (PyTorch-form momentum, the release's), keras_sgd or adam", one_of(OPTIMIZERS)
-    )
-    learning_rate: float = setting(0.1, "the base learning rate", positive())
-    momentum: float = setting(
-        0.9, "SGD momentum", Rule(lambda v: 0 <= v < 1, "must be in [0, 1), got {value}.")
-    )
-    weight_decay: float = setting(1e-4, "coupled (PyTorch-style) weight decay", at_least(0))
-    weight_decay_on: str = setting(
-        "all",
-        '"all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv kernels and '
-        "alpha but not the 1x1 downsampling projections, and the classifier's kernel and bias) "
-        'or "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf before 0.2)',
-        one_of(WEIGHT_DECAY_SCOPES),
-    )
-    lr_schedule: str = setting("cosine", "after the warm-up", one_of(LR_SCHEDULES))
-    warmup_epochs: int = setting(0, "linear warm-up epochs")
-    lr_per_step: bool = setting(
-        False,
-        "set the learning rate before every step (warm-up and cosine over steps) instead of "
-        "once per epoch (the release's); pair it with iee.per_step on short budgets",
-    )
-    clip_norm: float | None = setting(
-        None,
-        "clip the gradient to this global L2 norm before each step (Keras' global_clipnorm); "
-        "null: no clipping (the release's)",
-        positive(True),
-    )
-    bn_reestimation_batches: int = setting(
-        0,
-        "after the last epoch, set every BatchNorm's moving statistics of the final model to "
-        "the mean of its batch statistics over this many un-augmented training batches "
-        "(train.reestimate_batch_norm) before it is tested and saved; best.keras keeps the "
-        "statistics it was chosen with (`ienet tune` validates every epoch of a trial with "
-        "statistics so re-estimated: N extra forward passes per epoch); 0: the moving "
-        "statistics of training (the release's)",
-        at_least(0),
-    )
-    seed: int = setting(0, "the random seed (initialisation, data order, augmentation)")
-    strategy: str = setting("default", "the tf.distribute strategy", one_of(STRATEGIES))
-    log_binary_stats: bool = setting(
-        False, "BinaryStatsLogger: q, r, entropy and flip ratio per epoch in TensorBoard"
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class IEEConfig:
-    t_min: float = setting(-2.0, "log10(q) at the start of the IEE schedule")
-    t_max: float = setting(1.0, "log10(q) the schedule approaches at the end")
-    per_step: bool = setting(
-        False, "update q before every step instead of before every epoch (the release's)"
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    int8: bool = setting(
-        False,
-        "after the float epochs, fine-tune the int8 QAT model (model_int8.keras) that "
-        "`ienet export --int8` converts (binary + int8)",
-    )
-    int8_epochs: int = setting(2, "QAT fine-tune epochs (0: calibration only)", at_least(0))
-    int8_optimizer: str = setting(
-        "adam",
-        "QAT fine-tune optimizer: adam (default: BatchNorm folded into the binary convs' "
-        "scales gives those ~100x the others' gradients, which SGD cannot follow), sgd or "
-        "keras_sgd",
-        one_of(OPTIMIZERS),
-    )
-    int8_learning_rate: float | None = setting(
-        None,
-        "QAT learning rate, cosine to 0 over the fine-tune's steps; null: 1e-5 with adam, "
-        "train.learning_rate / 100 with SGD",
-        positive(True),
-    )
-    int8_calibration_batches: int = setting(
-        8, "training batches that calibrate the int8 ranges", positive()
-    )
-    int8_io: bool = setting(False, "`ienet export --int8` writes int8 input/output tensors")
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    iee: IEEConfig = dataclasses.field(default_factory=IEEConfig)
-    # How the run is exported; not part of the training (a finished run takes a new one).
-    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
-
-
-@dataclasses.dataclass(frozen=True)
-class TuneConfig:
-    """The keras-tuner search of `ienet tune`. T_min/T_max are searched as a centre and a
-    width (`t_min = c - w/2`, `t_max = c + w/2`, w > 0), so every sampled pair is valid."""
-
-    tuner: str = setting("random", "random | bayesian | hyperband", one_of(TUNERS))
-    max_trials: int = setting(
-        10, "random/bayesian; hyperband sizes itself from max_epochs", positive()
-    )
-    executions_per_trial: int = setting(1, "trainings per trial", positive())
-    objective: str = setting(
-        "val_accuracy", "what the search optimises", one_of(("val_accuracy", "val_loss"))
-    )
-    k: tuple[int, int] = setting((1, 5), "the range of K")
-    t_center: tuple[float, float] = setting((-1.5, 0.5), "the range of (t_min + t_max) / 2")
-    t_width: tuple[float, float] = setting((1.0, 4.0), "the range of t_max - t_min")
-    learning_rate: tuple[float, float] | None = setting(
-        None, "the learning rate's range (log-uniform); null: not searched"
-    )
-    validation_examples: int = setting(
-        300,
-        "held out from the training split for the objective, never the test set (used when "
-        "data.validation_examples is null)",
-        positive(),
-    )
-    seed: int = setting(0, "the search's seed")
-
-
-def settings(schema: type = Config, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """Every setting of `schema`: (key path, type, default, help), derived from the one
-    declaration of each."""
-    rows = []
-    hints = typing.get_type_hints(schema)
-    for field in dataclasses.fields(schema):
-        key = f"{prefix}{field.name}"
-        if dataclasses.is_dataclass(hints[field.name]):
-            rows += settings(hints[field.name], f"{key}.")
-        else:
-            rows.append((key, _describe(hints[field.name]), field.default, field.metadata["help"]))
-    return rows
-
-
-def _check_rules(section: Any, path: str) -> None:
-    """Every setting's own rule, from its declaration."""
-    for field in dataclasses.fields(section):
-        value = getattr(section, field.name)
-        key = f"{path}.{field.name}" if path else field.name
-        if dataclasses.is_dataclass(value):
-            _check_rules(value, key)
-        elif field.metadata.get("rule") is not None:
-            field.metadata["rule"].check(value, key)
-
-
-@dataclasses.dataclass(frozen=True)
-class TuneFileConfig(Config):
-    """A training config plus the `tune` section: what `ienet tune` reads."""
-
-    tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
-
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 6, 6
@@ -402,190 +89,409 @@ def _cut(text: str, limit: int = _MAX_SHOWN) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _key_text(key: Any) -> str:
-    """A mapping key as the key path shows it: strings as they are, others as repr."""
-    return _cut(key, 80) if isinstance(key, str) else _show(key, 80)
-
-
-def _fail(path: str, message: str, related: tuple[str, ...] = ()) -> typing.NoReturn:
-    """Raise a ConfigError about the key `path`; `related` names the other keys the check
-    read (so that `load` can tell which `--set` override is to blame)."""
-    error = ConfigError(f"{path}: {message}")
-    error.key_paths = (path, *related)
-    raise error
-
-
-def _describe(tp) -> str:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple:
-        return "a list of " + _describe(typing.get_args(tp)[0]) + "s"
-    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
-        tp, "null" if tp is type(None) else str(tp)
-    )
-
-
 # A number as YAML 1.2 writes it (1e-3, 1.0e3, .5, 2), for float fields given a string.
 _FLOAT_TEXT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
-def _coerce(value: Any, tp, path: str):
-    """`value` as type `tp`, or a ConfigError naming `path`."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError:
-                pass
-    elif origin is tuple:
-        args = typing.get_args(tp)
-        if isinstance(value, (list, tuple)) and len(value) == len(args):
-            pairs = enumerate(zip(value, args, strict=True))
-            return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
-    elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if math.isfinite(value):
-            return float(value)
-    elif tp is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value):
-        # YAML 1.1 reads 1e-3 and 1.0e3 (no dot, or no exponent sign) as strings
-        if math.isfinite(float(value)):
-            return float(value)
-    elif tp in (int, str, bool) and type(value) is tp:
-        return value
-    _fail(path, f"expected {_describe(tp)}, got {_show(value)}.")
+def _yaml_number(value: Any) -> Any:
+    # YAML 1.1 reads 1e-3 and 1.0e3 (no dot, or no exponent sign) as strings.
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value) and math.isfinite(float(value)):
+        return float(value)
+    return value
 
 
-def _build(cls, raw: Any, path: str):
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        _fail(path or "config", f"expected a mapping, got {_show(raw)}.")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - fields, key=lambda key: (not isinstance(key, str), str(key)))
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, sorted(fields), n=1) if isinstance(key, str) else []
-        hint = f"; did you mean {close[0]!r}?" if close else "."
-        _fail(
-            f"{path}.{_key_text(key)}" if path else _key_text(key),
-            f"unknown key; allowed: {sorted(fields)}{hint}",
-        )
-    values = {}
-    for name in fields & set(raw):
-        key = f"{path}.{name}" if path else name
-        if dataclasses.is_dataclass(hints[name]):
-            values[name] = _build(hints[name], raw[name], key)
-        else:
-            values[name] = _coerce(raw[name], hints[name], key)
-    return cls(**values)
+# Scalars are strict: 5 is not "5", 2.5 is not an integer, True is not 1.
+Int = Annotated[int, Strict()]
+Str = Annotated[str, Strict()]
+Bool = Annotated[bool, Strict()]
+Size = Annotated[int, Strict(), Field(gt=0)]
+Float = Annotated[float, BeforeValidator(_yaml_number), Strict(), Field(allow_inf_nan=False)]
 
 
-def _check(condition: bool, path: str, message: str, related: tuple[str, ...] = ()) -> None:
+class _Invalid(ValueError):
+    """A rule a section's validator found broken: `key` (relative to the section), the
+    message, and the `related` keys the rule read (so that `load` can tell which `--set`
+    override is to blame)."""
+
+    def __init__(self, key: str, message: str, related: Iterable[str] = ()):
+        super().__init__(message)
+        self.key, self.message, self.related = key, message, tuple(related)
+
+
+def _check(condition: bool, key: str, message: str, related: Iterable[str] = ()) -> None:
     if not condition:
-        _fail(path, message, related)
+        raise _Invalid(key, message, related)
 
 
-def validate(config: Config) -> Config:
-    """Check the values that the types alone cannot: every setting's own rule (from its
-    declaration), then the rules between settings."""
-    from ienet_tf import data, models
+def _one_of(
+    value: Any, allowed: Iterable[Any], message: str = "{value} is not one of {allowed}."
+) -> Any:
+    allowed = list(allowed)
+    _check(value in allowed, "", message.format(value=_show(value), allowed=allowed))
+    return value
 
-    _check_rules(config, "")
-    m, d, t = config.model, config.data, config.train
-    base = m.variant.split("+")[0]
-    _check(
-        base in models.VARIANTS,
-        "model.variant",
-        f"unknown variant {_show(base)}; allowed: {sorted(models.VARIANTS)}, optionally with "
-        f"modifiers {['+' + modifier for modifier in models.MODIFIERS]}.",
+
+class Section(pydantic.BaseModel):
+    """A config section: frozen, unknown keys refused with a "did you mean", null = {}."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping_of_known_keys(cls, raw: Any) -> Any:
+        if raw is None:
+            return {}
+        if isinstance(raw, pydantic.BaseModel):
+            return raw
+        _check(isinstance(raw, dict), "", f"expected a mapping, got {_show(raw)}.")
+        fields = sorted(cls.model_fields)
+        unknown = sorted(set(raw) - set(fields), key=lambda k: (not isinstance(k, str), str(k)))
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, fields, n=1) if isinstance(key, str) else []
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            name = _cut(key, 80) if isinstance(key, str) else _show(key, 80)
+            raise _Invalid(name, f"unknown key; allowed: {fields}{hint}")
+        return raw
+
+    def replace(self, **changes: Any) -> Section:
+        """A copy with `changes`, validated (`dataclasses.replace` for a section)."""
+        return from_dict({**dict(self), **changes}, type(self))
+
+
+class ModelConfig(Section):
+    name: Str = Field("resnet20", description="the network (`ienet_tf.models.available()`)")
+    variant: Str = Field("ienet", description="a base variant, optionally with +el and/or +ir2net")
+    k: Int | None = Field(
+        None, ge=1, description="IE-BC branches; null: 2 for iebc/ienet, 1 otherwise"
     )
-    try:
-        models.parse_variant(m.variant)
-    except ValueError as error:
-        _fail("model.variant", _cut(str(error)))
-    try:
-        models.get_variant(m.variant, m.k)
-    except ValueError as error:
-        _fail("model.k", _cut(str(error)), related=("model.variant",))
-    # One home for the rules of the IE-BC ablation options: `get_variant`, each option
-    # alone (the others at their no-op defaults), its error under the option's key.
-    for option in ("activation_estimator", "threshold_spread", "lambda_init"):
-        try:
-            models.get_variant(m.variant, m.k, **{option: getattr(m, option)})
-        except ValueError as error:
-            _fail(f"model.{option}", _cut(str(error)), related=("model.variant", "model.k"))
-    if d.validation_examples is not None:
-        train_size = data.info(d.name).train_size
-        needed = d.validation_examples + (d.subset or 1)
+    input_shape: tuple[Size, Size, Size] | None = Field(None, description="null: the data set's")
+    recovery_ratio: Int | None = Field(
+        None,
+        ge=1,
+        description="+ir2net: 1 = the full recovery head, r >= 2 = the Ghost head of ratio r; "
+        "null: the release's ratio for the network (ResNet-20 4, ResNet-18 CIFAR 20, "
+        "VGG-Small 32, ImageNet ResNets 1)",
+    )
+    erase_threshold: Float = Field(
+        0.15, ge=0, description="+ir2net: the restriction erases attention <= this x its mean"
+    )
+    attention_norm: Str = Field("column", description='+ir2net: "column" (the release) or "map"')
+    compat: Str = Field(
+        "lce", description='"lce" (deployment) or "release" (the authors\' PyTorch networks)'
+    )
+    activation_estimator: Str | None = Field(
+        None,
+        description='the backward pass of the activation sign: "iee", "approx_sign" or "ste"; '
+        "null: the variant's (iee for ienet, approx_sign for the others): an ablation knob",
+    )
+    threshold_spread: Float = Field(
+        0.0,
+        ge=0,
+        description="IE-BC (iebc/ienet): start the K thresholds evenly spaced in [-w, w]; 0: "
+        "all at 0 (the release's: the branches start as one)",
+    )
+    lambda_init: Float | None = Field(
+        None,
+        description="IE-BC: start every lambda_k (k >= 2) at this value; null: U[0, 0.001) "
+        "(the release's)",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from ienet_tf import models
+
+        return _one_of(name, models.available(), "unknown model {value}; available: {allowed}.")
+
+    @field_validator("k")
+    @classmethod
+    def _bounded_k(cls, k: int | None) -> int | None:
         _check(
-            train_size is None or needed <= train_size,
-            "data.validation_examples",
-            f"{d.validation_examples} held-out examples"
-            + (f" + data.subset {d.subset}" if d.subset else "")
-            + f" exceed the {train_size} examples of {d.name}'s training split; lower it"
-            + (" or data.subset." if d.subset else "."),
-            related=("data.subset", "data.name"),
+            k is None or k <= MAX_K,
+            "",
+            f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
+            f"convolution per layer), got {k}.",
         )
-    _check(
-        0 <= t.warmup_epochs < t.epochs,
-        "train.warmup_epochs",
-        f"must be in [0, epochs), got {t.warmup_epochs}.",
-        related=("train.epochs",),
+        return k
+
+    @field_validator("attention_norm", "compat", "activation_estimator")
+    @classmethod
+    def _known_option(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+        # The allowed values live with the code that uses them.
+        from ienet_tf import ir2net, models, quantizers
+
+        allowed = {
+            "attention_norm": ir2net.ATTENTION_NORMS,
+            "compat": models.COMPATS,
+            "activation_estimator": [None, *quantizers.ACTIVATION_ESTIMATORS],
+        }
+        return _one_of(value, allowed[info.field_name])
+
+    @model_validator(mode="after")
+    def _variant_builds(self) -> ModelConfig:
+        from ienet_tf import models
+
+        base = self.variant.split("+")[0]
+        _check(
+            base in models.VARIANTS,
+            "variant",
+            f"unknown variant {_show(base)}; allowed: {sorted(models.VARIANTS)}, optionally "
+            f"with modifiers {['+' + modifier for modifier in models.MODIFIERS]}.",
+        )
+        # The variant's own rules (`get_variant`), each option alone (the others at their
+        # no-op defaults), its error under the option's key.
+        rules = [("variant", {}, ()), ("k", {}, ("variant",))]
+        rules += [
+            (option, {option: getattr(self, option)}, ("variant", "k"))
+            for option in ("activation_estimator", "threshold_spread", "lambda_init")
+        ]
+        for key, options, related in rules:
+            try:
+                if key == "variant":
+                    models.parse_variant(self.variant)
+                else:
+                    models.get_variant(self.variant, self.k, **options)
+            except ValueError as error:
+                raise _Invalid(key, _cut(str(error)), related) from None
+        return self
+
+
+class DataConfig(Section):
+    name: Str = Field("cifar10", description="the data set (`ienet_tf.data.available()`)")
+    data_dir: Str | None = Field(None, description="where the data is (IDX files or tfds's)")
+    manual_dir: Str | None = Field(None, description="ImageNet's manually downloaded archives")
+    subset: Int | None = Field(
+        None, gt=0, description="keep the first N training examples (CPU-scale runs)"
     )
-    _check(
-        config.iee.t_min < config.iee.t_max,
-        "iee.t_min",
-        f"must be smaller than iee.t_max, got {config.iee.t_min} >= {config.iee.t_max}.",
-        related=("iee.t_max",),
+    test_subset: Int | None = Field(None, gt=0, description="keep the first N test examples")
+    validation_examples: Int | None = Field(
+        None,
+        gt=0,
+        description="hold out the first N training examples as the validation split: the "
+        "per-epoch monitor and best.keras use it, training the examples after it; null: no "
+        "validation split, the test split is monitored (what the papers' releases do)",
     )
-    if isinstance(config, TuneFileConfig):
-        _validate_tune(config)
-    return config
+    download: Bool = Field(
+        False, description="let tensorflow-datasets download CIFAR-10 / Fashion-MNIST"
+    )
 
+    @field_validator("name")
+    @classmethod
+    def _known_data(cls, name: str) -> str:
+        from ienet_tf import data
 
-def _validate_tune(config: TuneFileConfig) -> None:
-    from ienet_tf import models
+        return _one_of(name, data.available(), "unknown data set {value}; available: {allowed}.")
 
-    tune = config.tune
-    for key in ("k", "t_center", "t_width", "learning_rate"):
-        bounds = getattr(tune, key)
-        if bounds is not None:
+    @model_validator(mode="after")
+    def _held_out_fits(self) -> DataConfig:
+        from ienet_tf import data
+
+        if self.validation_examples is not None:
+            train_size = data.info(self.name).train_size
+            needed = self.validation_examples + (self.subset or 1)
             _check(
-                bounds[0] <= bounds[1],
-                f"tune.{key}",
-                f"expected [low, high] with low <= high, got {list(bounds)}.",
+                train_size is None or needed <= train_size,
+                "validation_examples",
+                f"{self.validation_examples} held-out examples"
+                + (f" + data.subset {self.subset}" if self.subset else "")
+                + f" exceed the {train_size} examples of {self.name}'s training split; lower it"
+                + (" or data.subset." if self.subset else "."),
+                related=("subset", "name"),
             )
-    _check(tune.k[0] >= 1, "tune.k", f"K must be >= 1, got {list(tune.k)}.")
-    _check(tune.k[1] <= MAX_K, "tune.k", f"K must be <= {MAX_K}, got {list(tune.k)}.")
-    if tune.k[1] > 1:
-        _check(
-            models.get_variant(config.model.variant).multi_branch,
-            "tune.k",
-            f"K > 1 needs a multi-branch model.variant ('iebc' or 'ienet', optionally with "
-            f"modifiers), got {_show(config.model.variant)}.",
-            related=("model.variant",),
-        )
-    _check(
-        tune.t_width[0] > 0,
-        "tune.t_width",
-        f"widths must be > 0 so that t_min < t_max, got {list(tune.t_width)}.",
+        return self
+
+
+class TrainConfig(Section):
+    epochs: Int = Field(400, gt=0, description="training epochs")
+    batch_size: Int = Field(128, gt=0, description="examples per step")
+    optimizer: Literal["sgd", "keras_sgd", "adam"] = Field(
+        "sgd", description="sgd (PyTorch-form momentum, the release's), keras_sgd or adam"
     )
-    if tune.learning_rate is not None:
+    learning_rate: Float = Field(0.1, gt=0, description="the base learning rate")
+    momentum: Float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: Float = Field(1e-4, ge=0, description="coupled (PyTorch-style) weight decay")
+    weight_decay_on: Literal["all", "conv_and_fc", "kernels_and_alpha"] = Field(
+        "all",
+        description='"all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv '
+        "kernels and alpha but not the 1x1 downsampling projections, and the classifier's "
+        'kernel and bias) or "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf '
+        "before 0.2)",
+    )
+    lr_schedule: Literal["cosine", "constant"] = Field("cosine", description="after the warm-up")
+    warmup_epochs: Int = Field(0, description="linear warm-up epochs")
+    lr_per_step: Bool = Field(
+        False,
+        description="set the learning rate before every step (warm-up and cosine over steps) "
+        "instead of once per epoch (the release's); pair it with iee.per_step on short budgets",
+    )
+    clip_norm: Float | None = Field(
+        None,
+        gt=0,
+        description="clip the gradient to this global L2 norm before each step (Keras' "
+        "global_clipnorm); null: no clipping (the release's)",
+    )
+    bn_reestimation_batches: Int = Field(
+        0,
+        ge=0,
+        description="after the last epoch, set every BatchNorm's moving statistics of the final "
+        "model to the mean of its batch statistics over this many un-augmented training "
+        "batches (train.reestimate_batch_norm) before it is tested and saved; best.keras keeps "
+        "the statistics it was chosen with (`ienet tune` validates every epoch of a trial with "
+        "statistics so re-estimated: N extra forward passes per epoch); 0: the moving "
+        "statistics of training (the release's)",
+    )
+    seed: Int = Field(0, description="the random seed (initialisation, data order, augmentation)")
+    strategy: Literal["default", "mirrored", "multi_worker", "tpu"] = Field(
+        "default", description="the tf.distribute strategy"
+    )
+    log_binary_stats: Bool = Field(
+        False,
+        description="BinaryStatsLogger: q, r, entropy and flip ratio per epoch in TensorBoard",
+    )
+
+    @model_validator(mode="after")
+    def _warmup_within_epochs(self) -> TrainConfig:
         _check(
-            tune.learning_rate[0] > 0,
-            "tune.learning_rate",
-            f"must be > 0 (log-uniform), got {list(tune.learning_rate)}.",
+            0 <= self.warmup_epochs < self.epochs,
+            "warmup_epochs",
+            f"must be in [0, epochs), got {self.warmup_epochs}.",
+            related=("epochs",),
         )
+        return self
 
 
-def from_dict(raw: Any, schema: type[Config] = Config) -> Config:
-    return validate(_build(schema, raw, ""))
+class IEEConfig(Section):
+    t_min: Float = Field(-2.0, description="log10(q) at the start of the IEE schedule")
+    t_max: Float = Field(1.0, description="log10(q) the schedule approaches at the end")
+    per_step: Bool = Field(
+        False,
+        description="update q before every step instead of before every epoch (the release's)",
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> IEEConfig:
+        _check(
+            self.t_min < self.t_max,
+            "t_min",
+            f"must be smaller than iee.t_max, got {self.t_min} >= {self.t_max}.",
+            related=("t_max",),
+        )
+        return self
+
+
+class ExportConfig(Section):
+    int8: Bool = Field(
+        False,
+        description="after the float epochs, fine-tune the int8 QAT model (model_int8.keras) "
+        "that `ienet export --int8` converts (binary + int8)",
+    )
+    int8_epochs: Int = Field(2, ge=0, description="QAT fine-tune epochs (0: calibration only)")
+    int8_optimizer: Literal["sgd", "keras_sgd", "adam"] = Field(
+        "adam",
+        description="QAT fine-tune optimizer: adam (default: BatchNorm folded into the binary "
+        "convs' scales gives those ~100x the others' gradients, which SGD cannot follow), sgd "
+        "or keras_sgd",
+    )
+    int8_learning_rate: Float | None = Field(
+        None,
+        gt=0,
+        description="QAT learning rate, cosine to 0 over the fine-tune's steps; null: 1e-5 with "
+        "adam, train.learning_rate / 100 with SGD",
+    )
+    int8_calibration_batches: Int = Field(
+        8, gt=0, description="training batches that calibrate the int8 ranges"
+    )
+    int8_io: Bool = Field(
+        False, description="`ienet export --int8` writes int8 input/output tensors"
+    )
+
+
+class Config(Section):
+    """A training config: what `ienet train` reads."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    iee: IEEConfig = Field(default_factory=IEEConfig)
+    # How the run is exported; not part of the training (a finished run takes a new one).
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+
+class TuneConfig(Section):
+    """The keras-tuner search of `ienet tune`. T_min/T_max are searched as a centre and a
+    width (`t_min = c - w/2`, `t_max = c + w/2`, w > 0), so every sampled pair is valid."""
+
+    tuner: Literal["random", "bayesian", "hyperband"] = Field(
+        "random", description="random | bayesian | hyperband"
+    )
+    max_trials: Int = Field(
+        10, gt=0, description="random/bayesian; hyperband sizes itself from max_epochs"
+    )
+    executions_per_trial: Int = Field(1, gt=0, description="trainings per trial")
+    objective: Literal["val_accuracy", "val_loss"] = Field(
+        "val_accuracy", description="what the search optimises"
+    )
+    k: tuple[Int, Int] = Field((1, 5), description="the range of K")
+    t_center: tuple[Float, Float] = Field(
+        (-1.5, 0.5), description="the range of (t_min + t_max) / 2"
+    )
+    t_width: tuple[Float, Float] = Field((1.0, 4.0), description="the range of t_max - t_min")
+    learning_rate: tuple[Float, Float] | None = Field(
+        None, description="the learning rate's range (log-uniform); null: not searched"
+    )
+    validation_examples: Int = Field(
+        300,
+        gt=0,
+        description="held out from the training split for the objective, never the test set "
+        "(used when data.validation_examples is null)",
+    )
+    seed: Int = Field(0, description="the search's seed")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneConfig:
+        for key in ("k", "t_center", "t_width", "learning_rate"):
+            bounds = getattr(self, key)
+            if bounds is not None:
+                _check(
+                    bounds[0] <= bounds[1],
+                    key,
+                    f"expected [low, high] with low <= high, got {list(bounds)}.",
+                )
+        _check(self.k[0] >= 1, "k", f"K must be >= 1, got {list(self.k)}.")
+        _check(self.k[1] <= MAX_K, "k", f"K must be <= {MAX_K}, got {list(self.k)}.")
+        _check(
+            self.t_width[0] > 0,
+            "t_width",
+            f"widths must be > 0 so that t_min < t_max, got {list(self.t_width)}.",
+        )
+        if self.learning_rate is not None:
+            _check(
+                self.learning_rate[0] > 0,
+                "learning_rate",
+                f"must be > 0 (log-uniform), got {list(self.learning_rate)}.",
+            )
+        return self
+
+
+class TuneFileConfig(Config):
+    """A training config plus the `tune` section: what `ienet tune` reads."""
+
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @model_validator(mode="after")
+    def _k_range_needs_branches(self) -> TuneFileConfig:
+        from ienet_tf import models
+
+        if self.tune.k[1] > 1:
+            _check(
+                models.get_variant(self.model.variant).multi_branch,
+                "tune.k",
+                "K > 1 needs a multi-branch model.variant ('iebc' or 'ienet', optionally with "
+                f"modifiers), got {_show(self.model.variant)}.",
+                related=("model.variant",),
+            )
+        return self
 
 
 class _YAMLRefused(Exception):
@@ -857,18 +763,143 @@ def load(
         raise ConfigError(f"{path}: {error}") from None
 
 
-def to_dict(config: Config) -> dict:
-    def plain(value):
-        return list(value) if isinstance(value, tuple) else value
+def _describe(tp: Any) -> str:
+    """A type as an error message says it: "an integer", "a number or null"."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _describe(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        return f"a list of {len(args)} " + _describe(args[0]).split(" ", 1)[1] + "s"
+    if origin is Literal:
+        return "one of " + str(list(typing.get_args(tp)))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+    return "null" if tp is type(None) else names.get(tp, getattr(tp, "__name__", str(tp)))
 
-    return {
-        section.name: {
-            key: plain(value)
-            for key, value in dataclasses.asdict(getattr(config, section.name)).items()
-        }
-        for section in dataclasses.fields(config)
-    }
+
+def _field_type(schema: type[Section], names: list[str]) -> Any:
+    """The annotation of the setting at `names` (a key path), or None."""
+    tp: Any = schema
+    for name in names:
+        fields = getattr(tp, "model_fields", {})
+        if name not in fields:
+            return None
+        tp = fields[name].annotation
+    return tp
+
+
+def _element_type(tp: Any, index: int) -> Any:
+    for arg in typing.get_args(tp) or ():
+        if typing.get_origin(arg) is tuple:
+            return typing.get_args(arg)[index]
+    return typing.get_args(tp)[index] if typing.get_origin(tp) is tuple else tp
+
+
+def _config_error(error: dict, schema: type[Section]) -> ConfigError:
+    """One pydantic error as a one-line ConfigError naming the key path (and, through
+    `key_paths`, the keys the broken rule read)."""
+    loc = list(error["loc"])
+    while loc and loc[-1] in ("function-after", "function-before", "tagged-union"):
+        loc.pop()
+    kind, value = error["type"], error["input"]
+    cause = (error.get("ctx") or {}).get("error")
+    names = [part for part in loc if isinstance(part, str)]
+    if kind in ("missing", "too_short", "too_long") and loc and isinstance(loc[-1], int):
+        loc.pop()  # a list of the wrong length: the whole setting is at fault
+    if isinstance(cause, _Invalid):
+        keys = [cause.key, *cause.related]
+        keys = [".".join(part for part in (*names, key.strip(".")) if part) for key in keys]
+        return _keyed_error(keys[0], cause.message, keys[1:])
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    path = path.lstrip(".") or "config"
+    tp = _field_type(schema, names)
+    if loc and isinstance(loc[-1], int):
+        tp = _element_type(tp, loc[-1])
+    ctx = error.get("ctx") or {}
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}
+    if kind in bounds:
+        bound = next(iter(ctx.values()))
+        message = f"must be {bounds[kind]} {bound}, got {value}."
+    elif kind == "literal_error":
+        allowed = [arg for arg in typing.get_args(tp) if arg is not None]
+        message = f"{_show(value)} is not one of {allowed}."
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):
+        message = f"expected a mapping, got {_show(value)}."
+    elif tp is not None:
+        message = f"expected {_describe(tp)}, got {_show(value)}."
+    else:
+        message = f"{error['msg']}, got {_show(value)}."
+    return _keyed_error(path, message)
+
+
+def _keyed_error(path: str, message: str, related: Iterable[str] = ()) -> ConfigError:
+    error = ConfigError(f"{path}: {message}")
+    error.key_paths = (path, *related)
+    return error
+
+
+def from_dict(raw: Any, schema: type[Config] = Config) -> Config:
+    """Validate a plain mapping (a parsed file) into `schema`."""
+    try:
+        return schema.model_validate({} if raw is None else raw)
+    except pydantic.ValidationError as error:
+        raise _config_error(error.errors(include_url=False)[0], schema) from None
+
+
+def validate(config: Config) -> Config:
+    """`config` validated again (one built in code with `model_copy(update=...)`)."""
+    return from_dict(config.model_dump(), type(config))
+
+
+def to_dict(config: Config) -> dict:
+    """The config as plain YAML-able values (tuples as lists)."""
+    return config.model_dump(mode="json")
 
 
 def dump(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def reference(schema: type[Config] = TuneFileConfig) -> str:
+    """Every setting of `schema` as a markdown table (key, type, default, description),
+    rendered from its JSON schema: `docs/config.md` is `reference()`."""
+    document = schema.model_json_schema()
+    definitions = document.get("$defs", {})
+
+    def kind(prop: dict) -> str:
+        if "enum" in prop or "const" in prop:
+            return " \\| ".join(f"`{v}`" for v in prop.get("enum", [prop.get("const")]))
+        if "anyOf" in prop:
+            return " or ".join(kind(option) for option in prop["anyOf"])
+        if prop.get("type") == "array":
+            items = prop.get("prefixItems") or [prop.get("items", {})]
+            return f"[{', '.join(kind(item) for item in items)}]"
+        return prop.get("type", "?")
+
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    for section, ref in document["properties"].items():
+        name = ref.get("$ref", "").rsplit("/", 1)[-1]
+        for key, prop in definitions[name]["properties"].items():
+            bounds = [
+                f"{symbol} {prop[bound]}"
+                for bound, symbol in (
+                    ("exclusiveMinimum", ">"),
+                    ("minimum", ">="),
+                    ("exclusiveMaximum", "<"),
+                )
+                if bound in prop
+            ]
+            for option in prop.get("anyOf", ()):
+                bounds += [
+                    f"{s} {option[b]}"
+                    for b, s in (("exclusiveMinimum", ">"), ("minimum", ">="))
+                    if b in option
+                ]
+            default = yaml.safe_dump(prop.get("default"), default_flow_style=True).strip()
+            default = default.removesuffix("\n...").removesuffix("...").strip()
+            described = prop.get("description", "") + (f" ({', '.join(bounds)})" if bounds else "")
+            described = described.replace("|", "\\|")
+            rows.append(f"| `{section}.{key}` | {kind(prop)} | `{default}` | {described} |")
+    return "\n".join(rows) + "\n"

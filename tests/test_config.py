@@ -340,3 +340,29 @@ def test_overrides_that_cannot_apply():
         "data": {"name": "mnist"},
     }
     assert raw == {"train": {"epochs": 1}}  # the input is not modified
+
+
+def test_the_reference_is_the_schema_and_docs_config_md_is_current():
+    reference = config_lib.reference()
+    schema = config_lib.TuneFileConfig
+    keys = [
+        f"{section}.{key}"
+        for section, field in schema.model_fields.items()
+        for key in field.annotation.model_fields
+    ]
+    rows = [line for line in reference.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == keys
+    assert "| `train.optimizer` | `sgd` \\| `keras_sgd` \\| `adam` | `sgd` |" in reference
+    assert "| `train.momentum` | number | `0.9` | SGD momentum (>= 0, < 1) |" in reference
+    docs = Path(__file__).parent.parent / "docs" / "config.md"
+    assert docs.read_text().endswith(reference), "regenerate docs/config.md (see its header)"
+
+
+def test_sections_are_frozen_and_replace_validates():
+    config = config_lib.load(BASE)
+    with pytest.raises(Exception, match="frozen"):
+        config.train.epochs = 3
+    assert config.train.replace(epochs=3).epochs == 3
+    with pytest.raises(ConfigError, match=r"^epochs: must be > 0, got 0\.$"):
+        config.train.replace(epochs=0)
+    assert config_lib.validate(config) == config

@@ -15,7 +15,6 @@ monitored, as the papers' releases do (`best_test_accuracy` is then a best-on-te
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -388,8 +387,7 @@ def int8_fine_tune(
     strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(config.train.seed)
     lr = int8_learning_rate(config)
-    fine_tune = dataclasses.replace(
-        config.train,
+    fine_tune = config.train.replace(
         optimizer=e.int8_optimizer,
         learning_rate=lr,
         epochs=max(e.int8_epochs, 1),
@@ -540,10 +538,9 @@ def test_images(config: config_lib.Config, count: int = 64):
     pipeline is complete and TensorFlow has nothing to warn about)."""
     d = config.data
     subset = count if d.test_subset is None else min(count, d.test_subset)
-    small = dataclasses.replace(
-        config,
-        data=dataclasses.replace(d, test_subset=subset),
-        train=dataclasses.replace(config.train, batch_size=subset),
+    small = config.replace(
+        data=d.replace(test_subset=subset),
+        train=config.train.replace(batch_size=subset),
     )
     batches = [images for images, _ in load_datasets(small, ("test",))["test"]]
     return np.concatenate([np.asarray(b) for b in batches])[:count]

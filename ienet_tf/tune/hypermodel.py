@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras_tuner as kt
 import tensorflow as tf
 
@@ -40,14 +38,12 @@ def trial_config(base: Config, values: dict) -> Config:
     half = values["t_width"] / 2.0
     train = base.train
     if "learning_rate" in values:
-        train = dataclasses.replace(train, learning_rate=float(values["learning_rate"]))
+        train = train.replace(learning_rate=float(values["learning_rate"]))
     return Config(
-        model=dataclasses.replace(base.model, k=int(values["k"])),
-        data=dataclasses.replace(base.data, validation_examples=held_out(base) or None),
+        model=base.model.replace(k=int(values["k"])),
+        data=base.data.replace(validation_examples=held_out(base) or None),
         train=train,
-        iee=dataclasses.replace(
-            base.iee, t_min=values["t_center"] - half, t_max=values["t_center"] + half
-        ),
+        iee=base.iee.replace(t_min=values["t_center"] - half, t_max=values["t_center"] + half),
     )
 
 
@@ -94,7 +90,7 @@ class IENetHyperModel(kt.HyperModel):
         config = self.trial_config(hp)
         epochs = kwargs.get("epochs", config.train.epochs)
         warmup = min(config.train.warmup_epochs, epochs - 1)
-        train = dataclasses.replace(config.train, epochs=epochs, warmup_epochs=warmup)
+        train = config.train.replace(epochs=epochs, warmup_epochs=warmup)
         steps = None
         if (config.iee.per_step or train.lr_per_step) and args:
             steps = steps_per_epoch(args[0])

@@ -12,7 +12,6 @@ training split (disjoint from the examples trained on), never on the test set.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import time
@@ -94,9 +93,7 @@ def _datasets(config: config_lib.TuneFileConfig):
             + (f" + data.subset {config.data.subset}" if config.data.subset else "")
             + f" exceed the {size} examples of {config.data.name}'s training split; lower it."
         )
-    trial = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, validation_examples=held)
-    )
+    trial = config.replace(data=config.data.replace(validation_examples=held))
     pipelines = load_datasets(trial, ("train", "validation"))
     return pipelines["train"], pipelines["validation"]
 
