@@ -34,11 +34,10 @@ import pydantic
 import yaml
 from pydantic import BeforeValidator, Field, Strict, field_validator, model_validator
 
-from ienet_tf import errors
+from ienet_tf.errors import ConfigError
 
 __all__ = [
     "Config",
-    "ConfigError",
     "DataConfig",
     "ExportConfig",
     "IEEConfig",
@@ -66,7 +65,6 @@ MAX_DEPTH = 20
 _MAX_INT_DIGITS = 100  # longer integer literals are refused before int() parses them
 _MAX_SHOWN = 200  # the most characters of a value that an error message echoes
 
-ConfigError = errors.ConfigError
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 6, 6

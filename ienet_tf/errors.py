@@ -26,7 +26,6 @@ __all__ = [
     "IENetError",
     "RunError",
     "RunLockedError",
-    "TrainingError",
     "UsageError",
 ]
 
@@ -48,10 +47,6 @@ class DataError(IENetError):
 class RunError(IENetError):
     """A run directory that cannot be used as asked: another run's directory, an
     unfinished or damaged run, a checkpoint that fails verification."""
-
-
-#: The historical name of `RunError` (a run that cannot go on).
-TrainingError = RunError
 
 
 class RunLockedError(RunError):

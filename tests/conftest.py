@@ -51,7 +51,7 @@ def tiny_run(tmp_path_factory):
         "train",
         "--config",
         "configs/digits_convnet_ienet.yaml",
-        "--output-dir",
+        "--run",
         str(run),
         "--verbose",
         "0",

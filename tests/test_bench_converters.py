@@ -77,7 +77,7 @@ def test_script_main_parses_a_log_into_json(tmp_path, capsys):
 def exported(tiny_run):
     """The tiny run, exported with its sidecar."""
     tflite = tiny_run / "model.tflite"
-    assert main(["export", "--checkpoint", str(tiny_run), "--output", str(tflite)]) == 0
+    assert main(["export", "--run", str(tiny_run), "--output", str(tflite)]) == 0
     return tflite
 
 
@@ -91,14 +91,14 @@ def test_export_sidecar_records_the_source(exported):
 
 def test_bench_json_and_compare(exported, capsys):
     capsys.readouterr()
-    assert main(["bench", str(exported), "--runs", "5", "--json"]) == 0
+    assert main(["bench", "--model", str(exported), "--runs", "5", "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert set(result) == set(lce_benchmark.FIELDS)
     assert 0 < result["min_ms"] <= result["median_ms"] <= result["max_ms"]
     assert result["runs"] == 5 and result["threads"] == 1
     assert result["size_bytes"] == exported.stat().st_size
 
-    assert main(["bench", str(exported), "--runs", "3", "--compare"]) == 0
+    assert main(["bench", "--model", str(exported), "--runs", "3", "--compare"]) == 0
     out = capsys.readouterr().out
     assert "convnet fp" in out and "convnet bireal" in out
     assert "not the speed-up of a binary network on ARM" in out
@@ -115,7 +115,7 @@ def test_bench_json_and_compare(exported, capsys):
     ],
 )
 def test_bench_bad_files(tmp_path, capsys, make, message):
-    assert main(["bench", str(make(tmp_path))]) == 2
+    assert main(["bench", "--model", str(make(tmp_path))]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
@@ -123,5 +123,5 @@ def test_bench_bad_files(tmp_path, capsys, make, message):
 def test_compare_needs_the_sidecar(exported, tmp_path, capsys):
     lone = tmp_path / "lone.tflite"
     lone.write_bytes(exported.read_bytes())
-    assert main(["bench", str(lone), "--compare", "--runs", "1"]) == 2
+    assert main(["bench", "--model", str(lone), "--compare", "--runs", "1"]) == 2
     assert "--compare needs" in capsys.readouterr().err

@@ -261,12 +261,12 @@ def test_cli_reports_a_crashing_file_in_one_line(tflite, tmp_path, capsys):
 
     path = tmp_path / "crash.tflite"
     path.write_bytes(_with_first_input(tflite, "LceBconv2d", -1))
-    assert main(["bench", str(path), "--runs", "1"]) == 2
+    assert main(["bench", "--model", str(path), "--runs", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert err.startswith("ienet bench: error: ") and "crash.tflite" in err
     assert "crashed (signal 11, SIGSEGV)" in err
-    assert main(["bench", str(path), "--threads", str(bench.MAX_THREADS + 1)]) == 2
+    assert main(["bench", "--model", str(path), "--threads", str(bench.MAX_THREADS + 1)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
         f"ienet bench: error: threads must be an integer from 1 to {bench.MAX_THREADS}, "

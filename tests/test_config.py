@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from ienet_tf import config as config_lib
-from ienet_tf.config import ConfigError
+from ienet_tf.errors import ConfigError
 
 ALL_CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 TUNE_CONFIGS = [p for p in ALL_CONFIGS if p.stem.startswith("tune_")]

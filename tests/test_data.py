@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ienet_tf import data
+from ienet_tf import data, errors
 from ienet_tf.data import augment, idx
 
 FIX = "apt-get install dataset-fashion-mnist"
@@ -185,25 +185,25 @@ def test_idx_magic_numbers_are_the_spec_ones(tmp_path):
 def test_idx_errors_name_the_file(tmp_path):
     good = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28) % 251
     bad_magic = write_idx(tmp_path / "bad-magic", good, magic=0x12340803)
-    with pytest.raises(data.DataError, match=r"bad-magic.*bad magic number 0x12340803"):
+    with pytest.raises(errors.DataError, match=r"bad-magic.*bad magic number 0x12340803"):
         idx.read_idx(bad_magic)
     wrong_kind = write_idx(tmp_path / "labels-as-images", np.zeros(4, np.uint8))
-    with pytest.raises(data.DataError, match=r"labels-as-images.*0x00000801.*need 0x00000803"):
+    with pytest.raises(errors.DataError, match=r"labels-as-images.*0x00000801.*need 0x00000803"):
         idx.read_images(wrong_kind)
     full = write_idx(tmp_path / "full", good).read_bytes()
     (tmp_path / "truncated").write_bytes(full[:-1])
-    with pytest.raises(data.DataError, match=r"truncated is truncated.*1568 bytes.*found 1567"):
+    with pytest.raises(errors.DataError, match=r"truncated is truncated.*1568 bytes.*found 1567"):
         idx.read_idx(tmp_path / "truncated")
     (tmp_path / "header").write_bytes(full[:9])
-    with pytest.raises(data.DataError, match=r"header is truncated inside its header"):
+    with pytest.raises(errors.DataError, match=r"header is truncated inside its header"):
         idx.read_idx(tmp_path / "header")
     (tmp_path / "trailing").write_bytes(full + b"\x00")
-    with pytest.raises(data.DataError, match=r"trailing is longer than its header says"):
+    with pytest.raises(errors.DataError, match=r"trailing is longer than its header says"):
         idx.read_idx(tmp_path / "trailing")
     (tmp_path / "cut.gz").write_bytes(gzip.compress(full)[:-20])
-    with pytest.raises(data.DataError, match=r"cut.gz is a corrupt or truncated gzip"):
+    with pytest.raises(errors.DataError, match=r"cut.gz is a corrupt or truncated gzip"):
         idx.read_idx(tmp_path / "cut.gz")
-    with pytest.raises(data.DataError, match=r"absent does not exist"):
+    with pytest.raises(errors.DataError, match=r"absent does not exist"):
         idx.read_idx(tmp_path / "absent")
 
 
@@ -236,7 +236,7 @@ def test_broken_fashion_mnist_files_raise_data_error_with_the_fix(tmp_path, rng,
         write_idx(labels_path, labels[:-1], gz=True)
     else:
         write_idx(labels_path, np.full_like(labels, 10), gz=True)
-    with pytest.raises(data.DataError, match=message) as caught:
+    with pytest.raises(errors.DataError, match=message) as caught:
         collect(data.load("fashion_mnist", "test", batch_size=4, training=False, data_dir=tmp_path))
     assert FIX in str(caught.value)
     # The intact train split still loads.
@@ -254,7 +254,7 @@ def test_broken_fashion_mnist_files_raise_data_error_with_the_fix(tmp_path, rng,
 
 def test_missing_fashion_mnist_directory_names_it_and_the_fix(tmp_path, no_network):
     absent = tmp_path / "nowhere"
-    with pytest.raises(data.DataError, match=r"nowhere") as caught:
+    with pytest.raises(errors.DataError, match=r"nowhere") as caught:
         data.load("fashion_mnist", "train", batch_size=4, training=False, data_dir=absent)
     assert FIX in str(caught.value)
     assert "data_dir" in str(caught.value)
@@ -552,11 +552,11 @@ def test_imagenet_held_out_split_is_tfds_validation(monkeypatch):
 
     def record(name, split, *args, **kwargs):
         asked.append(split)
-        raise data.DataError("recorded")
+        raise errors.DataError("recorded")
 
     monkeypatch.setattr(sources, "_tfds_split", record)
     for split in ("train", "test", "validation"):
-        with pytest.raises(data.DataError, match="recorded"):
+        with pytest.raises(errors.DataError, match="recorded"):
             data.load("imagenet2012", split, batch_size=2, training=False)
     assert asked == ["train", "validation", "validation"]
 
@@ -574,16 +574,16 @@ def test_fashion_mnist_falls_back_to_prepared_tfds(tfds_mock, tmp_path):
 
 
 def test_unprepared_tfds_data_sets_raise_data_error_offline(tmp_path, no_network):
-    with pytest.raises(data.DataError, match=r"tfds build cifar10") as caught:
+    with pytest.raises(errors.DataError, match=r"tfds build cifar10") as caught:
         data.load("cifar10", "train", batch_size=4, training=True, data_dir=tmp_path)
     assert str(tmp_path) in str(caught.value)
-    with pytest.raises(data.DataError, match=r"ILSVRC2012_img_train.tar") as caught:
+    with pytest.raises(errors.DataError, match=r"ILSVRC2012_img_train.tar") as caught:
         data.load("imagenet2012", "test", batch_size=4, training=False, data_dir=tmp_path)
     assert "manual_dir" in str(caught.value) and str(tmp_path) in str(caught.value)
     manual = tmp_path / "manual"
     manual.mkdir()
     (manual / "ILSVRC2012_img_val.tar").write_bytes(b"")
-    with pytest.raises(data.DataError, match=r"manual.*lacks ILSVRC2012_img_train.tar") as caught:
+    with pytest.raises(errors.DataError, match=r"manual.*lacks ILSVRC2012_img_train.tar") as caught:
         data.load(
             "imagenet2012",
             "train",
@@ -611,7 +611,7 @@ def test_download_is_opt_in_and_goes_through_tfds(tmp_path, monkeypatch, no_netw
     tfds's own `download_and_prepare` is asked to fetch it (stubbed here: no network)."""
     import tensorflow_datasets as tfds
 
-    with pytest.raises(data.DataError, match=r"--set data\.download=true"):
+    with pytest.raises(errors.DataError, match=r"--set data\.download=true"):
         data.load("cifar10", "test", batch_size=8, training=False, data_dir=tmp_path)
     asked = []
 

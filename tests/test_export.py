@@ -142,7 +142,7 @@ def _one_layer(layer, shape=(8, 8, 32)):
 def test_rule_breaking_layers_are_named_before_converting(layer, rule):
     model = _one_layer(layer)
     assert [(v.layer, v.rule) for v in export.check_model(model)] == [("bad", rule)]
-    with pytest.raises(export.ExportError, match=f"layer 'bad' breaks `{rule}`"):
+    with pytest.raises(errors.ExportError, match=f"layer 'bad' breaks `{rule}`"):
         export.convert(model)
 
 
@@ -162,7 +162,7 @@ def test_the_converter_really_falls_back_where_the_rules_say(tmp_path):
     model = _one_layer(lq.layers.QuantConv2D(32, 3, input_quantizer="ste_sign", name="bad"))
     histogram = export.op_histogram(lce.convert_keras_model(model))
     assert histogram["LceDequantize"] == 1 and "LceBconv2d" not in histogram
-    with pytest.raises(export.ExportError, match="1 LceDequantize"):
+    with pytest.raises(errors.ExportError, match="1 LceDequantize"):
         export.verify_ops(histogram, export.expected_ops(model))
     assert not list(tmp_path.iterdir())
 
@@ -170,11 +170,11 @@ def test_the_converter_really_falls_back_where_the_rules_say(tmp_path):
 def test_verify_ops_counts():
     expected = {"LceBconv2d": 3, "CONV_2D": 1, export.MUL_AFTER_BCONV: 0}
     export.verify_ops({"LceBconv2d": 3, "LceQuantize": 3, "CONV_2D": 1}, expected)
-    with pytest.raises(export.ExportError, match="2 LceBconv2d op"):
+    with pytest.raises(errors.ExportError, match="2 LceBconv2d op"):
         export.verify_ops({"LceBconv2d": 2, "CONV_2D": 1}, expected)
-    with pytest.raises(export.ExportError, match="2 CONV_2D op"):
+    with pytest.raises(errors.ExportError, match="2 CONV_2D op"):
         export.verify_ops({"LceBconv2d": 3, "CONV_2D": 2}, expected)
-    with pytest.raises(export.ExportError, match="1 MUL after LceBconv2d op"):
+    with pytest.raises(errors.ExportError, match="1 MUL after LceBconv2d op"):
         export.verify_ops({"LceBconv2d": 3, "CONV_2D": 1, export.MUL_AFTER_BCONV: 1}, expected)
 
 
@@ -191,7 +191,7 @@ def test_to_tflite_writes_file_and_sidecar_only_on_success(tmp_path, rng):
     assert {"larq", "larq-compute-engine"} <= set(versions)
     assert "tensorflow" in versions or "tensorflow-cpu" in versions
     bad = _one_layer(layers.IEBinaryConv2D(32, 3, k=1, activation_estimator=_ScaleBeforeConv()))
-    with pytest.raises(export.ExportError):
+    with pytest.raises(errors.ExportError):
         export.to_tflite(bad, tmp_path / "bad.tflite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
 
@@ -226,7 +226,7 @@ def test_parity_verdict_counts_inputs(broken_inputs, passes, tmp_path, rng, monk
         result = export.to_tflite(model, path, inputs)
         assert result.parity.within_tolerance == pytest.approx(1 - broken_inputs / 10)
     else:
-        with pytest.raises(export.ExportError, match="inputs agree within"):
+        with pytest.raises(errors.ExportError, match="inputs agree within"):
             export.to_tflite(model, path, inputs)
         assert not path.exists()
 

@@ -141,8 +141,8 @@ def test_import_torch_writes_a_run_that_evaluates_exports_and_trains_on(tmp_path
     checkpoint = tmp_path / "IE-NEt_resnet20.th"
     torch.save({"state_dict": net.state_dict(), "best_prec1": 10.0}, checkpoint)
     run = tmp_path / "run"
-    argv = ["import-torch", "--checkpoint", str(checkpoint), "--config", str(config)]
-    assert main([*argv, "--output-dir", str(run)]) == 0
+    argv = ["import-torch", "--weights", str(checkpoint), "--config", str(config)]
+    assert main([*argv, "--run", str(run)]) == 0
     assert "weights of resnet20_ienet_k2_release set from" in capsys.readouterr().out
 
     images, labels = next(
@@ -151,20 +151,20 @@ def test_import_torch_writes_a_run_that_evaluates_exports_and_trains_on(tmp_path
     with torch.no_grad():
         logits = net(torch.tensor(np.asarray(images).transpose(0, 3, 1, 2).copy())).numpy()
     torch_top1 = float(np.mean(logits.argmax(axis=1) == np.asarray(labels)))
-    assert main(["evaluate", "--checkpoint", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0
     line = capsys.readouterr().out
     assert "(last): top-1" in line
     ours = float(line.split("top-1 ")[1].rstrip("%\n")) / 100
     assert ours == pytest.approx(torch_top1, abs=2 / 96)  # at most two flipped samples
 
     # The run trains on from the imported weights (epoch 0 onwards) and completes.
-    assert main(["train", "--config", str(config), "--output-dir", str(run), "--verbose", "0"]) == 0
+    assert main(["train", "--config", str(config), "--run", str(run), "--verbose", "0"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["completed"] and metrics["epochs_this_invocation"] == 2
     state = json.loads((run / "state.json").read_text())
     assert state["imported_from"]["checkpoint"] == str(checkpoint)
     # Again into the same directory: refused, nothing written.
-    assert main([*argv, "--output-dir", str(run)]) == 2
+    assert main([*argv, "--run", str(run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
@@ -188,8 +188,8 @@ def test_import_torch_errors_are_one_line_and_leave_no_directory(tmp_path, capsy
         state["extra.weight"] = torch.zeros(1)
         torch.save(state, checkpoint)
     run = tmp_path / "run"
-    argv = ["import-torch", "--checkpoint", str(checkpoint), "--config", str(config)]
-    assert main([*argv, "--output-dir", str(run)]) == 2
+    argv = ["import-torch", "--weights", str(checkpoint), "--config", str(config)]
+    assert main([*argv, "--run", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ienet import-torch: error:") and message in err
     assert "\n" not in err and "Traceback" not in err

@@ -12,10 +12,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from ienet_tf import callbacks, layers
+from ienet_tf import callbacks, errors, layers
 from ienet_tf.cli import report as report_cli
 from ienet_tf.report import FIGURE_FILES, figures, stats, write_report
-from ienet_tf.train import TrainingError
 
 
 def _numpy_entropy(p: float) -> float:
@@ -426,9 +425,9 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
     args = parser.parse_args(
         [
             "report",
-            "--checkpoint",
+            "--run",
             str(tiny_run),
-            "--output-dir",
+            "--output",
             str(out),
             "--k-sweep",
             str(trials),
@@ -475,10 +474,10 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
 
 
 def test_report_bad_inputs(tmp_path, tiny_run):
-    with pytest.raises(TrainingError, match="does not exist"):
+    with pytest.raises(errors.RunError, match="does not exist"):
         write_report(tmp_path / "missing")
     (tmp_path / "not_a_run").mkdir()
-    with pytest.raises(TrainingError, match=r"no config\.yaml"):
+    with pytest.raises(errors.RunError, match=r"no config\.yaml"):
         write_report(tmp_path / "not_a_run")
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
@@ -533,7 +532,7 @@ def test_binary_stats_logger_writes_tensorboard_scalars(tmp_path):
 
 
 def test_report_without_test_data_replaces_only_its_own_files(tiny_run, tmp_path, monkeypatch):
-    from ienet_tf.data import DataError
+    from ienet_tf.errors import DataError
     from ienet_tf.report import writer
 
     def no_data(*args, **kwargs):

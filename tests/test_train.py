@@ -16,13 +16,12 @@ import pytest
 import tensorflow as tf
 
 from ienet_tf import config as config_lib
-from ienet_tf import models
+from ienet_tf import errors, models
 from ienet_tf.cli import main
 from ienet_tf.compat import TorchBatchNormalization
 from ienet_tf.errors import UsageError
 from ienet_tf.runs import Run
 from ienet_tf.train import (
-    TrainingError,
     add_weight_decay,
     evaluate,
     learning_rate_at,
@@ -140,7 +139,7 @@ def test_train_writes_a_complete_run_and_a_rerun_does_nothing(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     again = train(config, tmp_path, verbose=0)
     assert again == metrics
-    with pytest.raises(TrainingError, match=r"different config \(train.epochs: 2 -> 3\)"):
+    with pytest.raises(errors.RunError, match=r"different config \(train.epochs: 2 -> 3\)"):
         train(_config("train.epochs=3"), tmp_path, verbose=0)
 
 
@@ -160,7 +159,7 @@ def test_kill_9_and_rerun_continues_at_the_right_epoch_with_the_right_q(tmp_path
         "train",
         "--config",
         str(DEMO),
-        "--output-dir",
+        "--run",
         str(tmp_path),
         "--verbose",
         "0",
@@ -205,9 +204,9 @@ def test_kill_9_and_rerun_continues_at_the_right_epoch_with_the_right_q(tmp_path
 
 def test_evaluate_cost_and_export_on_a_trained_run(tiny_run, tmp_path, capsys):
     run = tiny_run
-    assert main(["evaluate", "--checkpoint", str(run), "--which", "best"]) == 0
+    assert main(["evaluate", "--run", str(run), "--which", "best"]) == 0
     assert "convnet_ienet_k2 (best): top-1" in capsys.readouterr().out
-    assert main(["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
+    assert main(["export", "--run", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
     out = capsys.readouterr().out
     assert "'LceBconv2d':" in out and "LceDequantize" not in out
     assert (tmp_path / "m.tflite").stat().st_size > 0
@@ -264,14 +263,14 @@ def test_ir2net_run_trains_with_restriction_and_exports_the_classifier(tmp_path,
     run = tmp_path / "run"
     overrides = ["model.variant=ienet+ir2net", "model.recovery_ratio=4", "train.epochs=2"]
     overrides += ["data.subset=128"]
-    argv = ["train", "--config", str(DEMO), "--output-dir", str(run), "--verbose", "0"]
+    argv = ["train", "--config", str(DEMO), "--run", str(run), "--verbose", "0"]
     assert main([*argv, *(a for o in overrides for a in ("--set", o))]) == 0
     history = list(csv.DictReader((run / "history.csv").open()))
     assert [float(row["iee_q"]) for row in history] == pytest.approx([0.01, 10**-0.5])
-    assert main(["evaluate", "--checkpoint", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0
     # The run's models are the deployable classifier, not the training wrapper.
     assert "convnet_ienet_k2_ir2net (final): top-1" in capsys.readouterr().out
-    assert main(["export", "--checkpoint", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
+    assert main(["export", "--run", str(run), "--output", str(tmp_path / "m.tflite")]) == 0
     report = json.loads((tmp_path / "m.tflite.json").read_text())
     assert report["model"] == "convnet_ienet_k2_ir2net"
     ops = report["op_histogram"]
@@ -315,11 +314,15 @@ def test_cli_bad_arguments_exit_2_from_the_console(capsys):
     result = _run_cli("train")
     assert result.returncode == 2 and "--config" in result.stderr
     assert "Traceback" not in result.stderr
-    for old_or_new in ("--run", "--output-dir"):  # "" would silently be the current directory
+    with pytest.raises(SystemExit) as exit_info:  # "" would silently be the current directory
+        main(["train", "--config", str(DEMO), "--run", ""])
+    assert exit_info.value.code == 2
+    assert "expected a path, got an empty string" in capsys.readouterr().err
+    for removed in ("--output-dir", "--checkpoint"):  # ienet-tf 0.1's spellings are gone
         with pytest.raises(SystemExit) as exit_info:
-            main(["train", "--config", str(DEMO), old_or_new, ""])
+            main(["train", "--config", str(DEMO), removed, "runs/x"])
         assert exit_info.value.code == 2
-        assert "expected a path, got an empty string" in capsys.readouterr().err
+        assert f"unrecognized arguments: {removed}" in capsys.readouterr().err
 
 
 def test_a_bug_keeps_its_traceback_and_debug_shows_user_errors_too(monkeypatch, capsys):
@@ -428,10 +431,9 @@ def test_every_option_has_help_and_the_old_spellings_still_work(tiny_run, capsys
         for action in command._actions:
             if action.option_strings and action.help != "==SUPPRESS==":
                 assert action.help, (name, action.option_strings)
-    # --run is the run directory everywhere; --checkpoint stays a hidden alias.
+    # --run is the run directory everywhere.
     assert main(["evaluate", "--run", str(tiny_run), "--which", "best"]) == 0
-    assert main(["evaluate", "--checkpoint", str(tiny_run), "--which", "best"]) == 0
-    assert capsys.readouterr().out.count("(best): top-1") == 2
+    assert capsys.readouterr().out.count("(best): top-1") == 1
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate"])
     assert exit_info.value.code == 2 and "required: --run" in capsys.readouterr().err

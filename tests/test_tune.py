@@ -9,6 +9,7 @@ import keras_tuner as kt
 import pytest
 
 from ienet_tf import config as config_lib
+from ienet_tf import errors
 from ienet_tf.cli import main
 from ienet_tf.runs import Search
 from ienet_tf.tune import COLUMNS, IENetHyperModel, trial_config
@@ -32,7 +33,7 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def search(tmp_path_factory):
     out = tmp_path_factory.mktemp("search")
-    assert main(["tune", "--config", TUNE, "--output-dir", str(out), "--verbose", "0", *SMALL]) == 0
+    assert main(["tune", "--config", TUNE, "--output", str(out), "--verbose", "0", *SMALL]) == 0
     return out
 
 
@@ -69,7 +70,7 @@ def test_best_config_is_a_training_config_ienet_train_accepts(search, tmp_path, 
                 "train",
                 "--config",
                 str(search / "best_config.yaml"),
-                "--output-dir",
+                "--run",
                 str(run),
                 "--verbose",
                 "0",
@@ -82,7 +83,7 @@ def test_best_config_is_a_training_config_ienet_train_accepts(search, tmp_path, 
 
 def test_rerun_resumes_without_redoing_trials(search):
     times = [r["wall_time_s"] for r in _rows(search)]
-    args = ["tune", "--config", TUNE, "--output-dir", str(search), "--verbose", "0", *SMALL]
+    args = ["tune", "--config", TUNE, "--output", str(search), "--verbose", "0", *SMALL]
     assert main(args) == 0
     assert [r["wall_time_s"] for r in _rows(search)] == times  # nothing retrained
     assert main([*args, "--set", "tune.max_trials=3"]) == 0
@@ -95,7 +96,7 @@ def test_another_config_in_the_same_directory_is_refused(search, capsys):
         "tune",
         "--config",
         TUNE,
-        "--output-dir",
+        "--output",
         str(search),
         "--verbose",
         "0",
@@ -129,7 +130,7 @@ def test_trial_config_maps_centre_and_width_to_a_valid_range():
     ],
 )
 def test_bad_tune_configs(override, message):
-    with pytest.raises(config_lib.ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(errors.ConfigError, match=message.replace("[", r"\[")):
         config_lib.load(TUNE, [override], schema=config_lib.TuneFileConfig)
 
 
@@ -146,7 +147,7 @@ def test_a_held_out_split_larger_than_the_training_split_is_refused_before_writi
         "tune",
         "--config",
         TUNE,
-        "--output-dir",
+        "--output",
         str(out),
         "--set",
         "tune.validation_examples=1400",
@@ -163,7 +164,7 @@ def test_a_search_whose_trials_all_fail_reports_no_best(tmp_path, capsys, monkey
 
     monkeypatch.setattr(IENetHyperModel, "fit", fail)
     out = tmp_path / "search"
-    args = ["tune", "--config", TUNE, "--output-dir", str(out), "--verbose", "0", *SMALL]
+    args = ["tune", "--config", TUNE, "--output", str(out), "--verbose", "0", *SMALL]
     assert main(args) == 2
     assert "no trial of the search" in capsys.readouterr().err
     assert not (out / "best_config.yaml").exists()

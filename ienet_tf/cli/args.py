@@ -44,9 +44,8 @@ def positive_arg(cast):
     return parse
 
 
-def run_option(command, required: bool = True, old: str = "--checkpoint", **kwargs) -> None:
-    """`--run DIR`, the run directory, in every command; `old` is the spelling of ienet-tf
-    0.1, kept as a hidden alias. Required-ness is checked after parsing (either spelling)."""
+def run_option(command, required: bool = True, **kwargs) -> None:
+    """`--run DIR`, the run directory, in every command (required-ness is checked after
+    parsing, so that the error names the command)."""
     command.add_argument("--run", type=path_arg, metavar="DIR", **kwargs)
-    command.add_argument(old, type=path_arg, dest="run", help=argparse.SUPPRESS)
     command.set_defaults(run_required=required)

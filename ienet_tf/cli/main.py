@@ -208,7 +208,7 @@ def _read_tflite(path: Path) -> bytes:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ienet_tf.export.bench import benchmark, check_settings, counterparts, results_table
 
-    model = args.model or args.model_positional
+    model = args.model
     if model is None:
         raise UserError("which model? pass --model FILE.tflite (written by `ienet export`)")
     check_settings(args.threads, args.runs, args.warmup)  # before any slow conversion
@@ -255,8 +255,7 @@ def _require(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The `ienet` command line. One vocabulary: `--config` (+ `--set`) is what to build,
     `--run DIR` a run directory, `--output PATH` what a command writes, `--model FILE` a
-    .tflite; `--verbose` shows more. Old spellings (`--checkpoint`, `--output-dir`, bench's
-    positional model) are hidden aliases."""
+    .tflite; `--verbose` shows more."""
     parser = argparse.ArgumentParser(
         prog="ienet", description="Information-enhanced binary neural networks (IE-Net)."
     )
@@ -287,9 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a config (resumes an interrupted run)")
     with_config(train)
-    run_option(
-        train, required=False, old="--output-dir", help="run directory (default: runs/<config>)"
-    )
+    run_option(train, required=False, help="run directory (default: runs/<config>)")
     with_verbose(train)
     train.set_defaults(handler=_cmd_train)
 
@@ -298,7 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--output", type=path_arg, metavar="DIR", help="search directory (default: runs/<config>)"
     )
-    tune.add_argument("--output-dir", type=path_arg, dest="output", help=argparse.SUPPRESS)
     with_verbose(tune)
     tune.set_defaults(handler=_cmd_tune)
 
@@ -357,10 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the release's checkpoint: .pth / .pth.tar / .th (torch) or .npz",
     )
-    import_torch.add_argument("--checkpoint", type=path_arg, dest="weights", help=argparse.SUPPRESS)
     import_torch.set_defaults(weights_required=True)
     with_config(import_torch)
-    run_option(import_torch, old="--output-dir", help="the new run directory to write")
+    run_option(import_torch, help="the new run directory to write")
     import_torch.set_defaults(handler=_cmd_import_torch)
 
     bench = commands.add_parser("bench", help="LCE interpreter latency of a .tflite")
@@ -369,9 +364,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=path_arg,
         metavar="FILE",
         help="a .tflite written by `ienet export` (verified, then run in a child process)",
-    )
-    bench.add_argument(
-        "model_positional", nargs="?", type=path_arg, metavar="MODEL", help=argparse.SUPPRESS
     )
     bench.add_argument(
         "--threads", type=int, default=1, help="LCE interpreter threads, 1 to 64 (default: 1)"

@@ -32,7 +32,6 @@ def add_parser(commands) -> None:
     report.add_argument(
         "--output", type=path_arg, metavar="DIR", help="where to write (default: <run>/report)"
     )
-    report.add_argument("--output-dir", type=path_arg, dest="output", help=argparse.SUPPRESS)
     report.add_argument(
         "--k-sweep",
         type=path_arg,

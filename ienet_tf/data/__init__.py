@@ -17,12 +17,11 @@ corrupt data raises `DataError` saying how to get it.
 """
 
 from ienet_tf.data import augment, idx
-from ienet_tf.data.catalog import DataError, DatasetInfo
+from ienet_tf.data.catalog import DatasetInfo
 from ienet_tf.data.pipeline import load
 from ienet_tf.data.registry import DatasetRecord, available, info, record
 
 __all__ = [
-    "DataError",
     "DatasetInfo",
     "DatasetRecord",
     "augment",

@@ -1,21 +1,15 @@
-"""The vocabulary of the data package: `DatasetInfo`, the split names and `DataError`.
+"""The vocabulary of the data package: `DatasetInfo` and the split names.
 What each data set is lives in `ienet_tf.data.registry`."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from ienet_tf import errors
-
-__all__ = ["SPLITS", "DataError", "DatasetInfo", "check_split"]
+__all__ = ["SPLITS", "DatasetInfo", "check_split"]
 
 # "validation" is a synonym for "test": the held-out split (tfds "validation" for ImageNet,
 # the test split for the others).
 SPLITS = ("train", "test", "validation")
-
-
-# A data set that is missing or corrupt (see `ienet_tf.errors.DataError`).
-DataError = errors.DataError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,7 +53,6 @@ __all__ = [
     "DEFAULT_MIN_AGREEMENT",
     "DEFAULT_TOLERANCE",
     "MUL_AFTER_BCONV",
-    "ExportError",
     "ExportResult",
     "Parity",
     "check_output_path",
@@ -78,9 +77,6 @@ DEFAULT_MIN_AGREEMENT = 0.9
 #: The key of `expected_ops` for MULs that consume an `LceBconv2d` output directly.
 MUL_AFTER_BCONV = "MUL after LceBconv2d"
 
-
-# A conversion that would not run the binary kernels, or does not match Keras.
-ExportError = errors.ExportError
 
 #: The only suffix `to_tflite` writes (its sidecar is `<name>.tflite.json`).
 TFLITE_SUFFIX = ".tflite"
@@ -211,7 +207,7 @@ def verify_ops(histogram: dict[str, int], expected: dict[str, int]) -> None:
         if histogram.get(op, 0) != count:
             problems.append(f"{histogram.get(op, 0)} {op} op(s), expected {count}")
     if problems:
-        raise ExportError(
+        raise errors.ExportError(
             "The LCE conversion fell back to float kernels: "
             + "; ".join(problems)
             + f". Op histogram: {histogram}. Binary layers must binarize their input with "
@@ -356,7 +352,7 @@ def convert(
     model = inference_model(model)
     violations = check_model(model)
     if violations:
-        raise ExportError(
+        raise errors.ExportError(
             "The model would not convert to binary LCE kernels: "
             + "; ".join(str(v) for v in violations)
             + "."
@@ -616,7 +612,7 @@ def to_tflite(
             progress(f"parity on {len(inputs)} inputs ...")
         agreement = parity(model, flatbuffer, inputs, tolerance)
         if not agreement.within_tolerance >= min_agreement:
-            raise ExportError(
+            raise errors.ExportError(
                 f"LCE interpreter and Keras disagree: only {agreement.within_tolerance:.0%} "
                 f"of {agreement.num_inputs} inputs agree within {tolerance:g} (need "
                 f"{min_agreement:.0%}; max |diff| {agreement.max_abs_diff:.3g}, top-1 "

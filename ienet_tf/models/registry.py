@@ -11,7 +11,6 @@ of training, as in larq-zoo); information restriction, IR²Net's training half, 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -132,8 +131,6 @@ def build(
     input_shape: tuple[int, int, int] | None = None,
     *,
     recovery_ratio: int | None = None,
-    erase_threshold: float | None = None,
-    attention_norm: str | None = None,
     compat: str = "lce",
     activation_estimator: str | None = None,
     threshold_spread: float = 0.0,
@@ -144,22 +141,14 @@ def build(
     `k` is the number of IE-BC branches (default 2 for `iebc`/`ienet`, 1 otherwise);
     `num_classes` and `input_shape` default to the family's data set (CIFAR-10 or ImageNet).
     With `+ir2net`: `recovery_ratio` picks the information recovery head (1 = full, r >= 2
-    = Ghost-style with ratio r; default: the release's for this network, `spec(name)`),
-    `erase_threshold` and `attention_norm` are deprecated here (they configure training):
-    pass them to `ienet_tf.ir2net.InformationRestriction.wrap`.
+    = Ghost-style with ratio r; default: the release's for this network, `spec(name)`); the
+    restriction's settings configure training: `ienet_tf.ir2net.InformationRestriction.wrap`.
     `compat="release"` builds the network exactly as the authors' PyTorch release does
     (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
     the deployment form (same-one padding, LCE's fast path). `activation_estimator`
     replaces the variant's activation estimator (an ablation), `threshold_spread` and
     `lambda_init` start IE-BC's branches apart (see `get_variant`).
     """
-    if erase_threshold is not None or attention_norm is not None:
-        warnings.warn(
-            "models.build(erase_threshold=..., attention_norm=...) is deprecated: build returns "
-            "the classifier; pass them to ienet_tf.ir2net.InformationRestriction.wrap.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
     model = spec(name)
     conv_variant = get_variant(
         variant,

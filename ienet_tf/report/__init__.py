@@ -1,17 +1,17 @@
 """Reports on trained binary networks: statistics, the paper's figures, `report.md`.
 
 ```python
-from ienet_tf.report import figures, stats, write_report
+from ienet_tf.report import figures, write_report
 
 write_report("runs/demo")  # runs/demo/report/report.md, the PNGs, TensorBoard images
 rows = figures.entropy_table(model)  # entropy and quantization error per binary layer
 ```
 
-`stats` holds the definitions (numpy), `figures` one function per figure, `writer` the
+The statistics are `ienet_tf.inspection`'s; `figures` holds one function per figure, `writer` the
 report (`ienet report --run DIR`).
 """
 
-from ienet_tf.report import figures, stats
+from ienet_tf.report import figures
 from ienet_tf.report.writer import FIGURE_FILES, write_report
 
-__all__ = ["FIGURE_FILES", "figures", "stats", "write_report"]
+__all__ = ["FIGURE_FILES", "figures", "write_report"]

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import callbacks
-from ienet_tf.data import DataError
+from ienet_tf import callbacks, errors
 from ienet_tf.errors import IENetError, UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.ir2net import inference_model
@@ -285,7 +284,7 @@ def write_report(
         say(f"reading the first {config.data.name} test batch")
         batch = test_images(config, config.train.batch_size)
         batch_note = f"the first batch of the {config.data.name} test split"
-    except DataError as error:
+    except errors.DataError as error:
         batch_note = f"left out: the test data is not available here ({error})"
     if image is not None:
         image_note = "the image given to `write_report`"

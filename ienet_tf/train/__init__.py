@@ -10,7 +10,6 @@ from ienet_tf.train.recipes import (
     make_strategy,
 )
 from ienet_tf.train.trainer import (
-    TrainingError,
     build_model,
     compile_model,
     data_options,
@@ -31,7 +30,6 @@ from ienet_tf.train.trainer import (
 )
 
 __all__ = [
-    "TrainingError",
     "add_weight_decay",
     "batch_norm_layers",
     "build_model",

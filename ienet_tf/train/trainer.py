@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import callbacks, data, ir2net, models
+from ienet_tf import callbacks, data, errors, ir2net, models
 from ienet_tf import config as config_lib
 from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.errors import RunError, UsageError
@@ -31,7 +31,6 @@ from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run
 from ienet_tf.train import recipes
 
 __all__ = [
-    "TrainingError",
     "build_model",
     "compile_model",
     "data_options",
@@ -48,16 +47,13 @@ __all__ = [
     "training_model",
 ]
 
-#: A run that cannot go on (diverged, another run's directory, a damaged checkpoint).
-TrainingError = RunError
-
 
 def model_input_shape(config: config_lib.Config) -> tuple[int, int, int]:
     """The input shape the config's model is built at: its data set's (a `model.input_shape`
     that disagrees is a `ConfigError`)."""
     shape = tuple(data.info(config.data.name).input_shape)
     if config.model.input_shape is not None and tuple(config.model.input_shape) != shape:
-        raise config_lib.ConfigError(
+        raise errors.ConfigError(
             f"model.input_shape {list(config.model.input_shape)} does not match what "
             f"data set {config.data.name!r} yields ({list(shape)}); remove it or change it."
         )
@@ -145,7 +141,7 @@ def load_datasets(config: config_lib.Config, splits=("train", "test")) -> dict:
             )
         elif split == "validation":
             if not held_out:
-                raise config_lib.ConfigError(
+                raise errors.ConfigError(
                     "data.validation_examples: the config holds out no validation split; set "
                     "it, e.g. --set data.validation_examples=5000."
                 )
@@ -209,7 +205,7 @@ def _check_directory(run: Run, config: config_lib.Config) -> None:
     ]
     raise RunError(
         f"{run.path} holds a run with a different config ({'; '.join(diffs)}); use another "
-        "--output-dir, or the same config to resume it."
+        "--run, or the same config to resume it."
     )
 
 
@@ -509,7 +505,8 @@ def start_from_weights(
     run = Run(output_dir)
     if run.exists():
         raise RunError(
-            f"{run.path} already holds a run; import into a new --output-dir (nothing was written)."
+            f"{run.path} already holds a run; import into a new --run directory (nothing was "
+            "written)."
         )
     with run.lock():
         run.recover()

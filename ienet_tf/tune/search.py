@@ -21,11 +21,11 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from ienet_tf import config as config_lib
-from ienet_tf import data
+from ienet_tf import data, errors
 from ienet_tf.cost import model_cost
 from ienet_tf.io import write_atomically
 from ienet_tf.runs import Search
-from ienet_tf.train import TrainingError, load_datasets
+from ienet_tf.train import load_datasets
 from ienet_tf.tune.hypermodel import IENetHyperModel, held_out, trial_config
 
 __all__ = ["COLUMNS", "run_search"]
@@ -88,7 +88,7 @@ def _datasets(config: config_lib.TuneFileConfig):
     held = held_out(config)
     size = data.info(config.data.name).train_size
     if size is not None and held + (config.data.subset or 1) > size:
-        raise config_lib.ConfigError(
+        raise errors.ConfigError(
             f"tune.validation_examples: {held} held-out examples"
             + (f" + data.subset {config.data.subset}" if config.data.subset else "")
             + f" exceed the {size} examples of {config.data.name}'s training split; lower it."
@@ -106,7 +106,7 @@ def _check_config(config: config_lib.TuneFileConfig, search: Search) -> None:
         # A larger trial budget continues the same search; anything else is another search.
         before["tune"].pop("max_trials"), now["tune"].pop("max_trials")
         if before != now:
-            raise TrainingError(
+            raise errors.RunError(
                 f"{search.path} holds a search with a different config; use another --output, "
                 "or the same config (only tune.max_trials may grow) to resume it."
             )
@@ -189,7 +189,7 @@ def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbos
         best = _best_completed(tuner, config.tune.objective)
         if best is None:
             failed = [row["trial"] for row in rows if row["status"] != "COMPLETED"]
-            raise TrainingError(
+            raise errors.RunError(
                 f"no trial of the search in {search.path} completed ({len(failed)} failed: "
                 f"trials {', '.join(failed[:5]) or 'none'}); see their logs in "
                 f"{search.tuner_dir} (no best_config.yaml was written)."
