@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from ienet_tf import callbacks, errors, layers
+from ienet_tf import callbacks, errors, inspection, layers
 from ienet_tf.cli import report as report_cli
-from ienet_tf.report import FIGURE_FILES, figures, stats, write_report
+from ienet_tf.report import FIGURE_FILES, figures, write_report
 
 
 def _numpy_entropy(p: float) -> float:
@@ -56,19 +56,19 @@ def _data(n: int = 16):
 
 def test_entropy_against_numpy():
     balanced = np.array([1.0, -1.0] * 8).reshape(2, 2, 2, 2)
-    assert stats.binary_weight_entropy(balanced) == pytest.approx(1.0)
-    assert stats.binary_weight_entropy(np.ones((3, 3, 2, 4))) == 0.0
-    assert stats.binary_weight_entropy(-np.ones((3, 3, 2, 4))) == 0.0
+    assert inspection.binary_weight_entropy(balanced) == pytest.approx(1.0)
+    assert inspection.binary_weight_entropy(np.ones((3, 3, 2, 4))) == 0.0
+    assert inspection.binary_weight_entropy(-np.ones((3, 3, 2, 4))) == 0.0
     quarter = -np.ones((4, 4))
     quarter[0] = 1.0  # p = 1/4
-    assert stats.binary_weight_entropy(quarter) == pytest.approx(_numpy_entropy(0.25))
+    assert inspection.binary_weight_entropy(quarter) == pytest.approx(_numpy_entropy(0.25))
     assert _numpy_entropy(0.25) == pytest.approx(0.811278, abs=1e-6)
     # Channel 0 balanced, channel 1 all +1: channel mean (1 + 0) / 2, kernel p = 3/4.
     kernel = np.stack([np.array([1.0, -1.0, 1.0, -1.0]), np.ones(4)], axis=-1)
-    assert stats.channel_weight_entropy(kernel) == pytest.approx(0.5)
-    assert stats.binary_weight_entropy(kernel) == pytest.approx(_numpy_entropy(0.75))
+    assert inspection.channel_weight_entropy(kernel) == pytest.approx(0.5)
+    assert inspection.binary_weight_entropy(kernel) == pytest.approx(_numpy_entropy(0.75))
     with pytest.raises(ValueError, match=r"\+1 and -1"):
-        stats.binary_weight_entropy(np.array([0.5, -1.0]))
+        inspection.binary_weight_entropy(np.array([0.5, -1.0]))
 
 
 def test_quantization_error_against_numpy(rng):
@@ -80,41 +80,41 @@ def test_quantization_error_against_numpy(rng):
         alpha = np.abs(w).sum() / w.size
         expected += sum((wi - alpha * (1.0 if wi >= 0 else -1.0)) ** 2 for wi in w)
     expected /= latent.size
-    assert stats.quantization_error(latent, binary) == pytest.approx(expected, rel=1e-12)
-    assert stats.quantization_error(latent, binary, alpha=2.0) == pytest.approx(
+    assert inspection.quantization_error(latent, binary) == pytest.approx(expected, rel=1e-12)
+    assert inspection.quantization_error(latent, binary, alpha=2.0) == pytest.approx(
         np.mean((latent - 2.0 * binary) ** 2)
     )
     two_spikes = 0.7 * binary
-    assert stats.quantization_error(two_spikes, binary) == pytest.approx(0.0, abs=1e-15)
+    assert inspection.quantization_error(two_spikes, binary) == pytest.approx(0.0, abs=1e-15)
     with pytest.raises(ValueError, match="same shape"):
-        stats.quantization_error(latent, binary[..., :4])
+        inspection.quantization_error(latent, binary[..., :4])
 
 
 def test_flip_ratio():
     previous = np.ones((2, 5))
     current = previous.copy()
     current[0, :3] = -1.0
-    assert stats.flip_ratio(previous, current) == pytest.approx(0.3)
-    assert stats.flip_ratio(current, current) == 0.0
-    assert stats.flip_ratio(previous, -previous) == 1.0
+    assert inspection.flip_ratio(previous, current) == pytest.approx(0.3)
+    assert inspection.flip_ratio(current, current) == 0.0
+    assert inspection.flip_ratio(previous, -previous) == 1.0
     with pytest.raises(ValueError, match="same shape"):
-        stats.flip_ratio(previous, current[:1])
+        inspection.flip_ratio(previous, current[:1])
 
 
 def test_latent_and_binary_kernels_of_the_layers():
     model = _model()
-    assert [layer.name for layer in stats.binary_kernel_layers(model)] == ["iebc", "ste"]
+    assert [layer.name for layer in inspection.binary_kernel_layers(model)] == ["iebc", "ste"]
     iebc, ste = model.get_layer("iebc"), model.get_layer("ste")
     expected = ref.standardize_per_output_channel(iebc.kernel.latent_variable.numpy())
-    np.testing.assert_allclose(stats.latent_standardized(iebc), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(stats.binary_kernel(iebc), ref.sign(expected))
+    np.testing.assert_allclose(inspection.latent_standardized(iebc), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(inspection.binary_kernel(iebc), ref.sign(expected))
     raw = ste.kernel.latent_variable.numpy()
-    np.testing.assert_array_equal(stats.latent_standardized(ste), raw)
-    np.testing.assert_array_equal(stats.binary_kernel(ste), ref.sign(raw))
-    assert stats.layer_k(iebc) == 3 and stats.layer_k(ste) == 1
-    np.testing.assert_array_equal(stats.layer_thresholds(ste), np.zeros((1, 8)))
+    np.testing.assert_array_equal(inspection.latent_standardized(ste), raw)
+    np.testing.assert_array_equal(inspection.binary_kernel(ste), ref.sign(raw))
+    assert inspection.layer_k(iebc) == 3 and inspection.layer_k(ste) == 1
+    np.testing.assert_array_equal(inspection.layer_thresholds(ste), np.zeros((1, 8)))
     with pytest.raises(ValueError, match="not a binary layer"):
-        stats.latent_standardized(model.get_layer("stem"))
+        inspection.latent_standardized(model.get_layer("stem"))
 
 
 def test_gradient_norms_are_the_tapes_per_group_and_leave_the_model_unchanged():
@@ -127,7 +127,7 @@ def test_gradient_norms_are_the_tapes_per_group_and_leave_the_model_unchanged():
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="logits")(x))
     x_data, y_data = _data(8)
     state = [v.numpy().copy() for v in model.non_trainable_variables]
-    rows = stats.gradient_norms(model, [(x_data, y_data)], [0.05, 4.0])
+    rows = inspection.gradient_norms(model, [(x_data, y_data)], [0.05, 4.0])
     for row in rows:  # against the tape at that q, group by group
         for quantizer in callbacks.iee_quantizers(model):
             quantizer.q.assign(row["q"])
@@ -168,7 +168,7 @@ def test_gradient_norms_are_the_tapes_per_group_and_leave_the_model_unchanged():
     for v, before in zip(model.non_trainable_variables, state, strict=True):
         np.testing.assert_array_equal(v.numpy(), before)
     with pytest.raises(ValueError, match="no IEE quantizer"):
-        stats.gradient_norms(
+        inspection.gradient_norms(
             tf.keras.Sequential([tf.keras.layers.Dense(2)]), [(x_data, y_data)], [1]
         )
 
@@ -201,7 +201,7 @@ def test_binarization_disagreement_against_numpy_and_state_unchanged():
         return (x[..., None, :] + iebc.thresholds.numpy()) >= 0  # (N, H, W, K, C)
 
     expected = np.mean(code(mean, var) != code(bn.moving_mean.numpy(), bn.moving_variance.numpy()))
-    rows = stats.binarization_disagreement(model, images)
+    rows = inspection.binarization_disagreement(model, images)
     assert [row["layer"] for row in rows] == ["iebc"] and rows[0]["k"] == 2
     assert 0.05 < expected < 0.5  # the shift flips a real share of the codes
     assert rows[0]["disagreement"] == pytest.approx(expected, abs=2 / c.size)
@@ -210,9 +210,11 @@ def test_binarization_disagreement_against_numpy_and_state_unchanged():
     # Moving statistics equal to the batch's: the two passes give the same codes.
     bn.moving_mean.assign(mean)
     bn.moving_variance.assign(var)
-    assert stats.binarization_disagreement(model, images)[0]["disagreement"] < 1e-3
+    assert inspection.binarization_disagreement(model, images)[0]["disagreement"] < 1e-3
     with pytest.raises(ValueError, match="no binary conv"):
-        stats.binarization_disagreement(tf.keras.Sequential([tf.keras.layers.Dense(2)]), images)
+        inspection.binarization_disagreement(
+            tf.keras.Sequential([tf.keras.layers.Dense(2)]), images
+        )
 
 
 def test_branch_diversity_against_numpy():
@@ -227,7 +229,7 @@ def test_branch_diversity_against_numpy():
     thresholds = np.array([[0.0, 0.1], [0.5, 0.1], [-0.3, 0.4]], np.float32)
     iebc.thresholds.assign(thresholds)
     iebc.lambdas.assign(np.array([[0.5, -0.5, 1.0, 0.0, 0.0], [0.1] * 5], np.float32))
-    rows = stats.branch_diversity(model, images)
+    rows = inspection.branch_diversity(model, images)
     assert [(row["layer"], row["k"], row["branch"]) for row in rows] == [
         ("iebc", 3, 2),
         ("iebc", 3, 3),
@@ -243,11 +245,11 @@ def test_branch_diversity_against_numpy():
     assert [row["lambda"] for row in rows] == pytest.approx([0.4, 0.1])
     # the release's initialisation: thresholds all 0, the branches are one branch
     iebc.thresholds.assign(np.zeros_like(thresholds))
-    assert [row["differ"] for row in stats.branch_diversity(model, images)] == [0.0, 0.0]
+    assert [row["differ"] for row in inspection.branch_diversity(model, images)] == [0.0, 0.0]
     plain = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), layers.IEBinaryConv2D(2, 3, k=1)])
-    assert stats.branch_diversity(plain, images) == []
+    assert inspection.branch_diversity(plain, images) == []
     dense = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), tf.keras.layers.Dense(2)])
-    assert stats.branch_diversity(dense, images) == []  # no binary layer: nothing to compare
+    assert inspection.branch_diversity(dense, images) == []  # no binary layer: nothing to compare
     from ienet_tf.report.writer import _branches_markdown
 
     assert _branches_markdown(plain, None, "left out") == ""  # no IE-BC: no section at all
@@ -460,10 +462,10 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
 
     config, model = load_run(tiny_run)
     batch, _ = next(iter(load_datasets(config, ("test",))["test"]))
-    for row in stats.binarization_disagreement(model, batch.numpy()):
+    for row in inspection.binarization_disagreement(model, batch.numpy()):
         assert f"| {row['layer']} | {row['k']} | {row['disagreement']:.2%} |" in markdown
     assert "ienet report: binary codes in training vs inference mode" in steps
-    branches = stats.branch_diversity(model, batch.numpy())
+    branches = inspection.branch_diversity(model, batch.numpy())
     assert len(branches) == 3  # the demo's three IE-BC layers, K = 2
     for row in branches:
         assert (
@@ -495,10 +497,12 @@ def test_binary_stats_logger_writes_tensorboard_scalars(tmp_path):
 
     class _Kernels(tf.keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            record[-1] = {n: stats.binary_kernel(model.get_layer(n)) for n in ("iebc", "ste")}
+            record[-1] = {n: inspection.binary_kernel(model.get_layer(n)) for n in ("iebc", "ste")}
 
         def on_epoch_end(self, epoch, logs=None):
-            record[epoch] = {n: stats.binary_kernel(model.get_layer(n)) for n in ("iebc", "ste")}
+            record[epoch] = {
+                n: inspection.binary_kernel(model.get_layer(n)) for n in ("iebc", "ste")
+            }
 
     logger = callbacks.BinaryStatsLogger(str(tmp_path / "tb"))
     x, y = _data()

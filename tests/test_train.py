@@ -422,7 +422,7 @@ def test_binary_stats_logging_is_a_config_switch(tmp_path):
     assert {"iee/q", "iee/r", "binary_entropy/conv1", "flip_ratio/conv1"} <= tags
 
 
-def test_every_option_has_help_and_the_old_spellings_still_work(tiny_run, capsys):
+def test_every_option_has_help_and_run_is_the_run_directory_everywhere(tiny_run, capsys):
     from ienet_tf.cli.main import build_parser
 
     parser = build_parser()

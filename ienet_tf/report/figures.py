@@ -30,8 +30,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ienet_tf import compat, quantizers
-from ienet_tf import inspection as stats
+from ienet_tf import compat, inspection, quantizers
 from ienet_tf.errors import RunError, UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.runs import Run, Search
@@ -74,7 +73,7 @@ def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
 
 
 def _require_binary_layers(model) -> list:
-    layers = stats.binary_kernel_layers(model)
+    layers = inspection.binary_kernel_layers(model)
     if not layers:
         name = getattr(model, "name", "the model")
         raise ValueError(
@@ -90,7 +89,7 @@ def _require_binary_layers(model) -> list:
 def weight_distributions(
     model_or_layers, path: str | Path, epoch_label: str | None = None, bins: int = 60
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Histograms of the standardized latent weights (`stats.latent_standardized`) of every
+    """Histograms of the standardized latent weights (`inspection.latent_standardized`) of every
     binary layer, one panel per layer, dashed lines at -1 and +1.
 
     `model_or_layers` is a model, a list of layers, or a mapping `{label: model}` of
@@ -111,7 +110,7 @@ def weight_distributions(
         label: {
             layer.name: latent.reshape(-1)
             for layer in _require_binary_layers(source)
-            for latent in [stats.latent_standardized(layer)]
+            for latent in [inspection.latent_standardized(layer)]
         }
         for label, source in sources.items()
     }
@@ -247,7 +246,7 @@ def threshold_activations(model: tf.keras.Model, image, path: str | Path, channe
     image = np.asarray(image, np.float32)
     batch = image[None] if image.ndim == len(model.inputs[0].shape) - 1 else image[:1]
     x = layer_input(model, layer, batch)[0]
-    thresholds = stats.layer_thresholds(layer)
+    thresholds = inspection.layer_thresholds(layer)
     if not 0 <= channel < x.shape[-1]:
         raise ValueError(f"`channel` must be in [0, {x.shape[-1]}), got {channel}.")
     binary = np.where(x[None] + thresholds[:, None, None, :] >= 0, 1.0, -1.0)
@@ -286,9 +285,9 @@ class LayerStats:
     """One binary layer's row of the entropy table (definitions in `ienet_tf.inspection`)."""
 
     name: str
-    entropy_bits: float  # stats.binary_weight_entropy of the binarized kernel
-    channel_entropy_bits: float  # stats.channel_weight_entropy
-    quantization_error: float  # stats.quantization_error, alpha = mean |W^| per channel
+    entropy_bits: float  # inspection.binary_weight_entropy of the binarized kernel
+    channel_entropy_bits: float  # inspection.channel_weight_entropy
+    quantization_error: float  # inspection.quantization_error, alpha = mean |W^| per channel
     k: int  # IE-BC branches
     weights: int  # binary weights in the kernel
     plus_fraction: float  # p, the fraction of +1 in the binarized kernel
@@ -300,16 +299,16 @@ def entropy_table(model, path: str | Path | None = None) -> list[LayerStats]:
     fraction of +1. With `path`, also a bar plot per layer."""
     rows = []
     for layer in _require_binary_layers(model):
-        binary = stats.binary_kernel(layer)
+        binary = inspection.binary_kernel(layer)
         rows.append(
             LayerStats(
                 name=layer.name,
-                entropy_bits=stats.binary_weight_entropy(binary),
-                channel_entropy_bits=stats.channel_weight_entropy(binary),
-                quantization_error=stats.quantization_error(
-                    stats.latent_standardized(layer), binary
+                entropy_bits=inspection.binary_weight_entropy(binary),
+                channel_entropy_bits=inspection.channel_weight_entropy(binary),
+                quantization_error=inspection.quantization_error(
+                    inspection.latent_standardized(layer), binary
                 ),
-                k=stats.layer_k(layer),
+                k=inspection.layer_k(layer),
                 weights=int(binary.size),
                 plus_fraction=float(np.mean(binary > 0)),
             )

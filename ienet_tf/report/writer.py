@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import callbacks, errors
+from ienet_tf import callbacks, errors, inspection
 from ienet_tf.errors import IENetError, UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.ir2net import inference_model
-from ienet_tf.report import figures, stats
+from ienet_tf.report import figures
 from ienet_tf.runs import MODEL_FILES, Run
 from ienet_tf.train import test_images
 
@@ -123,15 +123,15 @@ def _disagreement_markdown(model: tf.keras.Model, batch: np.ndarray | None, note
         "## Binary codes in training vs inference mode (BatchNorm statistics)\n\n",
         batch,
         note,
-        lambda images: stats.binarization_disagreement(model, images),
+        lambda images: inspection.binarization_disagreement(model, images),
         render,
     )
 
 
 def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: str) -> str:
-    """IE-BC's branches against the first (`stats.branch_diversity`); empty without IE-BC
+    """IE-BC's branches against the first (`inspection.branch_diversity`); empty without IE-BC
     layers of K >= 2."""
-    if not stats.branched_convs(model):
+    if not inspection.branched_convs(model):
         return ""
 
     def render(rows: list[dict]) -> list[str]:
@@ -156,7 +156,7 @@ def _branches_markdown(model: tf.keras.Model, batch: np.ndarray | None, note: st
         "## IE-BC branches\n\n",
         batch,
         note,
-        lambda images: stats.branch_diversity(model, images),
+        lambda images: inspection.branch_diversity(model, images),
         render,
     )
 
@@ -206,7 +206,7 @@ def _render(
     iee = list(callbacks.iee_quantizers(model))
     q_now = f", `q` of the saved model {float(iee[0].q.numpy()):.4g}" if iee else ""
     m = config.model
-    k = stats.layer_k(stats.binary_kernel_layers(model)[0])
+    k = inspection.layer_k(inspection.binary_kernel_layers(model)[0])
     parts = [
         f"# Report: {model.name} ({m.name}, variant `{m.variant}`, K={k}) on {config.data.name}\n",
         f"Run `{run.path}`, model `{which}` ({MODEL_FILES[which]}); "
@@ -270,7 +270,7 @@ def write_report(
     config = run.config()
     # the classifier of an IR²Net training wrapper
     model = inference_model(run.model(which))
-    if not stats.binary_kernel_layers(model):
+    if not inspection.binary_kernel_layers(model):
         raise UsageError(
             f"the model of {run.path} ({config.model.name}, variant {config.model.variant!r}) "
             "has no binary layers: there is nothing to report."
