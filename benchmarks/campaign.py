@@ -76,13 +76,17 @@ PROBES = {
     # release's IEE one, sharpening to q_a = 10); this ienet has iee's ApproxSign.
     "approx": (
         "the activations' backward pass is ApproxSign (iee's) instead of the IEE estimator",
-        ("model.activation_estimator=approx_sign",),
+        ("model.layer.activation_estimator=approx_sign",),
     ),
     # The release starts IE-BC's thresholds at 0 and lambda_2 near 0: after 8 epochs the
     # second branch differs from the first in ~2% of the codes (stability.py branches).
     "apart": (
         "IE-BC's branches start apart: thresholds at -0.5 and +0.5, lambda_2 at 1",
-        ("model.threshold_spread=0.5", "model.lambda_init=1.0"),
+        (
+            "model.layer.thresholds_initializer="
+            "{class_name: SpreadThresholds, config: {width: 0.5}}",
+            "model.layer.lambdas_initializer={class_name: Constant, config: {value: 1.0}}",
+        ),
     ),
 }
 PROBE_JOBS = (("ienet", 2, None, "approx"), ("ienet", 2, None, "apart"))

@@ -178,21 +178,12 @@ class ModelConfig(Section):
     compat: Str = Field(
         "lce", description='"lce" (deployment) or "release" (the authors\' PyTorch networks)'
     )
-    activation_estimator: Str | None = Field(
-        None,
-        description='the backward pass of the activation sign: "iee", "approx_sign" or "ste"; '
-        "null: the variant's (iee for ienet, approx_sign for the others): an ablation knob",
-    )
-    threshold_spread: Float = Field(
-        0.0,
-        ge=0,
-        description="IE-BC (iebc/ienet): start the K thresholds evenly spaced in [-w, w]; 0: "
-        "all at 0 (the release's: the branches start as one)",
-    )
-    lambda_init: Float | None = Field(
-        None,
-        description="IE-BC: start every lambda_k (k >= 2) at this value; null: U[0, 0.001) "
-        "(the release's)",
+    layer: dict[Str, Any] = Field(
+        {},
+        description="keyword arguments of every IE-BC layer (`ienet_tf.layers.IEBinaryConv2D`) "
+        "over the variant's own, checked by the layer: e.g. `activation_estimator: "
+        "approx_sign` (an ablation), `thresholds_initializer: {class_name: SpreadThresholds, "
+        "config: {width: 0.5}}` (the branches start apart); {}: the variant's layers",
     )
 
     @field_validator("name")
@@ -213,17 +204,13 @@ class ModelConfig(Section):
         )
         return k
 
-    @field_validator("attention_norm", "compat", "activation_estimator")
+    @field_validator("attention_norm", "compat")
     @classmethod
-    def _known_option(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+    def _known_option(cls, value: str, info: pydantic.ValidationInfo) -> str:
         # The allowed values live with the code that uses them.
-        from ienet_tf import ir2net, models, quantizers
+        from ienet_tf import ir2net, models
 
-        allowed = {
-            "attention_norm": ir2net.ATTENTION_NORMS,
-            "compat": models.COMPATS,
-            "activation_estimator": [None, *quantizers.ACTIVATION_ESTIMATORS],
-        }
+        allowed = {"attention_norm": ir2net.ATTENTION_NORMS, "compat": models.COMPATS}
         return _one_of(value, allowed[info.field_name])
 
     @model_validator(mode="after")
@@ -237,21 +224,19 @@ class ModelConfig(Section):
             f"unknown variant {_show(base)}; allowed: {sorted(models.VARIANTS)}, optionally "
             f"with modifiers {['+' + modifier for modifier in models.MODIFIERS]}.",
         )
-        # The variant's own rules (`get_variant`), each option alone (the others at their
-        # no-op defaults), its error under the option's key.
-        rules = [("variant", {}, ()), ("k", {}, ("variant",))]
-        rules += [
-            (option, {option: getattr(self, option)}, ("variant", "k"))
-            for option in ("activation_estimator", "threshold_spread", "lambda_init")
-        ]
-        for key, options, related in rules:
-            try:
-                if key == "variant":
-                    models.parse_variant(self.variant)
-                else:
-                    models.get_variant(self.variant, self.k, **options)
-            except ValueError as error:
-                raise _Invalid(key, _cut(str(error)), related) from None
+        try:
+            models.parse_variant(self.variant)
+        except ValueError as error:
+            raise _Invalid("variant", _cut(str(error))) from None
+        try:
+            models.get_variant(self.variant, self.k)
+        except ValueError as error:
+            raise _Invalid("k", _cut(str(error)), ("variant",)) from None
+        try:  # the layer checks its options; the error names the one at fault
+            models.get_variant(self.variant, self.k, layer_options=self.layer)
+        except models.LayerOptionError as error:
+            key = "layer" if error.option is None else f"layer.{error.option}"
+            raise _Invalid(key, _cut(str(error)), ("variant", "k")) from None
         return self
 
 

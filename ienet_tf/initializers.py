@@ -91,8 +91,11 @@ class SpreadThresholds(tf.keras.initializers.Initializer):
     """
 
     def __init__(self, width: float):
-        if not (isinstance(width, (int, float)) and math.isfinite(width) and width >= 0):
-            raise ValueError(f"`width` must be a finite number >= 0, got {width!r}.")
+        if not (isinstance(width, (int, float)) and math.isfinite(width) and 0 <= width <= 1):
+            raise ValueError(
+                "`width` must be a number in [0, 1] (the networks binarize hardtanh outputs, "
+                f"in [-1, 1]: a wider threshold gives a branch of constant codes), got {width!r}."
+            )
         self.width = float(width)
 
     def __call__(self, shape, dtype=None, **kwargs):

@@ -126,6 +126,13 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         Other arguments are those of `lq.layers.QuantConv2D`.
     """
 
+    #: Arguments that set up the learnable thresholds (nothing to set up without them) and
+    #: lambda_2..lambda_K (nothing with one branch); `BRANCH_OPTIONS`, all that a K = 1
+    #: layer without thresholds (the release's shortcut convolutions) has no use for.
+    THRESHOLD_OPTIONS = ("thresholds_initializer", "thresholds_regularizer")
+    LAMBDA_OPTIONS = ("lambda_mode", "lambdas_initializer", "lambdas_regularizer")
+    BRANCH_OPTIONS = ("learnable_thresholds", *THRESHOLD_OPTIONS, *LAMBDA_OPTIONS)
+
     def __init__(
         self,
         filters: int,
@@ -161,6 +168,11 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         **kwargs,
     ):
         self.k = _check_k(k)
+        if kwargs.get("groups", 1) != 1:
+            raise ValueError(
+                f"`groups`={kwargs['groups']!r}: IEBinaryConv2D has no grouped form (its "
+                "branches share one dense kernel); use groups=1."
+            )
         self.batch_branches = bool(batch_branches)
         self.learnable_thresholds = bool(learnable_thresholds)
         if self.k > 1 and not self.learnable_thresholds:

@@ -204,12 +204,14 @@ def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_
     assert all_jobs[-len(probes) :] == probes  # after the Table-3 set, extras and sweep
     config = campaign.make_config(probes[0], campaign.BUDGET)
     plain = campaign.make_config(campaign.Job("ienet", 2, None, 0), campaign.BUDGET)
-    assert config.model.activation_estimator == "approx_sign"
-    assert plain.model.activation_estimator is None
-    assert {**vars(config.model), "activation_estimator": None} == vars(plain.model)
+    assert config.model.layer == {"activation_estimator": "approx_sign"}
+    assert plain.model.layer == {}
+    assert config.model.replace(layer={}) == plain.model
     apart = campaign.make_config(probes[1], campaign.BUDGET).model
-    assert (apart.threshold_spread, apart.lambda_init) == (0.5, 1.0)
-    assert (plain.model.threshold_spread, plain.model.lambda_init) == (0.0, None)
+    assert apart.layer == {
+        "thresholds_initializer": {"class_name": "SpreadThresholds", "config": {"width": 0.5}},
+        "lambdas_initializer": {"class_name": "Constant", "config": {"value": 1.0}},
+    }
     assert config.train == plain.train and config.iee == plain.iee and config.data == plain.data
 
     def row(job, top1):

@@ -8,6 +8,8 @@ from ienet_tf.errors import ConfigError
 ALL_CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 TUNE_CONFIGS = [p for p in ALL_CONFIGS if p.stem.startswith("tune_")]
 CONFIGS = [p for p in ALL_CONFIGS if p not in TUNE_CONFIGS]
+SPREAD = "{class_name: SpreadThresholds, config: {width: 0.5}}"
+CONST = "{class_name: Constant, config: {value: 1.0}}"
 
 
 def test_the_configs_cover_the_papers_rows():
@@ -104,29 +106,33 @@ def test_overrides_and_round_trip(tmp_path):
         (["model.variant=xnor"], "model.variant: unknown variant"),
         (["model.variant=bireal"], "model.k:"),
         (["model.k=0"], "model.k:"),
-        (["model.activation_estimator=tanh"], "model.activation_estimator: 'tanh' is not one of"),
-        (["model.threshold_spread=-0.5"], "model.threshold_spread: must be >= 0"),
         (
-            ["model.variant=iee", "model.k=null", "model.threshold_spread=0.5"],
-            "model.threshold_spread: `threshold_spread` and `lambda_init` initialise IE-BC's "
-            "branches and 'iee' with K=1 has one: use 'iebc' or 'ienet' with K >= 2",
+            ["model.layer.activation_estimator=tanh"],
+            "model.layer.activation_estimator: Unknown `activation_estimator` 'tanh'",
+        ),
+        (["model.layer.activation_estimatr=ste"], "did you mean 'activation_estimator'"),
+        (["model.layer.k=3"], "model.layer.k: `k` is set by `model.k`"),
+        (["model.layer=3"], "model.layer: expected a mapping, got 3"),
+        (
+            ["model.variant=iee", "model.k=null", f"model.layer.thresholds_initializer={SPREAD}"],
+            "model.layer.thresholds_initializer: `thresholds_initializer` sets up the learnable "
+            "thresholds and 'iee' has none",
         ),
         (
-            ["model.variant=rsign", "model.k=null", "model.lambda_init=1.0"],
-            "model.lambda_init: `threshold_spread` and `lambda_init` initialise",
-        ),
-        (["model.k=1", "model.lambda_init=0.5"], "model.lambda_init: .* 'ienet' with K=1 has one"),
-        (
-            ["model.threshold_spread=1.5"],
-            "model.threshold_spread: `threshold_spread` must be a number in [0, 1]",
+            ["model.variant=rsign", "model.k=null", f"model.layer.lambdas_initializer={CONST}"],
+            "model.layer.lambdas_initializer: .* 'rsign' with K=1 has one branch",
         ),
         (
-            ["model.variant=iebc", "model.lambda_init=.inf"],
-            "model.lambda_init: expected a number or null",
+            ["model.k=1", f"model.layer.lambdas_initializer={CONST}"],
+            "model.layer.lambdas_initializer: .* 'ienet' with K=1 has one branch",
         ),
         (
-            ["model.variant=fp", "model.k=null", "model.activation_estimator=ste"],
-            "model.activation_estimator: `activation_estimator` needs a binary variant; 'fp'",
+            [f"model.layer.thresholds_initializer={SPREAD.replace('0.5', '1.5')}"],
+            "model.layer.thresholds_initializer: `width` must be a number in [0, 1]",
+        ),
+        (
+            ["model.variant=fp", "model.k=null", "model.layer.activation_estimator=ste"],
+            "model.layer: 'fp' has no IE-BC layers to take options ['activation_estimator']",
         ),
         (["model.input_shape=[32, 32]"], "model.input_shape: expected"),
         (["data.name=mnist"], "data.name: unknown data set 'mnist'"),

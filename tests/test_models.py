@@ -181,7 +181,7 @@ def test_activation_estimator_replaces_only_the_activation_backward(estimator, a
     assert {type(lay.input_quantizer).__name__ for lay in binary} == {activation}
     assert {type(lay.kernel_quantizer).__name__ for lay in binary} == {"IEESign"}
     assert all(lay.thresholds is not None and lay.k == 2 for lay in binary)
-    assert model.name == "convnet_ienet_k2" + ("" if estimator == "iee" else f"_{estimator}")
+    assert model.name == "convnet_ienet_k2"
     trainable = [w.name for w in model.trainable_weights]
     assert trainable == [w.name for w in reference.trainable_weights]
     sources = {w.name: w for w in reference.weights}
@@ -210,11 +210,25 @@ def test_activation_estimator_replaces_only_the_activation_backward(estimator, a
     )
 
 
-def test_activation_estimator_is_checked():
-    with pytest.raises(ValueError, match="Unknown `activation_estimator` 'tanh'"):
-        models.build("resnet20", "ienet", activation_estimator="tanh")
-    with pytest.raises(ValueError, match="needs a binary variant"):
-        models.build("resnet20", "fp", activation_estimator="ste")
+def test_layer_options_are_checked_by_the_layer_and_name_the_option():
+    def refused(message, option, **kwargs):
+        with pytest.raises(models.LayerOptionError, match=message) as info:
+            models.build("resnet20", **{"variant": "ienet", **kwargs})
+        assert info.value.option == option
+
+    refused(
+        "Unknown `activation_estimator` 'tanh'", "activation_estimator", activation_estimator="tanh"
+    )
+    refused("'fp' has no IE-BC layers", None, variant="fp", activation_estimator="ste")
+    refused(
+        "no argument `activation_estimatr`; did you mean 'activation_estimator'",
+        "activation_estimatr",
+        activation_estimatr="ste",
+    )
+    refused("`name` is set by the network", "name", name="x")
+    refused("`strides` is set by the network", "strides", strides=2)
+    refused("Unknown `lambda_mode` 'x'", "lambda_mode", lambda_mode="x")
+    refused("`groups`=2: IEBinaryConv2D has no grouped form", "groups", groups=2)
 
 
 @pytest.mark.parametrize("k, levels", [(2, [-0.5, 0.5]), (3, [-0.5, 0.0, 0.5]), (1, [0.0])])
@@ -235,10 +249,15 @@ def test_threshold_spread_and_lambda_init_start_the_branches_apart(tmp_path):
     """The release's initialisation (default) gives identical branches; a spread and a
     lambda start them apart, only in the IE-BC layers, and survive save/load."""
     from ienet_tf import inspection
+    from ienet_tf.initializers import SpreadThresholds
 
     release = models.build("convnet", "ienet", input_shape=(8, 8, 1))
     model = models.build(
-        "convnet", "ienet", input_shape=(8, 8, 1), threshold_spread=0.5, lambda_init=1.0
+        "convnet",
+        "ienet",
+        input_shape=(8, 8, 1),
+        thresholds_initializer=SpreadThresholds(0.5),
+        lambdas_initializer=tf.keras.initializers.Constant(1.0),
     )
     binary = [lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D)]
     for layer in binary:
@@ -255,17 +274,42 @@ def test_threshold_spread_and_lambda_init_start_the_branches_apart(tmp_path):
     first = next(lay for lay in restored.layers if isinstance(lay, layers.IEBinaryConv2D))
     config = first.get_config()
     assert config["thresholds_initializer"]["class_name"].endswith("SpreadThresholds")
-    for kwargs, message in (
-        ({"variant": "iee", "threshold_spread": 0.5}, "'iee' with K=1 has one"),
-        ({"variant": "bireal", "lambda_init": 1.0}, "'bireal' with K=1 has one"),
-        ({"k": 1, "lambda_init": 1.0}, "'ienet' with K=1 has one"),
-        ({"threshold_spread": 1.5}, r"must be a number in \[0, 1\]"),
-        ({"threshold_spread": float("nan")}, "`threshold_spread` must be a number"),
-        ({"lambda_init": float("inf")}, "`lambda_init` must be a finite number"),
-        ({"lambda_init": "1"}, "`lambda_init` must be a finite number"),
+    spread, constant = SpreadThresholds(0.5), tf.keras.initializers.Constant(1.0)
+    for kwargs, option, message in (
+        (
+            {"variant": "iee", "thresholds_initializer": spread},
+            "thresholds_initializer",
+            "'iee' has none",
+        ),
+        (
+            {"variant": "bireal", "lambdas_initializer": constant},
+            "lambdas_initializer",
+            "'bireal' with K=1 has one branch",
+        ),
+        (
+            {"k": 1, "lambdas_initializer": constant},
+            "lambdas_initializer",
+            "'ienet' with K=1 has one branch",
+        ),
+        (
+            {
+                "thresholds_initializer": {
+                    "class_name": "SpreadThresholds",
+                    "config": {"width": 1.5},
+                }
+            },
+            "thresholds_initializer",
+            r"must be a number in \[0, 1\]",
+        ),
+        (
+            {"lambdas_initializer": "no_such_initializer"},
+            "lambdas_initializer",
+            "no_such_initializer",
+        ),
     ):
-        with pytest.raises(ValueError, match=message):
-            models.build(**{"name": "convnet", "variant": "ienet", **kwargs})
+        with pytest.raises(models.LayerOptionError, match=message) as info:
+            models.build("convnet", **{"variant": "ienet", **kwargs})
+        assert info.value.option == option
 
 
 def test_resnet20_runs_forward_at_fashion_mnist_size():
@@ -310,7 +354,7 @@ def test_cifar_downsample_shortcut_is_parameter_free_zero_padding():
 def test_build_rejects_bad_arguments(kwargs, message):
     args = {"name": "resnet20", **kwargs}
     with pytest.raises(ValueError, match=message):
-        models.build(**args)
+        models.build(args.pop("name"), **args)
 
 
 def test_model_saves_and_loads(tmp_path):
@@ -344,10 +388,14 @@ def test_build_model_passes_the_ablation_options_from_the_config():
     from ienet_tf import config as config_lib
     from ienet_tf.train import build_model
 
-    options = ["activation_estimator=approx_sign", "threshold_spread=0.25", "lambda_init=0.5"]
+    options = [
+        "activation_estimator=approx_sign",
+        "thresholds_initializer={class_name: SpreadThresholds, config: {width: 0.25}}",
+        "lambdas_initializer={class_name: Constant, config: {value: 0.5}}",
+    ]
     config = config_lib.load(
         Path(__file__).parents[1] / "configs" / "digits_convnet_ienet.yaml",
-        [f"model.{option}" for option in options],
+        [f"model.layer.{option}" for option in options],
     )
     binary = [lay for lay in build_model(config).layers if isinstance(lay, layers.IEBinaryConv2D)]
     assert binary and all(type(lay.input_quantizer).__name__ == "ApproxSign" for lay in binary)

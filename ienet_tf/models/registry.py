@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -125,6 +126,7 @@ def _check_input_shape(model: ModelSpec, input_shape) -> tuple[int, int, int]:
 
 def build(
     name: str,
+    /,
     variant: str = "ienet",
     k: int | None = None,
     num_classes: int | None = None,
@@ -132,9 +134,7 @@ def build(
     *,
     recovery_ratio: int | None = None,
     compat: str = "lce",
-    activation_estimator: str | None = None,
-    threshold_spread: float = 0.0,
-    lambda_init: float | None = None,
+    **layer_options: Any,
 ) -> tf.keras.Model:
     """Build model `name` as ablation `variant` (see `ienet_tf.models.variants`).
 
@@ -145,9 +145,9 @@ def build(
     restriction's settings configure training: `ienet_tf.ir2net.InformationRestriction.wrap`.
     `compat="release"` builds the network exactly as the authors' PyTorch release does
     (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
-    the deployment form (same-one padding, LCE's fast path). `activation_estimator`
-    replaces the variant's activation estimator (an ablation), `threshold_spread` and
-    `lambda_init` start IE-BC's branches apart (see `get_variant`).
+    the deployment form (same-one padding, LCE's fast path). `layer_options` are keyword
+    arguments of every IE-BC layer, over the variant's (`get_variant`), e.g.
+    `activation_estimator="approx_sign"` or `thresholds_initializer=SpreadThresholds(0.5)`.
     """
     model = spec(name)
     conv_variant = get_variant(
@@ -156,9 +156,7 @@ def build(
         model.lambda_mode,
         compat=compat,
         release_init=model.release_init,
-        activation_estimator=activation_estimator,
-        threshold_spread=threshold_spread,
-        lambda_init=lambda_init,
+        layer_options=layer_options,
     )
     num_classes = model.num_classes if num_classes is None else num_classes
     if not is_int(num_classes, 2):
@@ -181,9 +179,4 @@ def build(
         suffix = "_".join([base, f"k{conv_variant.k}", *modifiers])
     if conv_variant.release:
         suffix += "_release"
-    if (
-        activation_estimator is not None
-        and activation_estimator != get_variant(variant).activation_estimator
-    ):
-        suffix += f"_{activation_estimator}"
     return tf.keras.Model(inputs, outputs, name=f"{name}_{suffix}")

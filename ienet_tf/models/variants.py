@@ -32,15 +32,18 @@ Modifiers join a base variant with `+` (`"ienet+el"`, `"bireal+el+ir2net"`):
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
+import inspect
+from collections.abc import Mapping
+from typing import Any
 
+import larq as lq
 import tensorflow as tf
 
 from ienet_tf import initializers
 from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
 from ienet_tf.layers import IEBinaryConv2D
-from ienet_tf.quantizers import ACTIVATION_ESTIMATORS
 
 MODIFIERS = ("el", "ir2net")
 #: How layers are padded and initialised: for LCE deployment, or as the authors' release.
@@ -52,9 +55,12 @@ RELEASE_INITS = ("torch_default", "kaiming_normal")
 __all__ = [
     "COMPATS",
     "MODIFIERS",
+    "NETWORK_ARGUMENTS",
     "RELEASE_INITS",
     "VARIANTS",
+    "LayerOptionError",
     "Variant",
+    "check_layer_options",
     "get_variant",
     "parse_variant",
 ]
@@ -77,10 +83,8 @@ class Variant:
     ir2net: bool = False
     compat: str = "lce"
     release_init: str = "torch_default"
-    # IE-BC's initialisation: 0 and None are the release's (every threshold 0, lambda_k
-    # from U[0, 0.001)); see `get_variant`.
-    threshold_spread: float = 0.0
-    lambda_init: float | None = None
+    # Keyword arguments of `IEBinaryConv2D` over the variant's own (`get_variant`).
+    layer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     @property
     def release(self) -> bool:
@@ -108,37 +112,16 @@ class Variant:
         def conv(x: tf.Tensor) -> tf.Tensor:
             if not self.binary:
                 return self.float_conv(filters, kernel_size, strides, name, use_bias)(x)
-            k = 1 if single_branch else self.k
             fan_in = kernel_size * kernel_size * int(x.shape[-1])
-            layer = IEBinaryConv2D(
-                filters,
-                kernel_size,
-                k=k,
-                strides=strides,
-                pad_values=0.0 if self.release else 1.0,
-                symmetric_padding=self.release,
-                use_bias=use_bias,
-                bias_in_branches=use_bias,
-                kernel_quantizer=self.kernel_quantizer,
-                activation_estimator=self.activation_estimator,
-                learnable_thresholds=self.learnable_thresholds and not single_branch,
-                thresholds_initializer=(
-                    initializers.SpreadThresholds(self.threshold_spread)
-                    if self.threshold_spread
-                    else "zeros"
-                ),
-                lambda_mode=self.lambda_mode,
-                lambdas_initializer=(
-                    None
-                    if self.lambda_init is None
-                    else tf.keras.initializers.Constant(self.lambda_init)
-                ),
-                kernel_constraint=self.kernel_constraint,
-                kernel_initializer=self.kernel_initializer(),
-                bias_initializer=self.bias_initializer(fan_in),
-                alpha_initializer=self.alpha_initializer(fan_in),
-                name=name,
-            )
+            options = self.layer_options
+            if single_branch:  # the release's K = 1 shortcuts: no branches to set up
+                options = {
+                    key: value
+                    for key, value in options.items()
+                    if key not in IEBinaryConv2D.BRANCH_OPTIONS
+                }
+            arguments = {**self.layer_arguments(fan_in, single_branch, use_bias), **options}
+            layer = IEBinaryConv2D(filters, kernel_size, strides=strides, name=name, **arguments)
             return layer(x)
 
         if not self.elastic_link:
@@ -149,6 +132,25 @@ class Variant:
             return tf.keras.layers.Add(name=f"{name}_el_add")([conv(x), link])
 
         return conv_with_link
+
+    def layer_arguments(self, fan_in: int, single_branch: bool, use_bias: bool) -> dict:
+        """The variant's own keyword arguments of its `IEBinaryConv2D` layers (what
+        `layer_options` override)."""
+        return {
+            "k": 1 if single_branch else self.k,
+            "pad_values": 0.0 if self.release else 1.0,
+            "symmetric_padding": self.release,
+            "use_bias": use_bias,
+            "bias_in_branches": use_bias,
+            "kernel_quantizer": self.kernel_quantizer,
+            "activation_estimator": self.activation_estimator,
+            "learnable_thresholds": self.learnable_thresholds and not single_branch,
+            "lambda_mode": self.lambda_mode,
+            "kernel_constraint": self.kernel_constraint,
+            "kernel_initializer": self.kernel_initializer(),
+            "bias_initializer": self.bias_initializer(fan_in),
+            "alpha_initializer": self.alpha_initializer(fan_in),
+        }
 
     def float_conv(
         self, filters: int, kernel_size: int, strides: int = 1, name: str = "conv", use_bias=False
@@ -225,30 +227,79 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-#: The largest `threshold_spread`: the papers' networks binarize hardtanh outputs, in
-#: [-1, 1], where a threshold beyond 1 gives a branch of constant codes.
-MAX_THRESHOLD_SPREAD = 1.0
+#: The `IEBinaryConv2D` arguments that the network sets per layer, not the options.
+NETWORK_ARGUMENTS = ("filters", "kernel_size", "strides", "name", "k")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+class LayerOptionError(ValueError):
+    """Layer options that `IEBinaryConv2D` refuses: `option` names the one at fault
+    (None when the message is about all of them)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
 
 
-def _check_branch_init(threshold_spread, lambda_init, single_branch: str | None) -> None:
-    """The IE-BC initialisation options of `get_variant`; `single_branch` names the
-    variant when it has K = 1 (nothing to initialise)."""
-    if not (_is_number(threshold_spread) and 0 <= threshold_spread <= MAX_THRESHOLD_SPREAD):
-        raise ValueError(
-            f"`threshold_spread` must be a number in [0, {MAX_THRESHOLD_SPREAD:g}] (hardtanh "
-            f"activations lie in [-1, 1]), got {threshold_spread!r}."
+def _layer_arguments() -> set[str]:
+    """The keyword arguments `IEBinaryConv2D` takes (its own, QuantConv2D's, Layer's)."""
+    names = set(inspect.signature(IEBinaryConv2D.__init__).parameters)
+    names |= set(inspect.signature(lq.layers.QuantConv2D.__init__).parameters)
+    return (names | {"dtype", "trainable", "dynamic", "name"}) - {
+        "self",
+        "kwargs",
+        "input_quantizer",
+    }
+
+
+def check_layer_options(variant: Variant, options: Mapping[str, Any]) -> None:
+    """Raise `LayerOptionError` unless `IEBinaryConv2D` accepts `options` over the
+    variant's own arguments. The layer validates them (its constructor); this only says
+    which option its error is about, and refuses what the network sets itself and
+    options that set up what the variant's layers do not have (thresholds, lambda_2..K)."""
+    if not options:
+        return
+    base = variant.name.split("+")[0]
+    if not variant.binary:
+        raise LayerOptionError(
+            f"{base!r} has no IE-BC layers to take options {sorted(options)}; use a binary variant."
         )
-    if lambda_init is not None and not _is_number(lambda_init):
-        raise ValueError(f"`lambda_init` must be a finite number or None, got {lambda_init!r}.")
-    if single_branch and (threshold_spread or lambda_init is not None):
-        raise ValueError(
-            "`threshold_spread` and `lambda_init` initialise IE-BC's branches and "
-            f"{single_branch!r} with K=1 has one: use 'iebc' or 'ienet' with K >= 2."
-        )
+    accepted = _layer_arguments()
+    for key in options:
+        if key in NETWORK_ARGUMENTS:
+            where = "`model.k` / `build(k=...)`" if key == "k" else "the network, per layer"
+            raise LayerOptionError(f"`{key}` is set by {where}, not a layer option.", key)
+        if key not in accepted:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1)
+            raise LayerOptionError(
+                f"IEBinaryConv2D has no argument `{key}`"
+                + (f"; did you mean {close[0]!r}?" if close else f"; it takes {sorted(accepted)}."),
+                key,
+            )
+        if variant.k == 1 and key in IEBinaryConv2D.LAMBDA_OPTIONS:
+            raise LayerOptionError(
+                f"`{key}` sets up lambda_2..lambda_K of IE-BC's branches and {base!r} with "
+                "K=1 has one branch: use 'iebc' or 'ienet' with K >= 2.",
+                key,
+            )
+        if not variant.learnable_thresholds and key in IEBinaryConv2D.THRESHOLD_OPTIONS:
+            raise LayerOptionError(
+                f"`{key}` sets up the learnable thresholds and {base!r} has none: use "
+                "'rsign', 'iebc' or 'ienet'.",
+                key,
+            )
+    own = variant.layer_arguments(9, False, False)
+    try:
+        IEBinaryConv2D(4, 3, **{**own, **options})
+    except (TypeError, ValueError) as error:
+        # The option at fault: the first the layer refuses alone (None: only together).
+        at_fault = None
+        for key, value in options.items():
+            try:
+                IEBinaryConv2D(4, 3, **{**own, key: value})
+            except (TypeError, ValueError):
+                at_fault = key
+                break
+        raise LayerOptionError(str(error), at_fault) from None
 
 
 def parse_variant(name: str) -> tuple[str, frozenset[str]]:
@@ -280,38 +331,23 @@ def get_variant(
     lambda_mode: str = "channel",
     compat: str = "lce",
     release_init: str = "torch_default",
-    activation_estimator: str | None = None,
-    threshold_spread: float = 0.0,
-    lambda_init: float | None = None,
+    layer_options: Mapping[str, Any] | None = None,
 ) -> Variant:
     """The variant `name` (a base variant, optionally `+el` / `+ir2net`) with its K
     (default 2 for `iebc`/`ienet`, 1 otherwise) and `compat` (see `COMPATS`).
 
-    `activation_estimator` replaces the variant's backward pass of the activation sign
-    (one of `quantizers.ACTIVATION_ESTIMATORS`; None: the variant's own, the table above):
-    an ablation the paper's Table 3 does not separate, since `ienet` differs from `iee` in
-    both its convolution (IE-BC) and its activation estimator (the release's IEE one).
-
-    `threshold_spread` w > 0 starts IE-BC's K thresholds evenly spaced in [-w, w]
-    (`initializers.SpreadThresholds`) and `lambda_init` every lambda_k (k >= 2) at that
-    constant, instead of the release's 0 and U[0, 0.001), under which the K branches start
-    as one branch (multi-branch variants with K >= 2 only).
+    `layer_options` are keyword arguments of every `IEBinaryConv2D` the variant builds,
+    over the variant's own (`Variant.layer_arguments`), checked by the layer
+    (`check_layer_options`): `activation_estimator="approx_sign"` is IE-Net with iee's
+    activation estimator (an ablation Table 3 does not separate),
+    `thresholds_initializer=initializers.SpreadThresholds(0.5)` and
+    `lambdas_initializer=tf.keras.initializers.Constant(1.0)` start the branches apart (the
+    release starts every threshold at 0 and lambda_k in U[0, 0.001): one branch at first).
     """
     if compat not in COMPATS:
         raise ValueError(f"Unknown `compat` {compat!r}; allowed: {list(COMPATS)}.")
     base, modifiers = parse_variant(name)
     variant = VARIANTS[base]
-    if activation_estimator is not None:
-        if activation_estimator not in ACTIVATION_ESTIMATORS:
-            raise ValueError(
-                f"Unknown `activation_estimator` {activation_estimator!r}; allowed: "
-                f"{list(ACTIVATION_ESTIMATORS)} (or None: the variant's own)."
-            )
-        if not variant.binary:
-            raise ValueError(
-                f"`activation_estimator` needs a binary variant; {base!r} binarizes nothing."
-            )
-        variant = dataclasses.replace(variant, activation_estimator=activation_estimator)
     if k is None:
         k = variant.k
     if not is_positive_int(k):
@@ -321,8 +357,7 @@ def get_variant(
             f"`k`={k} needs a multi-branch variant ('iebc' or 'ienet'); "
             f"variant {base!r} has one branch (k=1)."
         )
-    _check_branch_init(threshold_spread, lambda_init, base if k == 1 else None)
-    return dataclasses.replace(
+    variant = dataclasses.replace(
         variant,
         name=name,
         k=int(k),
@@ -331,6 +366,7 @@ def get_variant(
         ir2net="ir2net" in modifiers,
         compat=compat,
         release_init=release_init,
-        threshold_spread=float(threshold_spread),
-        lambda_init=None if lambda_init is None else float(lambda_init),
+        layer_options=dict(layer_options or {}),
     )
+    check_layer_options(variant, variant.layer_options)
+    return variant

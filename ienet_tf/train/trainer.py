@@ -70,9 +70,7 @@ def build_model(config: config_lib.Config) -> tf.keras.Model:
         input_shape=model_input_shape(config),
         recovery_ratio=config.model.recovery_ratio,
         compat=config.model.compat,
-        activation_estimator=config.model.activation_estimator,
-        threshold_spread=config.model.threshold_spread,
-        lambda_init=config.model.lambda_init,
+        **config.model.layer,
     )
 
 
