@@ -115,6 +115,9 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             thresholded inputs stacked on the batch axis (same values and gradients). Off by
             default: on CPU it measured 5-15% slower per step (it traces and compiles faster);
             inference always runs one convolution per branch, as LCE converts it.
+        thresholds_constraint: constraint of `thresholds`, applied after every optimizer
+            step (e.g. `"weight_clip"`, larq's clip to [-1, 1], where the hardtanh inputs of
+            the papers' networks lie; a threshold beyond them gives constant codes).
         alpha_regularizer, thresholds_regularizer, lambdas_regularizer: regularizers of the
             extra weights (the kernel's is `kernel_regularizer`).
         use_bias: add a bias after the sum (off by default: BatchNorm follows).
@@ -129,7 +132,11 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
     #: Arguments that set up the learnable thresholds (nothing to set up without them) and
     #: lambda_2..lambda_K (nothing with one branch); `BRANCH_OPTIONS`, all that a K = 1
     #: layer without thresholds (the release's shortcut convolutions) has no use for.
-    THRESHOLD_OPTIONS = ("thresholds_initializer", "thresholds_regularizer")
+    THRESHOLD_OPTIONS = (
+        "thresholds_initializer",
+        "thresholds_regularizer",
+        "thresholds_constraint",
+    )
     LAMBDA_OPTIONS = ("lambda_mode", "lambdas_initializer", "lambdas_regularizer")
     BRANCH_OPTIONS = ("learnable_thresholds", *THRESHOLD_OPTIONS, *LAMBDA_OPTIONS)
 
@@ -161,6 +168,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         bias_regularizer=None,
         alpha_regularizer=None,
         thresholds_regularizer=None,
+        thresholds_constraint=None,
         lambdas_regularizer=None,
         activity_regularizer=None,
         kernel_constraint=None,
@@ -203,6 +211,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         )
         self.alpha_regularizer = tf.keras.regularizers.get(alpha_regularizer)
         self.thresholds_regularizer = tf.keras.regularizers.get(thresholds_regularizer)
+        self.thresholds_constraint = tf.keras.constraints.get(thresholds_constraint)
         self.lambdas_regularizer = tf.keras.regularizers.get(lambdas_regularizer)
         kernel_quantizer = quantizers.get_weight_quantizer(kernel_quantizer)
         with _no_starved_weights_warning(kernel_quantizer):
@@ -248,6 +257,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
                 shape=(self.k, input_channels),
                 initializer=self.thresholds_initializer,
                 regularizer=self.thresholds_regularizer,
+                constraint=self.thresholds_constraint,
                 trainable=True,
             )
         self.lambdas = None
@@ -371,5 +381,6 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             "lambdas_initializer": tf.keras.initializers.serialize(self.lambdas_initializer),
             "alpha_regularizer": tf.keras.regularizers.serialize(self.alpha_regularizer),
             "thresholds_regularizer": tf.keras.regularizers.serialize(self.thresholds_regularizer),
+            "thresholds_constraint": tf.keras.constraints.serialize(self.thresholds_constraint),
             "lambdas_regularizer": tf.keras.regularizers.serialize(self.lambdas_regularizer),
         }

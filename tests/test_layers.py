@@ -4,7 +4,7 @@ import numpy_reference as ref
 import pytest
 import tensorflow as tf
 
-from ienet_tf import layers, quantizers
+from ienet_tf import errors, layers, quantizers
 
 
 def _randomize(layer, rng, threshold_scale=0.5):
@@ -236,3 +236,31 @@ def test_training_batches_the_branches_with_identical_values_and_gradients(
     np.testing.assert_allclose(y_batched.numpy(), y_branches.numpy(), rtol=1e-5, atol=1e-5)
     for a, b in zip(g_batched, g_branches, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_thresholds_constraint_clips_after_each_step_and_is_a_config_key(tmp_path):
+    """A layer argument is a config key with nothing else declared: `model.layer.<arg>`."""
+    from pathlib import Path
+
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import build_model
+
+    layer = layers.IEBinaryConv2D(4, 3, k=2, thresholds_constraint="weight_clip")
+    model = tf.keras.Sequential([tf.keras.Input((6, 6, 3)), layer])
+    layer.thresholds.assign(np.full((2, 3), 3.0, np.float32))
+    model.compile(tf.keras.optimizers.SGD(0.0), "mse")
+    model.fit(np.zeros((2, 6, 6, 3)), np.zeros((2, 6, 6, 4)), verbose=0)
+    np.testing.assert_array_equal(layer.thresholds.numpy(), 1.0)  # clipped to [-1, 1]
+    restored = layers.IEBinaryConv2D.from_config(layer.get_config())
+    assert isinstance(restored.thresholds_constraint, lq.constraints.WeightClip)
+    digits = Path(__file__).parents[1] / "configs" / "digits_convnet_ienet.yaml"
+    config = config_lib.load(digits, ["model.layer.thresholds_constraint=weight_clip"])
+    binary = [lay for lay in build_model(config).layers if isinstance(lay, layers.IEBinaryConv2D)]
+    assert binary and all(
+        isinstance(lay.thresholds_constraint, lq.constraints.WeightClip) for lay in binary
+    )
+    with pytest.raises(errors.ConfigError, match=r"model\.layer\.thresholds_constraint: .*'iee'"):
+        config_lib.load(
+            digits,
+            ["model.variant=iee", "model.k=null", "model.layer.thresholds_constraint=weight_clip"],
+        )
