@@ -22,6 +22,7 @@ activation_estimator="approx_sign"` it is the Bi-Real baseline convolution.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import larq as lq
@@ -111,10 +112,6 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         thresholds_initializer: initializer of `thresholds`.
         lambda_mode: `"channel"` (default) or `"scalar"`, see `LAMBDA_MODES`.
         lambdas_initializer: initializer of `lambdas`.
-        batch_branches: in training, run the K branches as ONE convolution over the K
-            thresholded inputs stacked on the batch axis (same values and gradients). Off by
-            default: on CPU it measured 5-15% slower per step (it traces and compiles faster);
-            inference always runs one convolution per branch, as LCE converts it.
         thresholds_constraint: constraint of `thresholds`, applied after every optimizer
             step (e.g. `"weight_clip"`, larq's clip to [-1, 1], where the hardtanh inputs of
             the papers' networks lie; a threshold beyond them gives constant codes).
@@ -159,7 +156,6 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         learnable_thresholds: bool = True,
         thresholds_initializer="zeros",
         lambda_mode: str = "channel",
-        batch_branches: bool = False,
         lambdas_initializer=None,
         alpha_initializer=None,
         kernel_initializer="glorot_uniform",
@@ -181,7 +177,6 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
                 f"`groups`={kwargs['groups']!r}: IEBinaryConv2D has no grouped form (its "
                 "branches share one dense kernel); use groups=1."
             )
-        self.batch_branches = bool(batch_branches)
         self.learnable_thresholds = bool(learnable_thresholds)
         if self.k > 1 and not self.learnable_thresholds:
             raise ValueError(
@@ -296,64 +291,37 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         with compat.valid_padding(self):
             return self.convolution_op(padded, binary_kernel)
 
-    def _batches_branches(self, training) -> bool:
-        """Whether `call` runs the K branches as one batch (see `_branch_convolutions`).
-
-        Only with `batch_branches` and in training: inference (and so the LCE conversion,
-        which must see K binary convolutions to emit K `LceBconv2d` with their scales
-        fused) keeps one convolution per branch. Not with K = 1 (nothing to batch), nor
-        when the activation estimator tracks larq metrics: those keep per-call state shaped
-        like one branch's input.
-        """
-        return (
-            self.batch_branches
-            and training is True
-            and self.k > 1
-            and self.thresholds is not None
-            and not getattr(self.input_quantizer, "_custom_metrics", None)
-        )
-
-    def _branch_convolutions(self, inputs: tf.Tensor, binary_kernel: tf.Tensor, training=None):
-        """`BConv(B_W, sign(X + beta_k))` for every branch k, as a list.
-
-        With several branches they are computed as ONE batch: the K shifted inputs are
-        stacked along the batch axis (a broadcast add, `X[None] + beta[:, None, None,
-        None]`), binarized, padded and convolved together, and the output is split back
-        into K. Every output element is the same dot product as with K separate calls
-        (exact here: +-1 inputs and kernel give integer sums), and the estimators act per
-        element or per sample, so the values are unchanged; what is saved is K-1 times the
-        per-op overhead of the quantizer, the padding and the convolution, forward and
-        backward, and the kernel gradient is one convolution over the K*N batch instead
-        of K gradients summed.
-        """
-        if not self._batches_branches(training):
-            branches = []
-            for branch in range(self.k):
-                shifted = inputs if self.thresholds is None else inputs + self.thresholds[branch]
-                binary_inputs = self.input_quantizer(shifted)
-                branches.append(self._binary_conv(binary_inputs, binary_kernel))
-            return branches
-        thresholds = tf.reshape(self.thresholds, [self.k, 1, 1, 1, -1])
-        dynamic = tf.shape(inputs)
-        inner = [dynamic[i] if size is None else size for i, size in enumerate(inputs.shape)]
-        stacked = tf.reshape(inputs[None] + thresholds, [-1, *inner[1:]])
-        binary_inputs = self.input_quantizer(stacked)
-        return tf.split(self._binary_conv(binary_inputs, binary_kernel), self.k, axis=0)
+    def branch_outputs(
+        self,
+        inputs: tf.Tensor,
+        shift: Callable[[tf.Tensor, tf.Tensor, int], tf.Tensor] | None = None,
+        branch: Callable[[tf.Tensor, int], tf.Tensor] | None = None,
+    ) -> list[tf.Tensor]:
+        """`lambda_k * alpha * BConv(B_W, sign(x + beta_k))` for every branch k, the kernel
+        binarized once for all. The hooks are where the int8 twin fake-quantizes:
+        `shift(x, beta_k, k)` computes the shifted input (default `x + beta_k`), `branch(y,
+        k)` finishes a branch's output (default: as it is)."""
+        with lq.context.quantized_scope(True):
+            binary_kernel = tf.convert_to_tensor(self.kernel)
+        outputs = []
+        for k, scale in enumerate(self.branch_scales()):
+            x = inputs
+            if self.thresholds is not None:
+                threshold = self.thresholds[k]
+                x = x + threshold if shift is None else shift(x, threshold, k)
+            y = self._binary_conv(self.input_quantizer(x), binary_kernel) * scale
+            outputs.append(y if branch is None else branch(y, k))
+        return outputs
 
     def call(self, inputs, training=None):
-        with lq.context.quantized_scope(True):
-            # Binarize the shared kernel once for all branches.
-            binary_kernel = tf.convert_to_tensor(self.kernel)
         in_branches = self.use_bias and self.bias_in_branches
-        branches = [
+        scales = self.branch_scales() if in_branches else None
+
+        def with_bias(y, k):
             # (conv + b) * s written as conv * s + b * s: the form LCE fuses into LceBconv2d
-            conv * scale + self.bias * scale if in_branches else conv * scale
-            for conv, scale in zip(
-                self._branch_convolutions(inputs, binary_kernel, training),
-                self.branch_scales(),
-                strict=True,
-            )
-        ]
+            return y + self.bias * scales[k]
+
+        branches = self.branch_outputs(inputs, branch=with_bias if in_branches else None)
         outputs = branches[0] if len(branches) == 1 else tf.add_n(branches)
         if self.use_bias and not in_branches:
             outputs = tf.nn.bias_add(outputs, self.bias)
@@ -377,7 +345,6 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             "learnable_thresholds": self.learnable_thresholds,
             "thresholds_initializer": tf.keras.initializers.serialize(self.thresholds_initializer),
             "lambda_mode": self.lambda_mode,
-            "batch_branches": self.batch_branches,
             "lambdas_initializer": tf.keras.initializers.serialize(self.lambdas_initializer),
             "alpha_regularizer": tf.keras.regularizers.serialize(self.alpha_regularizer),
             "thresholds_regularizer": tf.keras.regularizers.serialize(self.thresholds_regularizer),

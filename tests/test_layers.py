@@ -207,37 +207,6 @@ def test_invalid_arguments_raise_value_error_naming_them(kwargs, argument):
         assert "allowed" in message and repr(next(iter(kwargs.values()))) in message
 
 
-@pytest.mark.parametrize("estimator", ["iee", "approx_sign"])
-@pytest.mark.parametrize("k", [2, 4])
-def test_training_batches_the_branches_with_identical_values_and_gradients(
-    k, estimator, rng, monkeypatch
-):
-    """With `batch_branches`, training runs the K branches as one batched convolution;
-    inference keeps one per branch (what LCE converts). Same outputs and gradients."""
-    layer = layers.IEBinaryConv2D(
-        8, 3, k=k, strides=2, activation_estimator=estimator, batch_branches=True
-    )
-    x = tf.constant(rng.normal(size=(3, 7, 7, 5)).astype(np.float32))
-    layer.build(x.shape)
-    _randomize(layer, rng, threshold_scale=0.3)
-    upstream = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)
-    assert layer._batches_branches(True) and not layer._batches_branches(None)
-    assert not layers.IEBinaryConv2D(8, 3, k=k)._batches_branches(True)  # off by default
-    assert layers.IEBinaryConv2D.from_config(layer.get_config()).batch_branches
-    results = []
-    for batched in (True, False):
-        monkeypatch.setattr(layer, "_batches_branches", lambda training, batched=batched: batched)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * upstream)
-        results.append((y, tape.gradient(loss, [x, *layer.trainable_weights])))
-    (y_batched, g_batched), (y_branches, g_branches) = results
-    np.testing.assert_allclose(y_batched.numpy(), y_branches.numpy(), rtol=1e-5, atol=1e-5)
-    for a, b in zip(g_batched, g_branches, strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
-
-
 def test_thresholds_constraint_clips_after_each_step_and_is_a_config_key(tmp_path):
     """A layer argument is a config key with nothing else declared: `model.layer.<arg>`."""
     from pathlib import Path

@@ -19,7 +19,6 @@ the `LceBconv2d` output transform.
 
 from __future__ import annotations
 
-import larq as lq
 import tensorflow as tf
 from larq import utils as lq_utils
 
@@ -129,7 +128,6 @@ class Int8IEBinaryConv2D(FakeQuantOwner, IEBinaryConv2D):
     """
 
     def __init__(self, *args, ema_decay: float = DEFAULT_EMA_DECAY, **kwargs):
-        kwargs["batch_branches"] = False
         kwargs["bias_in_branches"] = False
         super().__init__(*args, **kwargs)
         self.ema_decay = float(ema_decay)
@@ -153,34 +151,25 @@ class Int8IEBinaryConv2D(FakeQuantOwner, IEBinaryConv2D):
         self._add_range("output")
 
     def call(self, inputs, training=None):
-        with lq.context.quantized_scope(True):
-            binary_kernel = tf.convert_to_tensor(self.kernel)
-        scales = self.branch_scales()
-        outputs = None
-        for branch in range(self.k):
-            shifted = inputs
-            if self.thresholds is not None:
-                threshold = quantize_constant(self.thresholds[branch])
-                shifted = self._fake_quant(inputs + threshold, f"shift{branch}", training)
-            y = self._binary_conv(self.input_quantizer(shifted), binary_kernel) * scales[branch]
-            if branch == 0 and self.use_bias:
-                y = y + self.bias
-            last = branch == self.k - 1
-            if self.k > 1:
-                y = self._fake_quant(y, f"branch{branch}", training)
-            if outputs is None:
-                outputs = y
-            else:
-                outputs = outputs + y
-                if not last:
-                    outputs = self._fake_quant(outputs, f"sum{branch}", training)
+        def shift(x, threshold, k):
+            return self._fake_quant(x + quantize_constant(threshold), f"shift{k}", training)
+
+        def branch(y, k):
+            y = y + self.bias if k == 0 and self.use_bias else y
+            return self._fake_quant(y, f"branch{k}", training) if self.k > 1 else y
+
+        branches = self.branch_outputs(inputs, shift, branch)
+        outputs = branches[0]
+        for k, y in enumerate(branches[1:], start=1):
+            outputs = outputs + y
+            if k < self.k - 1:
+                outputs = self._fake_quant(outputs, f"sum{k}", training)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return self._fake_quant(outputs, "output", training)
 
     def get_config(self):
         config = super().get_config()
-        config.pop("batch_branches", None)
         config.pop("bias_in_branches", None)
         return {**config, "ema_decay": self.ema_decay}
 
