@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): constraints.txt pyproject.toml setup.cfg
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e ".[cpu,dev,torch]"
+		-c constraints.txt -e ".[cpu,all,dev,torch]"
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
@@ -89,7 +89,7 @@ bench-data:
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,dev,torch]"
+	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,all,dev,torch]"
 	{ head -n 2 constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable; } \
 		> constraints.txt.new && mv constraints.txt.new constraints.txt
 	rm -rf .venv-lock

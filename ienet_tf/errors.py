@@ -24,6 +24,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "IENetError",
+    "MissingExtraError",
     "RunError",
     "RunLockedError",
     "UsageError",
@@ -60,6 +61,11 @@ class UsageError(IENetError, ValueError):
 
 class ExportError(IENetError):
     """An export that failed verification (converter rules, op histogram or parity)."""
+
+
+class MissingExtraError(IENetError, ImportError):
+    """An optional package that is not installed: the message names the extra that brings
+    it (`pip install 'ienet-tf[tune]'`)."""
 
 
 class CheckpointImportError(IENetError, ValueError):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from ienet_tf import extras
 from ienet_tf.data import idx
 from ienet_tf.data.catalog import DatasetInfo
 from ienet_tf.errors import DataError
@@ -71,12 +72,12 @@ def digits_arrays() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np
     """scikit-learn's 1,797 8x8 digits (values 0..16, shipped in its wheel) split 80/20,
     stratified, `random_state=0`: `((x_train, y_train), (x_test, y_test))`, images uint8
     (N, 8, 8, 1), labels int64."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    datasets = extras.require("sklearn.datasets")
+    model_selection = extras.require("sklearn.model_selection")
 
-    images, labels = load_digits(return_X_y=True)
+    images, labels = datasets.load_digits(return_X_y=True)
     images = images.reshape(-1, 8, 8, 1).astype(np.uint8)
-    x_train, x_test, y_train, y_test = train_test_split(
+    x_train, x_test, y_train, y_test = model_selection.train_test_split(
         images, labels.astype(np.int64), test_size=0.2, stratify=labels, random_state=0
     )
     return (x_train, y_train), (x_test, y_test)
@@ -158,7 +159,7 @@ def imagenet2012(
     tar files in `manual_dir` (offline; hours and ~150 GB). Images stay JPEG-encoded (so a
     shuffle buffer holds compressed images) and are decoded by the pipeline.
     """
-    import tensorflow_datasets as tfds
+    tfds = extras.require("tensorflow_datasets")
 
     if manual_dir is not None:
         builder = tfds.builder("imagenet2012", data_dir=_str(data_dir))
@@ -208,7 +209,7 @@ def _tfds_split(
 ) -> tf.data.Dataset:
     """`(image, label)` of tfds data set `name`, prepared in `data_dir` (with `download=True`,
     tfds downloads and prepares it first if it is not there yet)."""
-    import tensorflow_datasets as tfds
+    tfds = extras.require("tensorflow_datasets")
 
     builder = tfds.builder(name, data_dir=_str(data_dir))
     if download:

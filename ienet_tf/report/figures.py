@@ -23,18 +23,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import tensorflow as tf
 import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from ienet_tf import compat, inspection, quantizers
+from ienet_tf import compat, extras, inspection, quantizers
 from ienet_tf.errors import RunError, UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.runs import Run, Search
 from ienet_tf.schedule import iee_q, iee_r
+
+# No pyplot: figures on the Agg canvas (matplotlib comes with the `report` extra).
+matplotlib = extras.require("matplotlib")
+Figure = extras.require("matplotlib.figure").Figure
+FigureCanvasAgg = extras.require("matplotlib.backends.backend_agg").FigureCanvasAgg
 
 __all__ = [
     "KPoint",

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import keras_tuner as kt
 import tensorflow as tf
 
-from ienet_tf import callbacks, compat
+from ienet_tf import callbacks, compat, extras
 from ienet_tf.config import Config, TuneFileConfig
 from ienet_tf.train import (
     add_weight_decay,
@@ -16,6 +15,8 @@ from ienet_tf.train import (
     steps_per_epoch,
     training_model,
 )
+
+kt = extras.require("keras_tuner")
 
 __all__ = ["IENetHyperModel", "held_out", "trial_config"]
 

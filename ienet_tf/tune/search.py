@@ -17,16 +17,17 @@ import json
 import time
 from pathlib import Path
 
-import keras_tuner as kt
 import tensorflow as tf
 
 from ienet_tf import config as config_lib
-from ienet_tf import data, errors
+from ienet_tf import data, errors, extras
 from ienet_tf.cost import model_cost
 from ienet_tf.io import write_atomically
 from ienet_tf.runs import Search
 from ienet_tf.train import load_datasets
 from ienet_tf.tune.hypermodel import IENetHyperModel, held_out, trial_config
+
+kt = extras.require("keras_tuner")
 
 __all__ = ["COLUMNS", "run_search"]
 
