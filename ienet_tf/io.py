@@ -14,6 +14,7 @@ __all__ = [
     "read_bytes",
     "require_file",
     "write_atomically",
+    "write_temporary",
 ]
 
 
@@ -25,20 +26,33 @@ def plain_mode(mode: int) -> int:
     return mode & ~umask
 
 
-def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
-    """Write `payload` to a temporary file beside `path`, then rename it over `path`."""
+def write_temporary(path: str | os.PathLike, payload: bytes | str) -> Path:
+    """Write `payload` to a new temporary file beside `path` (`.<name>.<random>.tmp`, the
+    permissions a plain `open()` gives), flushed to disk; the caller renames it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, plain_mode(0o666))  # mkstemp's 0600 -> what a plain open() gives
+        os.fchmod(fd, plain_mode(0o666))  # mkstemp's 0600 -> what a plain open() gives
         with os.fdopen(fd, "w" if isinstance(payload, str) else "wb") as f:
             f.write(payload)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return Path(tmp)
+
+
+def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
+    """Write `payload` to a temporary file beside `path`, then rename it over `path`."""
+    tmp = write_temporary(path, payload)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Path(path)
 
 
 def require_file(path: str | os.PathLike, what: str, error: type[Exception]) -> Path:

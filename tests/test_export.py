@@ -438,7 +438,7 @@ CRASHING = textwrap.dedent(
     path, mode, verbose = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "verbose"
     inputs = tf.keras.Input((8, 8, 16))
     model = tf.keras.Model(inputs, layers.IEBinaryConv2D(16, 3, k=1)(inputs))
-    replace, write = os.replace, tflite._write_temporary
+    replace, write = os.replace, tflite.write_temporary
     renames = []
 
     def rename_then_die(src, dst):  # dies between the two renames into the folder
@@ -457,7 +457,7 @@ CRASHING = textwrap.dedent(
     if mode == "between-renames":
         os.replace = rename_then_die
     elif mode == "during-write":
-        tflite._write_temporary = write_half_then_die
+        tflite.write_temporary = write_half_then_die
     x = np.random.default_rng(0).normal(size=(10, 8, 8, 16)).astype(np.float32)
     export.to_tflite(model, path, x, verbose=verbose)
     """

@@ -44,7 +44,7 @@ from ienet_tf.checks import input_batch
 from ienet_tf.export import int8_verify
 from ienet_tf.export.flatbuffer import read_graph
 from ienet_tf.export.rules import binary_layers, check_model, is_binary_conv
-from ienet_tf.io import one_line
+from ienet_tf.io import one_line, write_temporary
 from ienet_tf.ir2net import inference_model
 from ienet_tf.layers import IEBinaryConv2D
 from ienet_tf.runs import Run
@@ -467,26 +467,9 @@ def stack_versions() -> dict[str, str]:
 
 def _temporary_pattern(name: str) -> re.Pattern:
     """The temporary files of an export to `name`: `.<name>.<random>.tmp` and
-    `.<name>.json.<random>.tmp` (as `_write_temporary` and `io.write_atomically` name them).
+    `.<name>.json.<random>.tmp` (as `io.write_temporary` names them).
     """
     return re.compile(rf"\.{re.escape(name)}(\.json)?\.[^./]+\.tmp")
-
-
-def _write_temporary(path: Path, payload: bytes) -> Path:
-    """Write `payload` to a new temporary file beside `path`, flushed to disk."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)  # mkstemp creates 0600; give what a plain open() would
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
 
 
 @contextlib.contextmanager
@@ -522,8 +505,8 @@ def _write_export(path: Path, flatbuffer: bytes, report: bytes) -> Path:
                 entry.unlink(missing_ok=True)
         temporary: list[Path] = []
         try:
-            temporary.append(_write_temporary(path, flatbuffer))
-            temporary.append(_write_temporary(sidecar, report))
+            temporary.append(write_temporary(path, flatbuffer))
+            temporary.append(write_temporary(sidecar, report))
             # A reader never pairs the new sidecar with the old .tflite: that goes first.
             path.unlink(missing_ok=True)
             os.replace(temporary[1], sidecar)
