@@ -62,3 +62,15 @@ def tiny_run(tmp_path_factory):
     ]
     assert main(argv) == 0
     return run
+
+
+@pytest.fixture
+def verify_calls(monkeypatch):
+    """How many times `export.flatbuffer.verify` runs (the parse cache starts empty)."""
+    from ienet_tf.export import flatbuffer
+
+    calls = []
+    real = flatbuffer.verify
+    monkeypatch.setattr(flatbuffer, "verify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    flatbuffer.read_graph.cache_clear()
+    return calls

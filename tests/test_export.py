@@ -178,9 +178,10 @@ def test_verify_ops_counts():
         export.verify_ops({"LceBconv2d": 3, "CONV_2D": 1, export.MUL_AFTER_BCONV: 1}, expected)
 
 
-def test_to_tflite_writes_file_and_sidecar_only_on_success(tmp_path, rng):
+def test_to_tflite_writes_file_and_sidecar_only_on_success(tmp_path, rng, verify_calls):
     model = _ienet(rng)
     result = export.to_tflite(model, tmp_path / "m.tflite", source={"note": "test"})
+    assert len(verify_calls) == 1  # ops, sizes and sidecar read one verified parse
     report = json.loads(result.sidecar.read_text())
     assert report["op_histogram"]["LceBconv2d"] == 8
     assert report["expected_ops"] == {"LceBconv2d": 8, "CONV_2D": 1, export.MUL_AFTER_BCONV: 0}

@@ -278,10 +278,11 @@ def test_every_model_converts_to_binary_and_int8_only(name, variant, shape, rng)
 
 
 @pytest.mark.parametrize("int8_io", [True, False])
-def test_to_tflite_int8_writes_a_verified_model(convnet_qat, tmp_path, int8_io):
+def test_to_tflite_int8_writes_a_verified_model(convnet_qat, tmp_path, int8_io, verify_calls):
     model, qat, x = convnet_qat
     path = tmp_path / "m.tflite"
     result = export.to_tflite(qat, path, x, int8=True, int8_io=int8_io, min_agreement=0.75)
+    assert len(verify_calls) == 1  # ops, parity, sizes and sidecar read one verified parse
     report = json.loads(result.sidecar.read_text())
     assert report["int8"]["op_kinds"]["float"] == 0
     assert report["int8"]["op_kinds"]["io"] == (0 if int8_io else 2)

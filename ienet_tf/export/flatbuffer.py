@@ -118,9 +118,11 @@ class Graph:
         return split
 
 
+@functools.lru_cache(maxsize=4)
 def read_graph(flatbuffer: bytes) -> Graph:
     """Verify (`verify`) and parse a flatbuffer; `FlatbufferError` (a `ValueError`) if it is
-    not a valid TFLite model."""
+    not a valid TFLite model. Cached on the bytes: the checks, the sizes and the sidecar of
+    one export read one parse, verified once."""
     verify(flatbuffer)
     try:
         return _read(flatbuffer)
