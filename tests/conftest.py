@@ -72,5 +72,5 @@ def verify_calls(monkeypatch):
     calls = []
     real = flatbuffer.verify
     monkeypatch.setattr(flatbuffer, "verify", lambda *a, **k: calls.append(1) or real(*a, **k))
-    flatbuffer.read_graph.cache_clear()
+    flatbuffer._verified_graph.cache_clear()
     return calls

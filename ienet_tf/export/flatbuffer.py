@@ -118,11 +118,15 @@ class Graph:
         return split
 
 
-@functools.lru_cache(maxsize=4)
 def read_graph(flatbuffer: bytes) -> Graph:
     """Verify (`verify`) and parse a flatbuffer; `FlatbufferError` (a `ValueError`) if it is
     not a valid TFLite model. Cached on the bytes: the checks, the sizes and the sidecar of
     one export read one parse, verified once."""
+    return _verified_graph(bytes(flatbuffer))
+
+
+@functools.lru_cache(maxsize=4)
+def _verified_graph(flatbuffer: bytes) -> Graph:
     verify(flatbuffer)
     try:
         return _read(flatbuffer)
