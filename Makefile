@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ienet-installed
 # Quiet TensorFlow's C++ start-up logs in the commands below.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint demo lock clean bench bench-smoke bench-data campaign campaign-smoke \
+.PHONY: install test test-fast lint demo lock clean bench bench-smoke bench-data campaign campaign-smoke \
 	config-reference
 
 install: $(STAMP)
@@ -29,6 +29,10 @@ TEST_WORKERS ?= 2
 
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+# The quick tier (README): everything but the tests marked slow.
+test-fast: lint
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # The main job on embedded data: train, evaluate, export (verified) -- see README.
 DEMO_CONFIG := configs/digits_convnet_ienet.yaml
