@@ -90,6 +90,32 @@ PROBES = {
     ),
 }
 PROBE_JOBS = (("ienet", 2, None, "approx"), ("ienet", 2, None, "apart"))
+#: What docs/results.md reports, declared here once and written into campaign.json: the
+#: groups in order (group, label, K, the paper's CIFAR-10 Table 3 top-1 for orientation),
+#: the seed-paired differences (first - second) and the groups whose last epochs it shows
+#: (the IEE estimator's, where the schedule sharpens q).
+GROUPS = (
+    ("fp", "fp", "-", "92.1"),
+    ("bireal", "bireal", "-", "85.74 ± 0.19"),
+    ("rsign", "rsign", "-", "86.88 ± 0.27"),
+    ("iebc_k2", "iebc", "2", "88.34 ± 0.15"),
+    ("iee", "iee", "-", "86.47 ± 0.09"),
+    ("ienet_k2", "ienet", "2", "88.54 ± 0.14"),
+    ("ienet_k2_release", "ienet (compat release)", "2", "88.54 ± 0.14"),
+    ("ienet_el", "ienet+el", "2", None),
+    ("ienet_ir2net", "ienet+ir2net", "2", None),
+    ("ienet_k2_approx", "ienet, ApproxSign activations (probe)", "2", None),
+    ("ienet_k2_apart", "ienet, branches started apart (probe)", "2", None),
+)
+PAIRS = (
+    ("ienet_k2", "bireal"),
+    ("iee", "bireal"),
+    ("ienet_k2", "iee"),
+    ("ienet_k2_approx", "iee"),
+    ("ienet_k2", "ienet_k2_approx"),
+    ("ienet_k2_apart", "ienet_k2"),
+)
+LAST_EPOCH_GROUPS = ("iee", "ienet_k2", "ienet_k2_release", "ienet_k2_approx", "ienet_k2_apart")
 PROBE_SEEDS = (0, 1)
 
 
@@ -291,6 +317,19 @@ def _progress(job: Job, work_dir: Path) -> dict:
     }
 
 
+def reporting() -> dict:
+    """What docs/results.md reports of a campaign (`GROUPS`, `PAIRS`, `LAST_EPOCH_GROUPS`),
+    as campaign.json holds it."""
+    return {
+        "groups": [
+            {"group": group, "label": label, "k": k, "paper_cifar10": paper}
+            for group, label, k, paper in GROUPS
+        ],
+        "pairs": [list(pair) for pair in PAIRS],
+        "last_epoch_groups": list(LAST_EPOCH_GROUPS),
+    }
+
+
 def summarize(budget: Budget, work_dir: Path, results_dir: Path, output: Path, all_jobs) -> dict:
     """Regenerate campaign.json from the per-run result files."""
     rows = []
@@ -320,6 +359,7 @@ def summarize(budget: Budget, work_dir: Path, results_dir: Path, output: Path, a
             + ", weight decay 1e-4 (all)"
             + (f", gradient clipped to norm {budget.clip_norm:g}" if budget.clip_norm else ""),
         },
+        **reporting(),
         "complete_runs": len(done),
         "total_runs": len(rows),
         "machine_time_s": sum(row["train_time_s"] for row in done),

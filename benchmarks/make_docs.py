@@ -32,14 +32,6 @@ GENERATED = (
 
 # The IE-Net paper's Table 3 (CIFAR-10 ResNet-20, SPEC §6), printed beside the Fashion-MNIST
 # campaign for orientation only: another data set, another budget.
-PAPER_TABLE3_CIFAR10 = {
-    "fp": "92.1",
-    "bireal": "85.74 ± 0.19",
-    "rsign": "86.88 ± 0.27",
-    "iebc": "88.34 ± 0.15",
-    "iee": "86.47 ± 0.09",
-    "ienet": "88.54 ± 0.14",
-}
 COMMANDS = {
     "campaign": "make campaign",
     "throughput": "python benchmarks/throughput.py --label after",
@@ -180,29 +172,6 @@ def bench_run_section(result: dict) -> list[str]:
     ]
 
 
-TABLE3_GROUPS = (  # (campaign group, label, K, the paper's CIFAR-10 Table 3 key)
-    ("fp", "fp", "-", "fp"),
-    ("bireal", "bireal", "-", "bireal"),
-    ("rsign", "rsign", "-", "rsign"),
-    ("iebc_k2", "iebc", "2", "iebc"),
-    ("iee", "iee", "-", "iee"),
-    ("ienet_k2", "ienet", "2", "ienet"),
-    ("ienet_k2_release", "ienet (compat release)", "2", "ienet"),
-    ("ienet_el", "ienet+el", "2", None),
-    ("ienet_ir2net", "ienet+ir2net", "2", None),
-    ("ienet_k2_approx", "ienet, ApproxSign activations (probe)", "2", None),
-    ("ienet_k2_apart", "ienet, branches started apart (probe)", "2", None),
-)
-PAIRED = (
-    ("ienet_k2", "bireal"),
-    ("iee", "bireal"),
-    ("ienet_k2", "iee"),
-    ("ienet_k2_approx", "iee"),
-    ("ienet_k2", "ienet_k2_approx"),
-    ("ienet_k2_apart", "ienet_k2"),
-)
-
-
 def _mean_std(values: Sequence[float]) -> str:
     text = f"{statistics.fmean(values) * 100:.2f}"
     return text + (f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else "")
@@ -221,16 +190,18 @@ TABLE3_HEADER = (
 )
 
 
-def _table3_rows(runs: Sequence[dict]) -> list[list[str]]:
+def _table3_rows(runs: Sequence[dict], groups: Sequence[dict]) -> list[list[str]]:
+    """One row per group (campaign.json's `groups`, in order) that has runs."""
     rows = []
-    for group, label, k, paper in TABLE3_GROUPS:
+    for entry in groups:
+        group, label, k = entry["group"], entry["label"], entry["k"]
         members = [run for run in runs if run["group"] == group]
         done = [run for run in members if run["complete"]]
         if not members:
             continue
         pending = len(members) - len(done)
         status = f"{len(done)}/{len(members)}" + (f" (+{pending} pending)" if pending else "")
-        cifar = PAPER_TABLE3_CIFAR10.get(paper, "-")
+        cifar = entry["paper_cifar10"] or "-"
         if not done:
             rows.append([label, k, status, "pending", "-", "pending", "pending", cifar])
             continue
@@ -248,13 +219,13 @@ def _table3_rows(runs: Sequence[dict]) -> list[list[str]]:
 PAIRED_MODELS = (("test_top1", "final"), ("test_top1_best_val", "best on val"))
 
 
-def _paired_rows(runs: Sequence[dict]) -> list[list[str]]:
+def _paired_rows(runs: Sequence[dict], pairs: Sequence[Sequence[str]]) -> list[list[str]]:
     """Seed-paired differences of the test top-1 of the final and of the best-on-validation
     models, in percentage points, with a 95% t-interval over the seeds both runs have."""
     from scipy import stats
 
     rows = []
-    for first, second in PAIRED:
+    for first, second in pairs:
         for key, model in PAIRED_MODELS:
             done = {(run["group"], run["seed"]): run[key] for run in runs if run["complete"]}
             seeds = sorted(s for g, s in done if g == first and (second, s) in done)
@@ -300,7 +271,7 @@ def campaign_section(
         else f"Budget `{budget['id']}`: no run complete yet.",
         "",
     ]
-    lines += table(TABLE3_HEADER, _table3_rows(runs))
+    lines += table(TABLE3_HEADER, _table3_rows(runs, result["groups"]))
     probes = budget.get("probes") or {}
     if probes:
         lines += [
@@ -320,7 +291,7 @@ def campaign_section(
         "",
         *table(
             ["difference", "model", "seeds", "mean", "95% interval", "per seed"],
-            _paired_rows(runs),
+            _paired_rows(runs, result["pairs"]),
         ),
     ]
     sweep = {}
@@ -337,7 +308,8 @@ def campaign_section(
         )
         lines += [f"![K sweep]({os.path.relpath(figure, output.parent)})", ""]
     curves = {}
-    for group, label, _, _ in TABLE3_GROUPS:
+    for entry in result["groups"]:
+        group, label = entry["group"], entry["label"]
         histories = [
             [row["val_accuracy"] for row in run["history"]]
             for run in done
@@ -367,16 +339,21 @@ def stability_section(result: dict, results_dir: Path) -> list[str]:
     the replayed last epochs, beside the first budget's results in
     benchmarks/results/campaign-e8_b128_v5000/), and the final models' BatchNorm
     statistics."""
+    from benchmarks.campaign import reporting
+
     lines: list[str] = ["### Why the first campaign budget's IE-Net collapsed", ""]
     earlier = load(results_dir / EARLIER_CAMPAIGN / "campaign.json")
-    if earlier:
+    if earlier:  # the first budget's runs, in the campaign's groups
         lines += [
             f"The first budget (`{earlier['budget']['id']}`: per-step IEE schedule, "
             f"{earlier['budget']['optimizer']}), seed 0 (superseded; kept in "
             f"`benchmarks/results/{EARLIER_CAMPAIGN}/`):",
             "",
             *table(
-                TABLE3_HEADER, _table3_rows([run for run in earlier["runs"] if run["complete"]])
+                TABLE3_HEADER,
+                _table3_rows(
+                    [run for run in earlier["runs"] if run["complete"]], reporting()["groups"]
+                ),
             ),
         ]
     grads = result.get("gradients")
@@ -511,8 +488,6 @@ def _section_runs(section: dict | None) -> tuple[list[dict], Callable[[dict], st
     return runs, label_of
 
 
-#: The campaign groups whose last epochs `_last_epochs_lines` shows (the IEE estimator's).
-LAST_EPOCH_GROUPS = ("iee", "ienet_k2", "ienet_k2_release", "ienet_k2_approx", "ienet_k2_apart")
 LAST_EPOCHS = 4
 
 
@@ -626,7 +601,7 @@ def _last_epochs_lines(campaign: dict | None) -> list[str]:
     epochs = range(max(total - LAST_EPOCHS, 0), total)
     done = [run for run in campaign["runs"] if run["complete"] and run.get("history")]
     rows = []
-    for group in LAST_EPOCH_GROUPS:
+    for group in campaign["last_epoch_groups"]:
         members = [run for run in done if run["group"] == group]
         losses = {}
         for run in members:

@@ -143,6 +143,7 @@ def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized(tmp_path)
     )
     campaign = {
         "budget": {"epochs": 8, "config_template": str(template)},
+        "last_epoch_groups": ["iee", "ienet_k2", "ienet_k2_apart"],
         "runs": [
             run("iee", {e: 1.0 - 0.1 * e for e in range(8)}),
             run("iee", {e: 1.2 - 0.1 * e for e in range(8)}),
@@ -172,7 +173,8 @@ def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
         run("iee", 0, 0.89, 0.89),
         run("iee", 1, 0.50, 0.50, complete=False),  # unfinished: not paired
     ]
-    rows = {(row[0], row[1]): row[2:] for row in _paired_rows(runs)}
+    pairs = [("ienet_k2", "bireal"), ("iee", "bireal"), ("ienet_k2", "iee")]
+    rows = {(row[0], row[1]): row[2:] for row in _paired_rows(runs, pairs)}
     # final: differences 2, 4, 3 points; mean 3, sd 1, t(0.975, 2 dof) = 4.302653
     half = 4.302653 * 1.0 / 3**0.5
     assert rows["ienet_k2 - bireal", "final"] == [
@@ -185,7 +187,12 @@ def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
     assert rows["ienet_k2 - bireal", "best on val"][1:3] == ["+3.00", "[+3.00, +3.00]"]
     assert rows["iee - bireal", "final"] == [1, "+4.00", "n = 1: no interval", "s0: +4.00"]
     assert rows["ienet_k2 - iee", "best on val"] == [1, "-1.00", "n = 1: no interval", "s0: -1.00"]
-    assert _paired_rows([run("fp", 0, 0.9, 0.9)])[0][2:] == [0, "pending", "-", "-"]
+    assert _paired_rows([run("fp", 0, 0.9, 0.9)], [("fp", "bireal")])[0][2:] == [
+        0,
+        "pending",
+        "-",
+        "-",
+    ]
 
 
 def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_path, monkeypatch):
@@ -224,7 +231,7 @@ def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_
     budget = {**dataclasses.asdict(campaign.BUDGET), "id": "x", "optimizer": "sgd",
               "probes": {"approx": {"what": "ApproxSign", "overrides": ["a=b"]}}}  # fmt: skip
     result = {"budget": budget, "runs": runs, "complete_runs": 2, "total_runs": 2,
-              "machine_time_s": 120.0}  # fmt: skip
+              "machine_time_s": 120.0, **campaign.reporting()}  # fmt: skip
     text = "\n".join(campaign_section.__wrapped__(result, tmp_path, tmp_path / "r.md"))
     assert "| ienet, ApproxSign activations (probe) | 2   | 1/1" in text
     assert "`approx`: ApproxSign (`a=b`)" in text
