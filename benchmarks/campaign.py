@@ -104,6 +104,9 @@ GROUPS = (
     ("ienet_k2_release", "ienet (compat release)", "2", "88.54 ± 0.14"),
     ("ienet_el", "ienet+el", "2", None),
     ("ienet_ir2net", "ienet+ir2net", "2", None),
+    ("ienet_k1", "ienet (K sweep)", "1", None),
+    ("ienet_k3", "ienet (K sweep)", "3", None),
+    ("ienet_k4", "ienet (K sweep)", "4", None),
     ("ienet_k2_approx", "ienet, ApproxSign activations (probe)", "2", None),
     ("ienet_k2_apart", "ienet, branches started apart (probe)", "2", None),
 )
