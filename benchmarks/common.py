@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from ienet_tf import models
 from ienet_tf.export import stack_versions
 from ienet_tf.io import write_atomically
 
@@ -27,8 +28,9 @@ GENERATED_PATHS = (RESULTS_PATH, "docs/results.md", "docs/figures")
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the smoke modes write (never benchmarks/results).
 SMOKE_DIR = ROOT / "runs" / "bench-smoke"
-#: The paper's Table-3 variants and IE-Net's extensions: the one list every benchmark uses.
-VARIANTS = ("fp", "bireal", "rsign", "iebc", "iee", "ienet", "ienet+el", "ienet+ir2net")
+#: The paper's Table-3 variants and IE-Net with each of its modules: the one list every
+#: benchmark uses, taken from the model registry.
+VARIANTS = (*models.VARIANTS, *(f"ienet+{modifier}" for modifier in models.MODIFIERS))
 
 
 def _git(*args: str) -> str:

@@ -1,13 +1,19 @@
 """File helpers: atomic writes (a reader sees the old file or the complete new one, never a
-part) and reads that fail as one line naming the file."""
+part), one exclusive lock, and reads that fail as one line naming the file."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
+    "LockHeld",
+    "exclusive_lock",
     "load_keras_model",
     "one_line",
     "plain_mode",
@@ -53,6 +59,45 @@ def write_atomically(path: str | os.PathLike, payload: bytes | str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return Path(path)
+
+
+class LockHeld(Exception):
+    """`exclusive_lock(..., wait=False)` found the lock held; `holder` is what the holder
+    wrote into the lock file (empty if nothing)."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is locked by another process ({holder or 'unknown'})")
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[int | None]:
+    """Hold an exclusive `flock` on `path` (a directory, or a lock file made if missing) for
+    the life of the block. The kernel releases it when the holder dies, so a stale lock
+    file is no lock. Yields the open descriptor (a holder may record itself in a lock
+    file), or None, and no lock, where the file system has no `flock` (some network file
+    systems) or a directory cannot be opened. `wait=False`: `LockHeld` at once when
+    another process holds it."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not path.is_dir():
+            raise
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            locked = True
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES):  # held (EWOULDBLOCK == EAGAIN)
+                holder = "" if path.is_dir() else os.pread(fd, 32, 0).decode(errors="replace")
+                raise LockHeld(path, holder.strip()) from None
+            locked = False  # no flock on this file system
+        yield fd if locked else None
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def require_file(path: str | os.PathLike, what: str, error: type[Exception]) -> Path:

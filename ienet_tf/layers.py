@@ -21,9 +21,7 @@ activation_estimator="approx_sign"` it is the Bi-Real baseline convolution.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import larq as lq
 import tensorflow as tf
@@ -38,27 +36,6 @@ __all__ = ["LAMBDA_MODES", "ElasticLink", "IEBinaryConv2D"]
 #: `"channel"`: one lambda per output channel and branch (the ImageNet release);
 #: `"scalar"`: one lambda per branch (the release's CIFAR ResNet-18 and VGG-Small).
 LAMBDA_MODES = ("channel", "scalar")
-
-
-class _DropStarvedWeightsWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "starved weights" not in record.getMessage()
-
-
-@contextmanager
-def _no_starved_weights_warning(kernel_quantizer):
-    """larq warns that a binary kernel without `kernel_constraint` may starve. IEESign
-    standardizes the latent weights, so their scale (what a clip bounds) is irrelevant and
-    the warning would only mislead; it stays for the other quantizers."""
-    if not isinstance(kernel_quantizer, quantizers.IEESign):
-        yield
-        return
-    logger, log_filter = logging.getLogger("larq.layers_base"), _DropStarvedWeightsWarning()
-    logger.addFilter(log_filter)
-    try:
-        yield
-    finally:
-        logger.removeFilter(log_filter)
 
 
 def _check_k(k) -> int:
@@ -208,29 +185,27 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         self.thresholds_regularizer = tf.keras.regularizers.get(thresholds_regularizer)
         self.thresholds_constraint = tf.keras.constraints.get(thresholds_constraint)
         self.lambdas_regularizer = tf.keras.regularizers.get(lambdas_regularizer)
-        kernel_quantizer = quantizers.get_weight_quantizer(kernel_quantizer)
-        with _no_starved_weights_warning(kernel_quantizer):
-            super().__init__(
-                filters,
-                kernel_size,
-                strides=strides,
-                padding=padding,
-                pad_values=pad_values,
-                data_format="channels_last",
-                dilation_rate=dilation_rate,
-                activation=activation,
-                use_bias=use_bias,
-                input_quantizer=quantizers.get_activation_estimator(activation_estimator),
-                kernel_quantizer=kernel_quantizer,
-                kernel_initializer=kernel_initializer,
-                bias_initializer=bias_initializer,
-                kernel_regularizer=kernel_regularizer,
-                bias_regularizer=bias_regularizer,
-                activity_regularizer=activity_regularizer,
-                kernel_constraint=kernel_constraint,
-                bias_constraint=bias_constraint,
-                **kwargs,
-            )
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            pad_values=pad_values,
+            data_format="channels_last",
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            input_quantizer=quantizers.get_activation_estimator(activation_estimator),
+            kernel_quantizer=quantizers.get_weight_quantizer(kernel_quantizer),
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
 
     def build(self, input_shape):
         super().build(input_shape)

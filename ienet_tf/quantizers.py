@@ -208,6 +208,11 @@ class IEESign(IEEQuantizer):
     per-channel scaling factor belongs to the layer (`IEBinaryConv2D.alpha`), after the
     convolution, where the LCE converter fuses it.
 
+    The release trains these latent weights unclipped (`kernel_constraint=None`), so larq
+    logs its "may result in starved weights" warning for each layer: standardization
+    rescales the weights before the sign, so their magnitude does not starve the gradient,
+    and the warning does not apply (`kernel_constraint="weight_clip"` adds the clip anyway).
+
     # Arguments
         standardize: balance and standardize before the sign (the IE-Net default). With
             `False`, the IEE gradient is applied to the raw latent weights.

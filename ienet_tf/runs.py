@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -49,7 +47,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ienet_tf.errors import RunError, RunLockedError
-from ienet_tf.io import plain_mode, write_atomically
+from ienet_tf.io import LockHeld, exclusive_lock, plain_mode, write_atomically
 
 __all__ = ["MODEL_FILES", "Run", "Search", "hold", "sha256"]
 
@@ -381,28 +379,22 @@ class Run(_Directory):
 
 @contextlib.contextmanager
 def hold(directory: Path, alternative: str) -> Iterator[None]:
-    """An exclusive `flock` on `directory/.lock` (created with the directory) for the life of
-    the block, recording this PID; a `RunLockedError` naming the holder's PID and
-    `alternative` when another process holds it. The kernel drops the lock of a dead
-    process, so a stale lock file is no lock."""
+    """`io.exclusive_lock` on `directory/.lock` (created with the directory) for the life
+    of the block, recording this PID; a `RunLockedError` naming the holder's PID and
+    `alternative` when another process holds it."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            fd = stack.enter_context(exclusive_lock(directory / ".lock", wait=False))
+        except LockHeld as held:
             raise RunLockedError(
-                f"{directory} is in use by another process (PID {holder}); wait for it to "
-                f"finish or {alternative}."
+                f"{directory} is in use by another process (PID {held.holder or 'unknown'}); "
+                f"wait for it to finish or {alternative}."
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def _best_test_accuracy(metrics: dict) -> float:

@@ -68,26 +68,6 @@ def test_record_inputs_wraps_call_and_restores_it():
     assert "call" not in vars(layer)  # the class method is back
 
 
-def test_torch_sgd_reaches_keras_momentum_slots():
-    variable = tf.Variable([1.0, 2.0])
-    optimizer = compat.TorchSGD(0.1, momentum=0.9)
-    optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
-    optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
-    # m1 = g = 1; w1 = w0 - 0.1; m2 = 0.9 + 1 = 1.9; w2 = w1 - 0.19.
-    np.testing.assert_allclose(variable.numpy(), [1.0 - 0.29, 2.0 - 0.29], rtol=1e-6)
-    with pytest.raises(ValueError, match="no Nesterov form"):
-        compat.TorchSGD(0.1, momentum=0.9, nesterov=True)
-
-
-def test_batchnorm_hooks_see_the_moments_and_the_moving_variance():
-    bn = compat.TorchBatchNormalization(momentum=0.0, epsilon=0.0, synchronized=True)
-    x = np.arange(8, dtype=np.float32).reshape(4, 2)
-    bn(x, training=True)
-    # momentum 0: the moving variance IS the unbiased batch variance (n = 4).
-    np.testing.assert_allclose(bn.moving_variance.numpy(), x.var(axis=0, ddof=1), rtol=1e-6)
-    assert "fused" not in bn.get_config()
-
-
 LEAK_SCRIPT = """
 import gc, json
 import psutil, tensorflow as tf, larq as lq

@@ -19,11 +19,11 @@ torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402  (tests/, after torch is known to exist)
 
 from ienet_tf import models  # noqa: E402
-from ienet_tf.compat import TorchBatchNormalization, TorchSGD  # noqa: E402
 from ienet_tf.config import TrainConfig  # noqa: E402
 from ienet_tf.interop import release  # noqa: E402
 from ienet_tf.layers import IEBinaryConv2D  # noqa: E402
 from ienet_tf.models import cifar, imagenet  # noqa: E402
+from ienet_tf.torch_form import TorchBatchNormalization, TorchSGD  # noqa: E402
 from ienet_tf.train import add_weight_decay, decayed_variables, learning_rate_at  # noqa: E402
 
 # name, reference factory, classes, input size, samples

@@ -18,9 +18,9 @@ import tensorflow as tf
 from ienet_tf import config as config_lib
 from ienet_tf import errors, models
 from ienet_tf.cli import main
-from ienet_tf.compat import TorchBatchNormalization
 from ienet_tf.errors import UsageError
 from ienet_tf.runs import Run
+from ienet_tf.torch_form import TorchBatchNormalization
 from ienet_tf.train import (
     add_weight_decay,
     evaluate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import traceback
@@ -401,8 +402,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     and exit code 2; any other exception is a bug and keeps its traceback (`--debug` shows
     the traceback of user errors too)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The application, not the library, chooses what its log shows: larq's per-layer
+    # "starved weights" warning does not apply to IEESign's standardized weights (see its
+    # docstring) and would repeat once per layer of every network built.
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        logging.getLogger("larq.layers_base").setLevel(logging.ERROR)
     _require(args, parser)
     try:
         return args.handler(args)

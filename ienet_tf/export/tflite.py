@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import dataclasses
 import faulthandler
-import fcntl
 import hashlib
 import io
 import json
@@ -44,7 +43,7 @@ from ienet_tf.checks import input_batch
 from ienet_tf.export import int8_verify
 from ienet_tf.export.flatbuffer import read_graph
 from ienet_tf.export.rules import binary_layers, check_model, is_binary_conv
-from ienet_tf.io import one_line, write_temporary
+from ienet_tf.io import exclusive_lock, one_line, write_temporary
 from ienet_tf.ir2net import inference_model
 from ienet_tf.layers import IEBinaryConv2D
 from ienet_tf.runs import Run
@@ -472,24 +471,6 @@ def _temporary_pattern(name: str) -> re.Pattern:
     return re.compile(rf"\.{re.escape(name)}(\.json)?\.[^./]+\.tmp")
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive `flock` on `folder` (released by the kernel if we die): exports
-    into one folder write one at a time, so a temporary file found under the lock is a
-    dead export's. Without flock support (some network file systems), no lock."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
-
-
 def _write_export(path: Path, flatbuffer: bytes, report: bytes) -> Path:
     """Write `path` and its sidecar `path + ".json"` so that a kill at any moment leaves
     no `.tflite` without the sidecar written with it: both go to temporary files first,
@@ -498,7 +479,9 @@ def _write_export(path: Path, flatbuffer: bytes, report: bytes) -> Path:
     Returns the sidecar's path."""
     sidecar = path.with_name(path.name + ".json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.parent):
+    # Exports into one folder write one at a time, so a temporary file found under the
+    # lock is a dead export's.
+    with exclusive_lock(path.parent):
         stale = _temporary_pattern(path.name)
         for entry in path.parent.iterdir():
             if stale.fullmatch(entry.name) and not entry.is_dir():

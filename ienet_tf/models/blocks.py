@@ -7,8 +7,8 @@ import dataclasses
 import tensorflow as tf
 from larq import utils as lq_utils
 
-from ienet_tf.compat import TorchBatchNormalization
 from ienet_tf.models.variants import Variant
+from ienet_tf.torch_form import TorchBatchNormalization
 
 __all__ = [
     "PROJECTION_SUFFIX",

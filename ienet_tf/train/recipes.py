@@ -7,9 +7,9 @@ import math
 import tensorflow as tf
 
 from ienet_tf.callbacks import PerStepLearningRate
-from ienet_tf.compat import TorchSGD
 from ienet_tf.config import TrainConfig
 from ienet_tf.models.blocks import PROJECTION_SUFFIX
+from ienet_tf.torch_form import TorchSGD
 
 __all__ = [
     "add_weight_decay",
@@ -71,7 +71,7 @@ def learning_rate_callback(
 
 
 def make_optimizer(train: TrainConfig) -> tf.keras.optimizers.Optimizer:
-    """SGD with momentum in PyTorch's form (`"sgd"`, the release's; `compat.TorchSGD`),
+    """SGD with momentum in PyTorch's form (`"sgd"`, the release's; `torch_form.TorchSGD`),
     Keras' SGD (`"keras_sgd"`) or Adam; the learning rate is set by
     `learning_rate_callback`, weight decay is a loss term (see `add_weight_decay`); with
     `train.clip_norm` the gradient (weight decay included) is clipped to that global norm."""
