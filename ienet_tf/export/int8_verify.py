@@ -33,7 +33,7 @@ pieces are public for tests and benchmarks.
    It catches what moves most outputs of most inputs (a lost scale or bias, wrong padding
    everywhere, wrong input quantization); a subtle error in one layer of a deep binary
    network hides in the flip noise: the exact op check and the numpy-verified layers
-   (tests/test_int8.py) cover those. Parity needs real inputs (test images) and trained
+   (tests/int8/test_int8.py) cover those. Parity needs real inputs (test images) and trained
    weights: random weights and inputs make a deep binary network chaotic.
 4. **Sizes** (`int8_weight_bytes`): constant bytes split into binary (bitpacked filters),
    int8 (int8 weights and their int32 biases) and float (LceBconv2d's per-channel output

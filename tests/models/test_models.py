@@ -394,7 +394,7 @@ def test_build_model_passes_the_ablation_options_from_the_config():
         "lambdas_initializer={class_name: Constant, config: {value: 0.5}}",
     ]
     config = config_lib.load(
-        Path(__file__).parents[1] / "configs" / "digits_convnet_ienet.yaml",
+        Path(__file__).parents[2] / "configs" / "digits_convnet_ienet.yaml",
         [f"model.layer.{option}" for option in options],
     )
     binary = [lay for lay in build_model(config).layers if isinstance(lay, layers.IEBinaryConv2D)]

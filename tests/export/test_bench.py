@@ -10,8 +10,8 @@ import pytest
 from ienet_tf.cli import main
 from ienet_tf.export.bench import BenchResult
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _load_script():

@@ -19,7 +19,7 @@ import tensorflow as tf
 from ienet_tf import errors, export, layers
 from ienet_tf.export import tflite as tflite_module
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ienet(rng, ks=(2, 2, 3, 1), trained_thresholds=True) -> tf.keras.Model:
