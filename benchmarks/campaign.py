@@ -76,7 +76,7 @@ PROBES = {
     # release's IEE one, sharpening to q_a = 10); this ienet has iee's ApproxSign.
     "approx": (
         "the activations' backward pass is ApproxSign (iee's) instead of the IEE estimator",
-        ("model.layer.activation_estimator=approx_sign",),
+        ("model.layer.input_quantizer=approx_sign",),
     ),
     # The release starts IE-BC's thresholds at 0 and lambda_2 near 0: after 8 epochs the
     # second branch differs from the first in ~2% of the codes (stability.py branches).

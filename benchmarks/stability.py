@@ -127,7 +127,7 @@ def qsweep_run(run: Path, batches: int, q_values: Sequence[float]) -> dict:
         print(f"{run.name} q={row['q']:<6g} |g|={row['global']:.3g}", flush=True)
     return {
         **_identity(run, config),
-        "activation_estimator": config.model.layer.get("activation_estimator"),
+        "activation_estimator": config.model.layer.get("input_quantizer"),
         "batches": used,
         "rows": rows,
     }
@@ -391,8 +391,8 @@ def needs_branches(name: str, model: ModelConfig, variant: Variant) -> str | Non
 
 def needs_iee(name: str, model: ModelConfig, variant: Variant) -> str | None:
     """Why run `name` has nothing for `qsweep` to measure (None: it has an IEE quantizer)."""
-    estimator = variant.layer_options.get("activation_estimator", variant.activation_estimator)
-    if variant.kernel_quantizer != "iee_sign" and estimator != "iee":
+    estimator = variant.layer_options.get("input_quantizer", variant.input_quantizer)
+    if variant.kernel_quantizer != "iee_sign" and estimator != "iee_act_sign":
         return (
             f"{name} (variant {model.variant}) has no IEE quantizer, so q changes nothing: "
             "give iee or ienet runs."

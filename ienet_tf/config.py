@@ -181,7 +181,7 @@ class ModelConfig(Section):
     layer: dict[Str, Any] = Field(
         {},
         description="keyword arguments of every IE-BC layer (`ienet_tf.layers.IEBinaryConv2D`) "
-        "over the variant's own, checked by the layer: e.g. `activation_estimator: "
+        "over the variant's own, checked by the layer: e.g. `input_quantizer: "
         "approx_sign` (an ablation), `thresholds_initializer: {class_name: SpreadThresholds, "
         "config: {width: 0.5}}` (the branches start apart); {}: the variant's layers",
     )

@@ -16,7 +16,7 @@ y = layers.IEBinaryConv2D(64, 3, k=2)(x)  # IE-BC with IEE weights, same-one pad
 ```
 
 With `k=1, learnable_thresholds=False, kernel_quantizer="ste_sign",
-activation_estimator="approx_sign"` it is the Bi-Real baseline convolution.
+input_quantizer="approx_sign"` it is the Bi-Real baseline convolution.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
 
     The kernel is binarized ONCE per call (`kernel_quantizer`, IEE by default) and shared
     by all K branches. Each branch adds its threshold `beta_k` (one per input channel) to
-    the input, binarizes it with `activation_estimator`, pads with `pad_values` and
+    the input, binarizes it with `input_quantizer`, pads with `pad_values` and
     convolves. The per-channel factors `lambda_k * alpha` multiply each branch's output
     after its convolution, where the LCE converter fuses them into `LceBconv2d`; a model
     with IE-BC layers converts into K `LceBconv2d` per layer sharing one bitpacked kernel.
@@ -80,10 +80,12 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             and column at the start. Identical at stride 1; at stride 2 every output sits
             on a grid shifted by one pixel. The release's convolution is
             `symmetric_padding=True, pad_values=0.0`.
-        kernel_quantizer: `"iee_sign"` (default), `"ste_sign"`, `"magnitude_aware_sign"`
-            or a binary larq quantizer.
-        activation_estimator: `"iee"` (default, `IEEActivationSign`), `"approx_sign"`,
-            `"ste"` or a binary larq quantizer.
+        kernel_quantizer: a binary larq quantizer or the name larq registers it under:
+            `"iee_sign"` (default, `IEESign`), `"ste_sign"`, `"magnitude_aware_sign"`, ...
+        input_quantizer: the same for the inputs (larq's argument; the activations'
+            estimator): `"iee_act_sign"` (default, `IEEActivationSign`), `"approx_sign"`,
+            `"ste_sign"`, ... Unlike `QuantConv2D` (default None) it must be binary: the
+            branches' thresholds are defined on binarized inputs.
         learnable_thresholds: learn the K thresholds (RSign). `False` requires `k=1` and
             gives the Bi-Real baseline (plain sign of the input).
         thresholds_initializer: initializer of `thresholds`.
@@ -129,7 +131,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
         use_bias: bool = False,
         bias_in_branches: bool = False,
         kernel_quantizer="iee_sign",
-        activation_estimator="iee",
+        input_quantizer="iee_act_sign",
         learnable_thresholds: bool = True,
         thresholds_initializer="zeros",
         lambda_mode: str = "channel",
@@ -195,8 +197,8 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             dilation_rate=dilation_rate,
             activation=activation,
             use_bias=use_bias,
-            input_quantizer=quantizers.get_activation_estimator(activation_estimator),
-            kernel_quantizer=quantizers.get_weight_quantizer(kernel_quantizer),
+            input_quantizer=quantizers.get_input_quantizer(input_quantizer),
+            kernel_quantizer=quantizers.get_kernel_quantizer(kernel_quantizer),
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,
             kernel_regularizer=kernel_regularizer,
@@ -306,9 +308,7 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
 
     def get_config(self):
         config = super().get_config()
-        # The branches own the input quantizer; QuantConv2D's `groups` is not supported.
-        config["activation_estimator"] = config.pop("input_quantizer")
-        config.pop("groups", None)
+        config.pop("groups", None)  # QuantConv2D's `groups` is not supported (always 1)
         return {
             **config,
             "k": self.k,

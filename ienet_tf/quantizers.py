@@ -40,13 +40,11 @@ from ienet_tf.compat import BaseQuantizer
 from ienet_tf.schedule import DEFAULT_T_MIN
 
 __all__ = [
-    "ACTIVATION_ESTIMATORS",
-    "WEIGHT_QUANTIZERS",
     "IEEActivationSign",
     "IEEQuantizer",
     "IEESign",
-    "get_activation_estimator",
-    "get_weight_quantizer",
+    "get_input_quantizer",
+    "get_kernel_quantizer",
     "iee_derivative",
     "iee_sign",
     "scaled_iee_sign",
@@ -286,49 +284,33 @@ class IEEActivationSign(IEEQuantizer):
         return {**super().get_config(), "normalize": self.normalize}
 
 
-#: Names accepted for the weight quantizer of the IE-Net layers.
-WEIGHT_QUANTIZERS = ("iee_sign", "ste_sign", "magnitude_aware_sign")
-
-#: Names accepted for the activation estimator of the IE-Net layers.
-ACTIVATION_ESTIMATORS = {
-    "iee": IEEActivationSign,
-    "approx_sign": lq.quantizers.ApproxSign,
-    "ste": lq.quantizers.SteSign,
-}
-
-
-def _check_binary(quantizer, argument: str, allowed) -> lq.quantizers.Quantizer:
+def _binary_quantizer(identifier, argument: str, get) -> lq.quantizers.Quantizer:
+    """`identifier` (a name larq registers, a serialized quantizer or an instance)
+    resolved by larq's own `get`, refused unless it is a binary quantizer."""
+    example = "e.g. 'ste_sign', 'approx_sign', 'iee_sign', 'iee_act_sign'"
+    try:
+        quantizer = get(identifier) if isinstance(identifier, (str, dict)) else identifier
+    except ValueError:
+        raise ValueError(
+            f"Unknown `{argument}` {identifier!r}: not a quantizer larq knows ({example})."
+        ) from None
     if not isinstance(quantizer, lq.quantizers.Quantizer) or quantizer.precision != 1:
         raise ValueError(
-            f"`{argument}` must be a binary larq quantizer (precision 1) or one of "
-            f"{list(allowed)}, got {quantizer!r}."
+            f"`{argument}` must be a binary larq quantizer (precision 1; {example}), "
+            f"got {identifier!r}."
         )
     return quantizer
 
 
-def get_weight_quantizer(identifier) -> lq.quantizers.Quantizer:
-    """Resolve `"iee_sign"`, `"ste_sign"`, `"magnitude_aware_sign"`, a serialized config
-    or a binary larq `Quantizer` instance into a kernel quantizer."""
-    if isinstance(identifier, str) and identifier not in WEIGHT_QUANTIZERS:
-        raise ValueError(
-            f"Unknown `kernel_quantizer` {identifier!r}; allowed: "
-            f"{list(WEIGHT_QUANTIZERS)} or a binary larq quantizer instance."
-        )
-    if isinstance(identifier, (str, dict)):
-        identifier = lq.quantizers.get_kernel_quantizer(identifier)
-    return _check_binary(identifier, "kernel_quantizer", WEIGHT_QUANTIZERS)
+def get_kernel_quantizer(identifier) -> lq.quantizers.Quantizer:
+    """The binary kernel quantizer `identifier` names: any binary quantizer larq registers
+    (`"iee_sign"`, `"ste_sign"`, `"magnitude_aware_sign"`, ...; larq's
+    `get_kernel_quantizer`), a serialized one or an instance."""
+    return _binary_quantizer(identifier, "kernel_quantizer", lq.quantizers.get_kernel_quantizer)
 
 
-def get_activation_estimator(identifier) -> lq.quantizers.Quantizer:
-    """Resolve `"iee"`, `"approx_sign"`, `"ste"` (clip 1), a serialized config or a
-    binary larq `Quantizer` instance into an input quantizer."""
-    if isinstance(identifier, str):
-        if identifier not in ACTIVATION_ESTIMATORS:
-            raise ValueError(
-                f"Unknown `activation_estimator` {identifier!r}; allowed: "
-                f"{list(ACTIVATION_ESTIMATORS)} or a binary larq quantizer instance."
-            )
-        identifier = ACTIVATION_ESTIMATORS[identifier]()
-    elif isinstance(identifier, dict):
-        identifier = lq.quantizers.get(identifier)
-    return _check_binary(identifier, "activation_estimator", ACTIVATION_ESTIMATORS)
+def get_input_quantizer(identifier) -> lq.quantizers.Quantizer:
+    """The binary input quantizer `identifier` names: any binary quantizer larq registers
+    (`"iee_act_sign"`, `"approx_sign"`, `"ste_sign"`, ...; larq's `get`), a serialized one
+    or an instance."""
+    return _binary_quantizer(identifier, "input_quantizer", lq.quantizers.get)

@@ -107,10 +107,10 @@ def test_overrides_and_round_trip(tmp_path):
         (["model.variant=bireal"], "model.k:"),
         (["model.k=0"], "model.k:"),
         (
-            ["model.layer.activation_estimator=tanh"],
-            "model.layer.activation_estimator: Unknown `activation_estimator` 'tanh'",
+            ["model.layer.input_quantizer=tanh"],
+            "model.layer.input_quantizer: Unknown `input_quantizer` 'tanh'",
         ),
-        (["model.layer.activation_estimatr=ste"], "did you mean 'activation_estimator'"),
+        (["model.layer.input_quantizr=ste_sign"], "did you mean 'input_quantizer'"),
         (["model.layer.k=3"], "model.layer.k: `k` is set by `model.k`"),
         (["model.layer=3"], "model.layer: expected a mapping, got 3"),
         (
@@ -131,8 +131,8 @@ def test_overrides_and_round_trip(tmp_path):
             "model.layer.thresholds_initializer: `width` must be a number in [0, 1]",
         ),
         (
-            ["model.variant=fp", "model.k=null", "model.layer.activation_estimator=ste"],
-            "model.layer: 'fp' has no IE-BC layers to take options ['activation_estimator']",
+            ["model.variant=fp", "model.k=null", "model.layer.input_quantizer=ste_sign"],
+            "model.layer: 'fp' has no IE-BC layers to take options ['input_quantizer']",
         ),
         (["model.input_shape=[32, 32]"], "model.input_shape: expected"),
         (["data.name=mnist"], "data.name: unknown data set 'mnist'"),

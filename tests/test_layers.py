@@ -113,7 +113,7 @@ def test_bireal_baseline_configuration(rng):
         k=1,
         learnable_thresholds=False,
         kernel_quantizer="magnitude_aware_sign",
-        activation_estimator="approx_sign",
+        input_quantizer="approx_sign",
     )
     x = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
     layer.build(x.shape)
@@ -130,9 +130,10 @@ def test_bireal_baseline_configuration(rng):
 @pytest.mark.parametrize(
     "estimator, cls",
     [
-        ("iee", quantizers.IEEActivationSign),
+        ("iee_act_sign", quantizers.IEEActivationSign),
         ("approx_sign", lq.quantizers.ApproxSign),
-        ("ste", lq.quantizers.SteSign),
+        ("ste_sign", lq.quantizers.SteSign),
+        ("swish_sign", lq.quantizers.SwishSign),
     ],
 )
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_bireal_baseline_configuration(rng):
 )
 def test_ablation_options_select_quantizers(estimator, cls, kernel_quantizer, kernel_cls, rng):
     layer = layers.IEBinaryConv2D(
-        4, 3, k=2, activation_estimator=estimator, kernel_quantizer=kernel_quantizer
+        4, 3, k=2, input_quantizer=estimator, kernel_quantizer=kernel_quantizer
     )
     x = rng.normal(size=(1, 5, 5, 3)).astype(np.float32)
     layer.build(x.shape)
@@ -164,7 +165,7 @@ def test_config_round_trip_keeps_every_option():
         strides=2,
         pad_values=0.0,
         kernel_quantizer=quantizers.IEESign(standardize=False, q=0.2),
-        activation_estimator=quantizers.IEEActivationSign(normalize=False),
+        input_quantizer=quantizers.IEEActivationSign(normalize=False),
         thresholds_initializer=tf.keras.initializers.RandomNormal(0.0, 0.1),
         lambda_mode="scalar",
         alpha_regularizer=tf.keras.regularizers.L2(1e-4),
@@ -188,7 +189,7 @@ def test_config_round_trip_keeps_every_option():
         ({"k": 2.0}, "`k`"),
         ({"k": "2"}, "`k`"),
         ({"k": True}, "`k`"),
-        ({"activation_estimator": "sign"}, "`activation_estimator`"),
+        ({"input_quantizer": "sign"}, "`input_quantizer`"),
         ({"kernel_quantizer": "dorefa_quantizer"}, "`kernel_quantizer`"),
         ({"k": 2, "learnable_thresholds": False}, "`learnable_thresholds=False`"),
         ({"lambda_mode": "per_layer"}, "`lambda_mode`"),
@@ -203,8 +204,8 @@ def test_invalid_arguments_raise_value_error_naming_them(kwargs, argument):
     assert argument in message
     if "`k`" == argument:
         assert repr(kwargs["k"]) in message and ">= 1" in message
-    if argument in ("`activation_estimator`", "`kernel_quantizer`"):
-        assert "allowed" in message and repr(next(iter(kwargs.values()))) in message
+    if argument in ("`input_quantizer`", "`kernel_quantizer`"):
+        assert "e.g." in message and repr(next(iter(kwargs.values()))) in message
 
 
 def test_thresholds_constraint_clips_after_each_step_and_is_a_config_key(tmp_path):

@@ -90,7 +90,7 @@ def test_gradient_through_balance_and_standardize_matches_finite_differences(q, 
 
 
 @pytest.mark.parametrize("q", [0.01, 0.316, 9.83])
-def test_activation_estimator_in_training_uses_per_sample_scaling(q, rng):
+def test_iee_activation_sign_in_training_uses_per_sample_scaling(q, rng):
     x = rng.normal(0.1, 2.0, size=(3, 4, 4, 2))
     cotangent = rng.normal(size=x.shape)
     quantizer = quantizers.IEEActivationSign(q=q)
@@ -104,7 +104,7 @@ def test_activation_estimator_in_training_uses_per_sample_scaling(q, rng):
 
 
 @pytest.mark.parametrize("q", [0.01, 9.83])
-def test_activation_estimator_at_inference_has_no_scaling(q, rng):
+def test_iee_activation_sign_at_inference_has_no_scaling(q, rng):
     x = rng.normal(size=(2, 3, 3, 2)).astype(np.float32)
     _, grad = _value_and_grad(quantizers.IEEActivationSign(q=q), x, training=False)
     np.testing.assert_allclose(grad, ref.iee_derivative(x, max(q, 1.0), 1.0), rtol=1e-5)
@@ -157,25 +157,28 @@ def test_invalid_q(q):
 @pytest.mark.parametrize(
     "resolver, argument, bad",
     [
-        (quantizers.get_weight_quantizer, "kernel_quantizer", "iee"),
-        (quantizers.get_weight_quantizer, "kernel_quantizer", lq.quantizers.DoReFa(2)),
-        (quantizers.get_activation_estimator, "activation_estimator", "iee_sign"),
-        (quantizers.get_activation_estimator, "activation_estimator", 3),
+        (quantizers.get_kernel_quantizer, "kernel_quantizer", "iee"),
+        (quantizers.get_kernel_quantizer, "kernel_quantizer", lq.quantizers.DoReFa(2)),
+        (quantizers.get_input_quantizer, "input_quantizer", "ste_tern"),
+        (quantizers.get_input_quantizer, "input_quantizer", "iee"),
+        (quantizers.get_input_quantizer, "input_quantizer", 3),
     ],
 )
 def test_unknown_estimators_name_argument_value_and_allowed(resolver, argument, bad):
     with pytest.raises(ValueError, match=f"`{argument}`") as error:
         resolver(bad)
-    assert "allowed" in str(error.value) or "one of" in str(error.value)
+    assert "e.g. 'ste_sign'" in str(error.value)  # says what would be accepted
 
 
 @pytest.mark.parametrize(
     "identifier, cls",
     [
-        ("iee", quantizers.IEEActivationSign),
+        ("iee_act_sign", quantizers.IEEActivationSign),
         ("approx_sign", lq.quantizers.ApproxSign),
-        ("ste", lq.quantizers.SteSign),
+        ("ste_sign", lq.quantizers.SteSign),
+        ("swish_sign", lq.quantizers.SwishSign),
+        ("iee_sign", quantizers.IEESign),  # larq's names, whatever role they were made for
     ],
 )
-def test_activation_estimator_names(identifier, cls):
-    assert type(quantizers.get_activation_estimator(identifier)) is cls
+def test_input_quantizer_names(identifier, cls):
+    assert type(quantizers.get_input_quantizer(identifier)) is cls

@@ -13,7 +13,7 @@ def _model(rng) -> tf.keras.Model:
     x = layers.IEBinaryConv2D(16, 3, k=2)(x)
     x = tf.keras.layers.BatchNormalization()(x)
     x = layers.IEBinaryConv2D(
-        16, 3, k=3, strides=2, lambda_mode="scalar", activation_estimator="approx_sign"
+        16, 3, k=3, strides=2, lambda_mode="scalar", input_quantizer="approx_sign"
     )(x)
     x = lq.layers.QuantConv2D(
         16, 1, input_quantizer="iee_act_sign", kernel_quantizer="iee_sign", use_bias=False

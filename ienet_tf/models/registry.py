@@ -147,7 +147,7 @@ def build(
     (padding and initialisation, see `ienet_tf.models.variants`); the default `"lce"` is
     the deployment form (same-one padding, LCE's fast path). `layer_options` are keyword
     arguments of every IE-BC layer, over the variant's (`get_variant`), e.g.
-    `activation_estimator="approx_sign"` or `thresholds_initializer=SpreadThresholds(0.5)`.
+    `input_quantizer="approx_sign"` or `thresholds_initializer=SpreadThresholds(0.5)`.
     """
     model = spec(name)
     conv_variant = get_variant(

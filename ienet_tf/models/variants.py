@@ -73,7 +73,7 @@ class Variant:
     name: str
     binary: bool = True
     kernel_quantizer: str = "ste_sign"
-    activation_estimator: str = "approx_sign"
+    input_quantizer: str = "approx_sign"
     learnable_thresholds: bool = False
     multi_branch: bool = False  # K >= 2 allowed (and the default is 2)
     kernel_constraint: str | None = "weight_clip"
@@ -143,7 +143,7 @@ class Variant:
             "use_bias": use_bias,
             "bias_in_branches": use_bias,
             "kernel_quantizer": self.kernel_quantizer,
-            "activation_estimator": self.activation_estimator,
+            "input_quantizer": self.input_quantizer,
             "learnable_thresholds": self.learnable_thresholds and not single_branch,
             "lambda_mode": self.lambda_mode,
             "kernel_constraint": self.kernel_constraint,
@@ -218,7 +218,7 @@ VARIANTS: dict[str, Variant] = {
     "ienet": Variant(
         "ienet",
         kernel_quantizer="iee_sign",
-        activation_estimator="iee",
+        input_quantizer="iee_act_sign",
         learnable_thresholds=True,
         multi_branch=True,
         kernel_constraint=None,
@@ -244,11 +244,7 @@ def _layer_arguments() -> set[str]:
     """The keyword arguments `IEBinaryConv2D` takes (its own, QuantConv2D's, Layer's)."""
     names = set(inspect.signature(IEBinaryConv2D.__init__).parameters)
     names |= set(inspect.signature(lq.layers.QuantConv2D.__init__).parameters)
-    return (names | {"dtype", "trainable", "dynamic", "name"}) - {
-        "self",
-        "kwargs",
-        "input_quantizer",
-    }
+    return (names | {"dtype", "trainable", "dynamic", "name"}) - {"self", "kwargs"}
 
 
 def check_layer_options(variant: Variant, options: Mapping[str, Any]) -> None:
@@ -338,7 +334,7 @@ def get_variant(
 
     `layer_options` are keyword arguments of every `IEBinaryConv2D` the variant builds,
     over the variant's own (`Variant.layer_arguments`), checked by the layer
-    (`check_layer_options`): `activation_estimator="approx_sign"` is IE-Net with iee's
+    (`check_layer_options`): `input_quantizer="approx_sign"` is IE-Net with iee's
     activation estimator (an ablation Table 3 does not separate),
     `thresholds_initializer=initializers.SpreadThresholds(0.5)` and
     `lambdas_initializer=tf.keras.initializers.Constant(1.0)` start the branches apart (the

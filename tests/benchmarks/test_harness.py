@@ -211,7 +211,7 @@ def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_
     assert all_jobs[-len(probes) :] == probes  # after the Table-3 set, extras and sweep
     config = campaign.make_config(probes[0], campaign.BUDGET)
     plain = campaign.make_config(campaign.Job("ienet", 2, None, 0), campaign.BUDGET)
-    assert config.model.layer == {"activation_estimator": "approx_sign"}
+    assert config.model.layer == {"input_quantizer": "approx_sign"}
     assert plain.model.layer == {}
     assert config.model.replace(layer={}) == plain.model
     apart = campaign.make_config(probes[1], campaign.BUDGET).model

@@ -126,7 +126,7 @@ def _one_layer(layer, shape=(8, 8, 32)):
     "layer, rule",
     [
         (
-            layers.IEBinaryConv2D(32, 3, k=1, activation_estimator=_ScaleBeforeConv(), name="bad"),
+            layers.IEBinaryConv2D(32, 3, k=1, input_quantizer=_ScaleBeforeConv(), name="bad"),
             "sign-input",
         ),
         (
@@ -191,7 +191,7 @@ def test_to_tflite_writes_file_and_sidecar_only_on_success(tmp_path, rng, verify
     versions = report["versions"]
     assert {"larq", "larq-compute-engine"} <= set(versions)
     assert "tensorflow" in versions or "tensorflow-cpu" in versions
-    bad = _one_layer(layers.IEBinaryConv2D(32, 3, k=1, activation_estimator=_ScaleBeforeConv()))
+    bad = _one_layer(layers.IEBinaryConv2D(32, 3, k=1, input_quantizer=_ScaleBeforeConv()))
     with pytest.raises(errors.ExportError):
         export.to_tflite(bad, tmp_path / "bad.tflite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]

@@ -170,13 +170,13 @@ def test_variants_pick_their_quantizers(variant, kernel, activation, thresholds)
 
 @pytest.mark.parametrize(
     "estimator, activation",
-    [("approx_sign", "ApproxSign"), ("ste", "SteSign"), ("iee", "IEEActivationSign")],
+    [("approx_sign", "ApproxSign"), ("ste_sign", "SteSign"), ("iee_act_sign", "IEEActivationSign")],
 )
-def test_activation_estimator_replaces_only_the_activation_backward(estimator, activation):
+def test_input_quantizer_replaces_only_the_activation_backward(estimator, activation):
     """The ablation knob swaps the activation estimator and nothing else: same weights,
     same forward pass (every estimator binarizes with sign), different input gradients."""
     reference = models.build("convnet", "ienet", input_shape=(8, 8, 1))
-    model = models.build("convnet", "ienet", input_shape=(8, 8, 1), activation_estimator=estimator)
+    model = models.build("convnet", "ienet", input_shape=(8, 8, 1), input_quantizer=estimator)
     binary = [lay for lay in model.layers if isinstance(lay, layers.IEBinaryConv2D)]
     assert {type(lay.input_quantizer).__name__ for lay in binary} == {activation}
     assert {type(lay.kernel_quantizer).__name__ for lay in binary} == {"IEESign"}
@@ -198,7 +198,7 @@ def test_activation_estimator_replaces_only_the_activation_backward(estimator, a
         return tape.gradient(loss, x).numpy()
 
     same = np.allclose(input_gradient(model), input_gradient(reference), rtol=1e-4, atol=1e-6)
-    assert same == (estimator == "iee")  # only the backward pass differs
+    assert same == (estimator == "iee_act_sign")  # only the backward pass differs
     restored = tf.keras.models.model_from_json(model.to_json(), custom_objects=None)
     assert (
         type(
@@ -217,13 +217,13 @@ def test_layer_options_are_checked_by_the_layer_and_name_the_option():
         assert info.value.option == option
 
     refused(
-        "Unknown `activation_estimator` 'tanh'", "activation_estimator", activation_estimator="tanh"
+        "Unknown `input_quantizer` 'tanh'", "input_quantizer", input_quantizer="tanh"
     )
-    refused("'fp' has no IE-BC layers", None, variant="fp", activation_estimator="ste")
+    refused("'fp' has no IE-BC layers", None, variant="fp", input_quantizer="ste_sign")
     refused(
-        "no argument `activation_estimatr`; did you mean 'activation_estimator'",
-        "activation_estimatr",
-        activation_estimatr="ste",
+        "no argument `input_quantizr`; did you mean 'input_quantizer'",
+        "input_quantizr",
+        input_quantizr="ste_sign",
     )
     refused("`name` is set by the network", "name", name="x")
     refused("`strides` is set by the network", "strides", strides=2)
@@ -389,7 +389,7 @@ def test_build_model_passes_the_ablation_options_from_the_config():
     from ienet_tf.train import build_model
 
     options = [
-        "activation_estimator=approx_sign",
+        "input_quantizer=approx_sign",
         "thresholds_initializer={class_name: SpreadThresholds, config: {width: 0.25}}",
         "lambdas_initializer={class_name: Constant, config: {value: 0.5}}",
     ]
