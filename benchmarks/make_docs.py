@@ -830,13 +830,21 @@ def throughput_section(results_dir: Path) -> list[str]:
         if result is None:
             lines += [f"_Unreadable_: `{path.name}`.", ""]
             continue
+        settings = result.get("settings", {})
+        lines += [
+            f"{settings.get('model', 'resnet20')} at {settings.get('input_shape')}, batch "
+            f"{settings.get('batch_size')}, on {settings.get('device', 'CPU')}.",
+            "",
+        ]
         rows = [
             (
                 row.get("variant"),
                 row.get("k") or "-",
                 "on" if row.get("jit_compile") else "off",
+                row.get("policy", "float32"),
                 _num(row.get("images_per_s"), 4),
                 _num(row.get("step_ms"), 4),
+                _num(row.get("speed_vs_float32"), 3),
                 _num(row.get("speed_vs_bireal"), 3),
                 _num(row.get("cpu_ms"), 4),
                 _num(row.get("cpu_speed_vs_bireal"), 3),
@@ -848,8 +856,10 @@ def throughput_section(results_dir: Path) -> list[str]:
             "variant",
             "K",
             "XLA",
+            "dtype policy",
             "images/s",
             "ms/step",
+            "speed vs float32",
             "speed vs bireal",
             "CPU ms/step",
             "CPU speed vs bireal",

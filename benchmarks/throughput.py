@@ -2,10 +2,16 @@
 
     .venv/bin/python benchmarks/throughput.py [--label before|after] [--steps N] [--windows W]
     .venv/bin/python benchmarks/throughput.py --smoke [--output PATH]
+    .venv/bin/python benchmarks/throughput.py --label precision --variants ienet --k 2 \
+        --jit off --policies float32,mixed_float16,mixed_bfloat16
+    # on a GPU: ResNet-18 at 224, float32 vs mixed_float16
+    python benchmarks/throughput.py --label precision_gpu --model resnet18 --input-size 224 \
+        --variants ienet --k 2 --jit off --policies float32,mixed_float16
 
 One row per (variant, K, jit_compile): `fp`, `bireal`, `rsign`, `iee`, and `iebc` / `ienet`
 with K = 1..5, each compiled with `jit_compile=False`, and again with `True` (XLA) for the
-one-branch variants and K = 1, 2 (`XLA_K`: XLA compilation costs up to ~90 s a row on CPU). A
+one-branch variants and K = 1, 2 (`XLA_K`: XLA compilation costs up to ~90 s a row on CPU),
+and each under every `--policies` dtype policy (`train.mixed_precision`; default float32). A
 model is built with `ienet_tf.models.build("resnet20", variant, k=K, input_shape=(32, 32, 3))`
 and compiled as `ienet_tf.train.trainer.compile_model` does (SGD with momentum, sparse
 categorical cross-entropy on logits, accuracy). Every row is measured in the same process, so
@@ -31,6 +37,8 @@ Result file (`benchmarks/results/throughput_<label>.json`; `--smoke` writes
         variant          "fp", "bireal", "rsign", "iebc", "iee" or "ienet"
         k                number of IE-BC branches (1 for the one-branch variants, null for fp)
         jit_compile      XLA on (true) or off (false)
+        policy           the Keras dtype policy (`train.mixed_precision`)
+        speed_vs_float32 images_per_s / images_per_s of the same row under float32
         images_per_s     batch_size / median step time (null if the row failed)
         step_ms          median step time in milliseconds (null if the row failed)
         window_ms        every timed window's mean step time in milliseconds
@@ -63,6 +71,7 @@ import numpy as np
 import tensorflow as tf
 
 from ienet_tf import config as config_lib
+from ienet_tf import precision
 from ienet_tf.train import build_model, compile_model
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
@@ -96,22 +105,39 @@ def configs(k_values=range(1, 6)) -> list[tuple[str, int | None]]:
     return rows
 
 
-def synthetic_batch(seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+def synthetic_batch(input_shape=INPUT_SHAPE, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
     """One fixed batch of normal(0, 1) images and uniform labels."""
     rng = np.random.default_rng(seed)
-    images = rng.normal(size=(BATCH_SIZE, *INPUT_SHAPE)).astype(np.float32)
+    images = rng.normal(size=(BATCH_SIZE, *input_shape)).astype(np.float32)
     labels = rng.integers(0, NUM_CLASSES, size=(BATCH_SIZE,)).astype(np.int32)
     return tf.constant(images), tf.constant(labels)
 
 
-def compiled_model(variant: str, k: int | None, jit_compile: bool) -> tf.keras.Model:
-    """ResNet-20 of `variant` for CIFAR-10, built and compiled by the trainer's own
-    `build_model` / `compile_model` (the configs' SGD + momentum)."""
+def compiled_model(
+    variant: str,
+    k: int | None,
+    jit_compile: bool,
+    policy: str = "float32",
+    model: str = MODEL,
+    input_shape=INPUT_SHAPE,
+) -> tf.keras.Model:
+    """`model` (ResNet-20) of `variant` for 10 classes, built and compiled by the trainer's
+    own `build_model` / `compile_model` (the configs' SGD + momentum) under `policy`."""
     config = config_lib.from_dict(
         {
-            "model": {"name": MODEL, "variant": variant, "k": k},
+            "model": {
+                "name": model,
+                "variant": variant,
+                "k": k,
+                "input_shape": list(input_shape),
+            },
             "data": {"name": "cifar10"},
-            "train": {"batch_size": BATCH_SIZE, "learning_rate": 0.1, "momentum": 0.9},
+            "train": {
+                "batch_size": BATCH_SIZE,
+                "learning_rate": 0.1,
+                "momentum": 0.9,
+                "mixed_precision": policy,
+            },
         }
     )
     model = build_model(config)
@@ -196,12 +222,16 @@ def time_steps(model: tf.keras.Model, batch, args) -> dict:
     }
 
 
-def measure(variant: str, k: int | None, jit_compile: bool, batch, args) -> dict:
+def measure(
+    variant: str, k: int | None, jit_compile: bool, batch, args, policy: str = "float32"
+) -> dict:
     """One row; a failure (e.g. XLA cannot compile an op) is recorded, not raised."""
     row = {
         "variant": variant,
         "k": None if variant == "fp" else (k or 1),
         "jit_compile": jit_compile,
+        "policy": policy,
+        "speed_vs_float32": None,
         "images_per_s": None,
         "step_ms": None,
         "window_ms": [],
@@ -219,7 +249,9 @@ def measure(variant: str, k: int | None, jit_compile: bool, batch, args) -> dict
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
     try:
-        model = compiled_model(variant, k, jit_compile)
+        model = compiled_model(
+            variant, k, jit_compile, policy, args.model, (args.input_size, args.input_size, 3)
+        )
         row.update(time_steps(model, batch, args))
     except Exception as error:  # any failure is a result of this row, not of the run
         row["error"] = f"{type(error).__name__}: {str(error)[:2000]}"
@@ -232,24 +264,44 @@ def measure(variant: str, k: int | None, jit_compile: bool, batch, args) -> dict
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """`speed_vs_bireal` = images/s of the row / images/s of bireal (same jit_compile);
-    `cpu_speed_vs_bireal` = CPU time per step of bireal / that of the row."""
-    for jit_compile in (False, True):
-        reference = next(
-            (r for r in rows if r["variant"] == "bireal" and r["jit_compile"] == jit_compile),
+    """`speed_vs_bireal` = images/s of the row / images/s of bireal (same jit_compile and
+    policy); `cpu_speed_vs_bireal` = CPU time per step of bireal / that of the row;
+    `speed_vs_float32` = images/s of the row / images/s of its float32 twin."""
+    for row in rows:
+        if row["images_per_s"] is None:
+            continue
+        bireal = next(
+            (
+                r
+                for r in rows
+                if r["variant"] == "bireal"
+                and (r["jit_compile"], r.get("policy")) == (row["jit_compile"], row.get("policy"))
+                and r["images_per_s"] is not None
+            ),
             None,
         )
-        if reference is None or reference["images_per_s"] is None:
-            continue
-        for row in rows:
-            if row["jit_compile"] == jit_compile and row["images_per_s"] is not None:
-                row["speed_vs_bireal"] = row["images_per_s"] / reference["images_per_s"]
-                row["cpu_speed_vs_bireal"] = reference["cpu_ms"] / row["cpu_ms"]
+        if bireal is not None:
+            row["speed_vs_bireal"] = row["images_per_s"] / bireal["images_per_s"]
+            row["cpu_speed_vs_bireal"] = bireal["cpu_ms"] / row["cpu_ms"]
+        float32 = next(
+            (
+                r
+                for r in rows
+                if (r["variant"], r["k"], r["jit_compile"], r.get("policy"))
+                == (row["variant"], row["k"], row["jit_compile"], "float32")
+                and r["images_per_s"] is not None
+            ),
+            None,
+        )
+        if float32 is not None:
+            row["speed_vs_float32"] = row["images_per_s"] / float32["images_per_s"]
 
 
 def format_row(row: dict) -> str:
     k = "-" if row["k"] is None else row["k"]
     xla = "xla" if row["jit_compile"] else "   "
+    if row.get("policy", "float32") != "float32":
+        xla += f" {row['policy']}"
     if row["error"]:
         return f"{row['variant']:>7} k={k} {xla}: ERROR {row['error'][:120]}"
     ratio = row["speed_vs_bireal"]
@@ -277,7 +329,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--jit", choices=("both", "off", "on"), default="both", help="XLA rows to measure"
     )
+    parser.add_argument(
+        "--policies", default="float32", help="comma list of dtype policies (mixed precision)"
+    )
+    parser.add_argument("--k", type=int, nargs="+", default=None, help="K of iebc / ienet")
+    parser.add_argument("--model", default=MODEL, help="a registry model (default resnet20)")
+    parser.add_argument("--input-size", type=int, default=INPUT_SHAPE[0], help="image side")
     args = parser.parse_args(argv)
+    args.policies = args.policies.split(",")
+    for policy in args.policies:
+        if policy not in precision.POLICIES:
+            parser.error(f"--policies: {policy!r} is not one of {list(precision.POLICIES)}")
     defaults = (1, 1, 1) if args.smoke else (1, 3, 2)
     for name, default in zip(("steps", "windows", "warmup"), defaults, strict=True):
         if getattr(args, name) is None:
@@ -296,9 +358,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    batch = synthetic_batch()
+    input_shape = (args.input_size, args.input_size, 3)
+    batch = synthetic_batch(input_shape)
     jit_values = {"both": (False, True), "off": (False,), "on": (True,)}[args.jit]
-    run_configs = list(SMOKE_CONFIGS) if args.smoke else configs()
+    run_configs = list(SMOKE_CONFIGS) if args.smoke else configs(args.k or range(1, 6))
     if args.variants:
         wanted = args.variants.split(",")
         run_configs = [(variant, k) for variant, k in run_configs if variant in wanted]
@@ -308,14 +371,17 @@ def main(argv: list[str] | None = None) -> Path:
         for variant, k in run_configs:
             if jit_compile and not args.smoke and k is not None and k not in XLA_K:
                 continue  # XLA compiles for ~1 min a row on CPU: K = 1, 2 show the effect
-            rows.append(measure(variant, k, jit_compile, batch, args))
-            add_ratios(rows)
-            print(format_row(rows[-1]), flush=True)
+            for policy in args.policies:
+                rows.append(measure(variant, k, jit_compile, batch, args, policy))
+                add_ratios(rows)
+                print(format_row(rows[-1]), flush=True)
     payload = {
         "settings": {
-            "model": MODEL,
+            "model": args.model,
             "batch_size": BATCH_SIZE,
-            "input_shape": list(INPUT_SHAPE),
+            "input_shape": list(input_shape),
+            "policies": args.policies,
+            "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
             "warmup": args.warmup,
             "steps": args.steps,
             "windows": args.windows,

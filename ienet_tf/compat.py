@@ -19,6 +19,7 @@ from larq.quantizers import _BaseQuantizer
 __all__ = [
     "BaseQuantizer",
     "forget_custom_gradients",
+    "full_precision_value",
     "inbound_layers",
     "is_functional",
     "larq_pads_natively",
@@ -53,6 +54,16 @@ def forget_custom_gradients() -> int:
     for name in stale:
         del registry[name]
     return len(stale)
+
+
+def full_precision_value(variable) -> tf.Tensor:
+    """`variable`'s value in its own dtype (float32 under a mixed policy), also where Keras
+    would cast it to the compute dtype (inside a layer's `build` and `call`; Keras'
+    private `enable_auto_cast_variables`)."""
+    from keras.src.mixed_precision import autocast_variable
+
+    with autocast_variable.enable_auto_cast_variables(None):
+        return tf.convert_to_tensor(variable)
 
 
 def larq_pads_natively(layer) -> bool:

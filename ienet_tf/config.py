@@ -285,6 +285,10 @@ class DataConfig(Section):
         return self
 
 
+#: Keras' dtype policies a network may train under (`ienet_tf.precision`).
+DTypePolicy = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+
+
 class TrainConfig(Section):
     epochs: Int = Field(400, gt=0, description="training epochs")
     batch_size: Int = Field(128, gt=0, description="examples per step")
@@ -331,6 +335,12 @@ class TrainConfig(Section):
     log_binary_stats: Bool = Field(
         False,
         description="BinaryStatsLogger: q, r, entropy and flip ratio per epoch in TensorBoard",
+    )
+    mixed_precision: DTypePolicy = Field(
+        "float32",
+        description="the Keras dtype policy the network trains (and tunes, resumes, "
+        "evaluates) under: mixed_float16 / mixed_bfloat16 compute in 16 bits with float32 "
+        "variables and logits (float16 with Keras' loss scaling); exports are float32",
     )
 
     @model_validator(mode="after")

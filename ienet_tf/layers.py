@@ -212,13 +212,14 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
     def build(self, input_shape):
         super().build(input_shape)
         input_channels = int(tf.TensorShape(input_shape)[-1])
-        latent_kernel = self.kernel.latent_variable
+        # By default alpha starts at mean|W| per output channel of the initial kernel (its
+        # float32 value: under a mixed policy Keras would hand the initializer float16).
+        initial_kernel = compat.full_precision_value(self.kernel.latent_variable)
         self.alpha = self.add_weight(
             name="alpha",
             shape=(self.filters,),
-            # By default alpha starts at mean|W| per output channel of the initial kernel.
             initializer=self.alpha_initializer
-            or (lambda shape, dtype=None: tf.reduce_mean(tf.abs(latent_kernel), axis=[0, 1, 2])),
+            or (lambda shape, dtype=None: tf.reduce_mean(tf.abs(initial_kernel), axis=[0, 1, 2])),
             regularizer=self.alpha_regularizer,
             trainable=True,
         )

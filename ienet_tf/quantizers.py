@@ -89,24 +89,28 @@ def iee_sign(x: tf.Tensor, q: tf.Tensor | float, r: tf.Tensor | float) -> tf.Ten
 
 def _centered_and_scale(x: tf.Tensor, axes: list[int]):
     """`x - mean`, `1 / sqrt(var + 1e-5)` (unbiased variance) over `axes`, and the
-    variance's divisor `max(n - 1, 1)`."""
+    variance's divisor `max(n - 1, 1)`, all in float32 whatever `x`'s dtype: in float16 a
+    count above 65504 (one 32x32x128 activation) and a sum of squares overflow (measured:
+    NaN losses under `mixed_float16`)."""
+    x = tf.cast(x, tf.float32)
     mean = tf.reduce_mean(x, axis=axes, keepdims=True)
     centered = x - mean
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
     divisor = tf.maximum(count - 1.0, 1.0)
     variance = tf.reduce_sum(tf.square(centered), axis=axes, keepdims=True) / divisor
     return centered, tf.math.rsqrt(variance + STD_EPSILON), divisor
 
 
 def standardize(x: tf.Tensor, axes: list[int], center: bool = True) -> tf.Tensor:
-    """`(x - mean) / sqrt(var + 1e-5)` over `axes`, with the unbiased variance.
+    """`(x - mean) / sqrt(var + 1e-5)` over `axes`, with the unbiased variance, computed
+    in float32 and returned in `x`'s dtype.
 
     Gradients flow through the mean and the standard deviation. With `center=False` the
     mean is still used for the variance but not subtracted from `x` (the release's
     per-sample activation scaling).
     """
     centered, scale, _ = _centered_and_scale(x, axes)
-    return (centered if center else x) * scale
+    return tf.cast((centered if center else tf.cast(x, tf.float32)) * scale, x.dtype)
 
 
 def scaled_iee_sign(x: tf.Tensor, q: tf.Tensor | float, axes: list[int]) -> tf.Tensor:
@@ -127,20 +131,24 @@ def scaled_iee_sign(x: tf.Tensor, q: tf.Tensor | float, axes: list[int]) -> tf.T
     \\]
 
     (the mean's own derivative drops out because `sum_j c_j = 0`). `q` is a constant.
+    The statistics and the sums over `axes` are float32 under every dtype policy (see
+    `_centered_and_scale`); the result and the gradient have `x`'s dtype.
     """
-    q = tf.cast(q, x.dtype)
+    q = tf.cast(q, tf.float32)
 
     @tf.custom_gradient
     def _call(x):
         centered, scale, divisor = _centered_and_scale(x, axes)
-        scaled = x * scale
+        x32 = tf.cast(x, tf.float32)
+        scaled = x32 * scale
 
         def grad(dy):
-            g = dy * iee_derivative(scaled, q, 1.0)
-            gx = tf.reduce_sum(g * x, axis=axes, keepdims=True)
-            return g * scale - (gx * scale * tf.square(scale) / divisor) * centered
+            g = tf.cast(dy, tf.float32) * iee_derivative(scaled, q, 1.0)
+            gx = tf.reduce_sum(g * x32, axis=axes, keepdims=True)
+            dx = g * scale - (gx * scale * tf.square(scale) / divisor) * centered
+            return tf.cast(dx, x.dtype)
 
-        return lq.math.sign(scaled), grad
+        return tf.cast(lq.math.sign(scaled), x.dtype), grad
 
     return _call(x)
 
@@ -293,6 +301,11 @@ def _binary_quantizer(identifier, argument: str, get) -> lq.quantizers.Quantizer
     except ValueError:
         raise ValueError(
             f"Unknown `{argument}` {identifier!r}: not a quantizer larq knows ({example})."
+        ) from None
+    except TypeError as error:  # a known class whose constructor needs arguments
+        raise ValueError(
+            f"`{argument}` {identifier!r}: larq cannot build it from its name "
+            f"({str(error).splitlines()[-1].strip()}); pass an instance ({example})."
         ) from None
     if not isinstance(quantizer, lq.quantizers.Quantizer) or quantizer.precision != 1:
         raise ValueError(

@@ -120,3 +120,19 @@ def test_custom_gradient_registrations_can_be_forgotten_and_free_the_kernels():
     assert result["kept"] > 70  # 4 builds x 3 kernels x 9.4 MB kept alive by the registry
     assert result["freed"] < result["kept"] / 2
     assert all(count >= 3 for count in result["counts"])
+
+
+def test_full_precision_value_reads_a_mixed_layers_variable_in_float32_inside_its_call():
+    seen = {}
+
+    class Probe(tf.keras.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(name="w", shape=(2,), initializer="ones")
+
+        def call(self, inputs):
+            seen["autocast"] = tf.convert_to_tensor(self.w).dtype
+            seen["full"] = compat.full_precision_value(self.w).dtype
+            return inputs
+
+    Probe(dtype="mixed_float16")(tf.zeros((1, 2)))
+    assert seen == {"autocast": tf.float16, "full": tf.float32}

@@ -38,7 +38,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import errors
+from ienet_tf import errors, precision
 from ienet_tf.checks import input_batch
 from ienet_tf.export import int8_verify
 from ienet_tf.export.flatbuffer import read_graph
@@ -429,13 +429,20 @@ def parity(
 ) -> Parity:
     """Compare LCE interpreter outputs with Keras inference outputs."""
     expected = model(inputs, training=False).numpy()
-    actual = lce_predict(flatbuffer, inputs).reshape(expected.shape)
+    return compare_outputs(
+        expected, lce_predict(flatbuffer, inputs).reshape(expected.shape), tolerance
+    )
+
+
+def compare_outputs(expected: np.ndarray, actual: np.ndarray, tolerance: float) -> Parity:
+    """How `actual` outputs agree with `expected` ones, input by input (see `Parity`)."""
+    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
     per_input = np.abs(actual - expected).reshape(len(expected), -1).max(axis=1)
     return Parity(
         max_abs_diff=float(per_input.max()),
         within_tolerance=float(np.mean(per_input <= tolerance)),
         top1_agreement=float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
-        num_inputs=len(inputs),
+        num_inputs=len(expected),
         tolerance=tolerance,
     )
 
@@ -547,7 +554,10 @@ def to_tflite(
     path = check_output_path(path)
     tolerance = _check_number(tolerance, "tolerance")
     min_agreement = _check_number(min_agreement, "min_agreement", fraction=True)
-    model = inference_model(model)
+    trained = inference_model(model)
+    # LCE converts float32 networks only: a mixed-precision one is rebuilt in float32 with
+    # the same weights, and the file is checked against that (and reported against this).
+    model = precision.float32_model(trained)
     if inputs is None:
         dims = model.input_shape[1:] if isinstance(model.input_shape, tuple) else (None,)
         if None in dims:
@@ -586,6 +596,14 @@ def to_tflite(
             )
         weights = read_graph(flatbuffer).weight_bytes()
         expected = expected_ops(model)
+    mixed = None
+    if model is not trained:
+        mixed = {
+            "trained_compute_dtypes": sorted(precision.compute_dtypes(trained)),
+            **dataclasses.asdict(
+                compare_outputs(model(inputs).numpy(), trained(inputs).numpy(), tolerance)
+            ),
+        }
     report = {
         "tflite": path.name,
         "sha256": hashlib.sha256(flatbuffer).hexdigest(),
@@ -598,6 +616,8 @@ def to_tflite(
         "expected_ops": expected,
         "parity": {**dataclasses.asdict(agreement), "min_agreement": min_agreement},
         **({"int8": int8_details} if int8_details is not None else {}),
+        # the mixed-precision model trained vs the float32 network exported
+        **({"mixed_precision": mixed} if mixed is not None else {}),
         "versions": stack_versions(),
         "source": source or {},
     }

@@ -185,8 +185,10 @@ class Variant:
             if self.release:
                 kernel = initializers.torch_default()
                 bias = initializers.torch_default_bias(int(x.shape[-1]))
+            # float32 logits under every dtype policy: the softmax and the loss lose
+            # precision in 16 bits (Keras' advice for mixed precision).
             return tf.keras.layers.Dense(
-                units, kernel_initializer=kernel, bias_initializer=bias, name=name
+                units, kernel_initializer=kernel, bias_initializer=bias, name=name, dtype="float32"
             )(x)
 
         return dense

@@ -74,13 +74,19 @@ def make_optimizer(train: TrainConfig) -> tf.keras.optimizers.Optimizer:
     """SGD with momentum in PyTorch's form (`"sgd"`, the release's; `torch_form.TorchSGD`),
     Keras' SGD (`"keras_sgd"`) or Adam; the learning rate is set by
     `learning_rate_callback`, weight decay is a loss term (see `add_weight_decay`); with
-    `train.clip_norm` the gradient (weight decay included) is clipped to that global norm."""
+    `train.clip_norm` the gradient (weight decay included) is clipped to that global norm.
+    Under `mixed_float16` it is wrapped in Keras' `LossScaleOptimizer` (dynamic loss
+    scaling; the gradients are unscaled before clipping and the update)."""
     clip = {"global_clipnorm": train.clip_norm}
     if train.optimizer == "adam":
-        return tf.keras.optimizers.Adam(train.learning_rate, **clip)
-    if train.optimizer == "keras_sgd":
-        return tf.keras.optimizers.SGD(train.learning_rate, momentum=train.momentum, **clip)
-    return TorchSGD(train.learning_rate, momentum=train.momentum, **clip)
+        optimizer = tf.keras.optimizers.Adam(train.learning_rate, **clip)
+    elif train.optimizer == "keras_sgd":
+        optimizer = tf.keras.optimizers.SGD(train.learning_rate, momentum=train.momentum, **clip)
+    else:
+        optimizer = TorchSGD(train.learning_rate, momentum=train.momentum, **clip)
+    if train.mixed_precision == "mixed_float16":
+        return tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 _CONV_AND_FC_WEIGHTS = ("kernel", "depthwise_kernel", "alpha", "bias")

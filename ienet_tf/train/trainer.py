@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ienet_tf import callbacks, data, errors, ir2net, models
+from ienet_tf import callbacks, data, errors, ir2net, models, precision
 from ienet_tf import config as config_lib
 from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.errors import RunError, UsageError
@@ -61,17 +61,19 @@ def model_input_shape(config: config_lib.Config) -> tuple[int, int, int]:
 
 
 def build_model(config: config_lib.Config) -> tf.keras.Model:
-    """The config's classifier at its data set's input shape and number of classes."""
-    return models.build(
-        config.model.name,
-        variant=config.model.variant,
-        k=config.model.k,
-        num_classes=data.info(config.data.name).num_classes,
-        input_shape=model_input_shape(config),
-        recovery_ratio=config.model.recovery_ratio,
-        compat=config.model.compat,
-        **config.model.layer,
-    )
+    """The config's classifier at its data set's input shape and number of classes, its
+    layers computing under `train.mixed_precision`."""
+    with precision.policy(config.train.mixed_precision):
+        return models.build(
+            config.model.name,
+            variant=config.model.variant,
+            k=config.model.k,
+            num_classes=data.info(config.data.name).num_classes,
+            input_shape=model_input_shape(config),
+            recovery_ratio=config.model.recovery_ratio,
+            compat=config.model.compat,
+            **config.model.layer,
+        )
 
 
 def training_model(config: config_lib.Config, classifier: tf.keras.Model) -> tf.keras.Model:
@@ -388,10 +390,13 @@ def int8_fine_tune(
         lr_schedule="cosine",
         warmup_epochs=0,
         lr_per_step=True,
+        mixed_precision="float32",  # the int8 model is a float32 network with fake quantizers
     )
     with strategy.scope():
         qat = int8.qat_model(
-            model, datasets["train"], calibration_batches=e.int8_calibration_batches
+            precision.float32_model(model),
+            datasets["train"],
+            calibration_batches=e.int8_calibration_batches,
         )
         # No weight decay: the BatchNorm scales are folded into the weights.
         qat.compile(

@@ -216,9 +216,7 @@ def test_layer_options_are_checked_by_the_layer_and_name_the_option():
             models.build("resnet20", **{"variant": "ienet", **kwargs})
         assert info.value.option == option
 
-    refused(
-        "Unknown `input_quantizer` 'tanh'", "input_quantizer", input_quantizer="tanh"
-    )
+    refused("Unknown `input_quantizer` 'tanh'", "input_quantizer", input_quantizer="tanh")
     refused("'fp' has no IE-BC layers", None, variant="fp", input_quantizer="ste_sign")
     refused(
         "no argument `input_quantizr`; did you mean 'input_quantizer'",
