@@ -489,7 +489,15 @@ def test_an_interrupted_campaign_stops_its_workers_and_resumes(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, str(BENCHMARKS / "campaign.py"), *args]
     campaign = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Python turns SIGINT into KeyboardInterrupt only where it is not ignored at start,
+        # and a shell's background job (`make test &`) ignores it: as from a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (runs / "bireal_s0" / ".lock").exists() and time.monotonic() < deadline:
