@@ -79,10 +79,11 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[in
     systems) or a directory cannot be opened. `wait=False`: `LockHeld` at once when
     another process holds it."""
     path = Path(path)
+    is_dir = path.is_dir()
     try:
-        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDONLY if is_dir else os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
-        if not path.is_dir():
+        if not is_dir:
             raise
         yield None
         return
@@ -92,7 +93,7 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[in
             locked = True
         except OSError as error:
             if error.errno in (errno.EAGAIN, errno.EACCES):  # held (EWOULDBLOCK == EAGAIN)
-                holder = "" if path.is_dir() else os.pread(fd, 32, 0).decode(errors="replace")
+                holder = "" if is_dir else os.pread(fd, 32, 0).decode(errors="replace")
                 raise LockHeld(path, holder.strip()) from None
             locked = False  # no flock on this file system
         yield fd if locked else None

@@ -89,10 +89,9 @@ def iee_sign(x: tf.Tensor, q: tf.Tensor | float, r: tf.Tensor | float) -> tf.Ten
 
 def _centered_and_scale(x: tf.Tensor, axes: list[int]):
     """`x - mean`, `1 / sqrt(var + 1e-5)` (unbiased variance) over `axes`, and the
-    variance's divisor `max(n - 1, 1)`, all in float32 whatever `x`'s dtype: in float16 a
-    count above 65504 (one 32x32x128 activation) and a sum of squares overflow (measured:
+    variance's divisor `max(n - 1, 1)`, of a float32 `x` (callers cast once: in float16 a
+    count above 65504, one 32x32x128 activation, and a sum of squares overflow; measured:
     NaN losses under `mixed_float16`)."""
-    x = tf.cast(x, tf.float32)
     mean = tf.reduce_mean(x, axis=axes, keepdims=True)
     centered = x - mean
     count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
@@ -109,8 +108,9 @@ def standardize(x: tf.Tensor, axes: list[int], center: bool = True) -> tf.Tensor
     mean is still used for the variance but not subtracted from `x` (the release's
     per-sample activation scaling).
     """
-    centered, scale, _ = _centered_and_scale(x, axes)
-    return tf.cast((centered if center else tf.cast(x, tf.float32)) * scale, x.dtype)
+    x32 = tf.cast(x, tf.float32)
+    centered, scale, _ = _centered_and_scale(x32, axes)
+    return tf.cast((centered if center else x32) * scale, x.dtype)
 
 
 def scaled_iee_sign(x: tf.Tensor, q: tf.Tensor | float, axes: list[int]) -> tf.Tensor:
@@ -138,8 +138,8 @@ def scaled_iee_sign(x: tf.Tensor, q: tf.Tensor | float, axes: list[int]) -> tf.T
 
     @tf.custom_gradient
     def _call(x):
-        centered, scale, divisor = _centered_and_scale(x, axes)
         x32 = tf.cast(x, tf.float32)
+        centered, scale, divisor = _centered_and_scale(x32, axes)
         scaled = x32 * scale
 
         def grad(dy):
