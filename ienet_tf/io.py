@@ -76,12 +76,14 @@ def exclusive_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[in
     the life of the block. The kernel releases it when the holder dies, so a stale lock
     file is no lock. Yields the open descriptor (a holder may record itself in a lock
     file), or None, and no lock, where the file system has no `flock` (some network file
-    systems) or a directory cannot be opened. `wait=False`: `LockHeld` at once when
-    another process holds it."""
+    systems) or a directory cannot be opened. A lock file is never opened through a
+    symbolic link (`OSError` ELOOP). `wait=False`: `LockHeld` at once when another process
+    holds it."""
     path = Path(path)
     is_dir = path.is_dir()
     try:
-        fd = os.open(path, os.O_RDONLY if is_dir else os.O_RDWR | os.O_CREAT, 0o644)
+        flags = os.O_RDONLY if is_dir else os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+        fd = os.open(path, flags, 0o644)
     except OSError:
         if not is_dir:
             raise

@@ -11,6 +11,7 @@
     history.csv              the history rows of state.json (rendered from it)
     model.keras              the final model;     metrics.json  the final metrics (complete)
     tensorboard/             TensorBoard logs
+    .ienet-tf.json           the ownership manifest, written before anything else
 
 Every file is written to a temporary name and renamed. An epoch is committed by renaming
 `state.json`, which records the SHA-256 of every artefact of that epoch: artefacts written
@@ -28,29 +29,44 @@ run.config().model.variant, run.metrics()["test_accuracy"]
 model = run.model("best")  # verified against state.json
 ```
 
-A directory is written by one process at a time: `Run.lock()` takes an exclusive `flock`
+A command writes only into a directory it owns: a new or empty one, which it claims by
+writing the manifest `.ienet-tf.json` first (`claim()`), or one that holds its manifest (or,
+for a run of an older version without one, committed models whose SHA-256 its records
+prove). Anything else (a user's folder, a file, a dangling link, another command's
+directory) is refused in one line before anything is written. Inside, it writes and deletes
+only its own names (the layout above), never through a symbolic link: a link at one of
+them is refused. `state.json` and `metrics.json` carry their own checksum and the config
+the run was trained with, so a file edited by hand is named, and a resume never mixes two
+configs.
+
+A directory is written by one process at a time: `claim()` takes an exclusive `flock`
 on `.lock`, which the kernel releases when the holder dies (a stale lock is no lock).
-`Search` is the output directory of `ienet tune`, locked the same way (`hold`).
+`Search` (`ienet tune`) and `Report` (`ienet report`) follow the same rules.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 from ienet_tf.errors import RunError, RunLockedError
 from ienet_tf.io import LockHeld, exclusive_lock, plain_mode, write_atomically
 
-__all__ = ["MODEL_FILES", "Run", "Search", "hold", "sha256"]
+__all__ = ["MANIFEST", "MODEL_FILES", "Report", "Run", "Search", "describe", "hold", "sha256"]
 
+#: The ownership manifest every directory a command writes holds from its first moment.
+MANIFEST = ".ienet-tf.json"
 #: `which` -> the model file of a run, relative to its directory.
 MODEL_FILES = {
     "final": "model.keras",
@@ -62,11 +78,10 @@ _PENDING = {which: f"checkpoints/.pending-{which}.keras" for which in MODEL_FILE
 _PENDING["final"] = ".pending-model.keras"
 _PENDING["int8"] = ".pending-model_int8.keras"
 STATE_VERSION = 1
-#: The run's own files and folders besides its models (relative paths).
-_OWN_FILES = frozenset(
-    {*MODEL_FILES.values(), "config.yaml", "state.json", "metrics.json", "history.csv", ".lock"}
-)
-_OWN_FOLDERS = ("resume/", "tensorboard/")
+#: The names of a run's resume checkpoints (and their temporary twins) under resume/.
+_RESUME_NAME = re.compile(r"\.?(epoch-\d{4}|imported)(\.tmp)?")
+#: Who writes each kind of directory.
+_COMMANDS = {"run": "ienet train", "search": "ienet tune", "report": "ienet report"}
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -78,13 +93,53 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _checksum(record: dict) -> str:
+    body = {key: value for key, value in record.items() if key != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _read_json(path: Path) -> dict | None:
+    """A record the package wrote (None if missing); one that no longer matches the
+    checksum it was written with was edited or damaged, and says so."""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise RunError(f"{path} is unreadable or corrupt ({error}).") from None
+    if not isinstance(record, dict):
+        raise RunError(f"{path} is corrupt (not a JSON object).")
+    if "checksum" in record and record["checksum"] != _checksum(record):
+        raise RunError(
+            f"{path} was edited or damaged since ienet-tf wrote it (it no longer matches its "
+            "checksum); restore it from a copy, or train into a new --run."
+        )
+    return record
+
+
+def describe(path: str | os.PathLike) -> str | None:
+    """What `path` is when a command cannot use it as a directory of its own: a file (a
+    .tflite, a .keras), a dangling link, a link loop, something not a folder; None for a
+    folder or a path that does not exist."""
+    path = Path(path)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if error.errno == errno.ENOTDIR:
+            return "a path through a file"
+        raise
+    if path.is_dir():
+        return None
+    kinds = {".tflite": " (an export)", ".keras": " (a saved model)", ".yaml": " (a config)"}
+    if path.is_file():
+        return f"a file{kinds.get(path.suffix, '')}, not a directory"
+    return "not a directory"
 
 
 class _Entry:
@@ -101,15 +156,142 @@ class _Entry:
 
 
 class _Directory:
+    """A directory one command writes: its `kind`, its own names (files and folders,
+    relative), and the rules of the module docstring (`claim`)."""
+
+    kind: ClassVar[str]
+    option: ClassVar[str]  # the command-line option that names it
+    own_files: ClassVar[frozenset[str]]
+    own_folders: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
+    @property
+    def command(self) -> str:
+        return _COMMANDS[self.kind]
+
+    def manifest(self) -> dict | None:
+        """The directory's ownership manifest (None if it has none, or a link there)."""
+        path = self.path / MANIFEST
+        if path.is_symlink() or not path.is_file():
+            return None
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return manifest if isinstance(manifest, dict) else None
+
+    def owned_kind(self) -> str | None:
+        """The kind of directory the manifest names (`run`, `search`, `report`), or None."""
+        manifest = self.manifest()
+        return manifest.get("kind") if manifest and manifest.get("owner") == "ienet-tf" else None
+
+    def _proven(self) -> bool:
+        """Whether a directory without a manifest is provably this command's (an older
+        version's): nothing is, unless a subclass proves it."""
+        return False
+
+    def _entries(self) -> list[str]:
+        return sorted(entry.name for entry in os.scandir(self.path) if entry.name != ".lock")
+
+    def refuse_foreign(self) -> None:
+        """A `RunError` (nothing written) unless the directory is new, empty, or ours."""
+        what = describe(self.path)
+        fix = f"pass a new or empty directory as {self.option} (nothing was written)"
+        if what is not None:
+            raise RunError(f"{self.option} {self.path} is {what}; {fix}.")
+        if not self.path.is_dir():
+            return
+        kind = self.owned_kind()
+        if kind == self.kind:
+            return
+        if kind is not None:
+            raise RunError(
+                f"{self.path} is the directory of an `{_COMMANDS.get(kind, kind)}`, not of an "
+                f"`{self.command}`; {fix}."
+            )
+        entries = self._entries()
+        if entries and not self._proven():
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise RunError(
+                f"{self.option} {self.path} is not empty ({shown}) and was not written by "
+                f"`{self.command}` (it has no {MANIFEST}); it would mix with or replace those "
+                f"files: {fix}."
+            )
+
+    def _refuse_links(self) -> None:
+        """A `RunError` if one of the directory's own names, or anything inside its own
+        folders, is a symbolic link: writing there could write outside the directory."""
+        candidates = [self.path / name for name in self.own_files]
+        for folder in self.own_folders:
+            top = self.path / folder
+            candidates.append(top)
+            if top.is_dir() and not top.is_symlink():
+                for root, folders, files in os.walk(top):
+                    candidates += [Path(root, name) for name in folders + files]
+        for path in candidates:
+            if path.is_symlink():
+                raise RunError(
+                    f"{path} is a symbolic link; `{self.command}` never writes through links "
+                    f"(it could write outside {self.path}): replace it with the file or folder "
+                    "itself, or remove it."
+                )
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the directory to write it: refuse what is not ours (see the module
+        docstring), take the lock (a `RunLockedError` naming the holder if another process
+        has it), write the manifest of a new directory, refuse links at our names."""
+        self.refuse_foreign()  # before anything is written, even the lock
+        created = not self.path.exists()
+        try:
+            with hold(self.path, f"use another {self.option}"):
+                self.refuse_foreign()  # again, now that no one else writes it
+                if self.owned_kind() is None:
+                    manifest = {"owner": "ienet-tf", "kind": self.kind, "format": 1}
+                    write_atomically(self.path / MANIFEST, json.dumps(manifest) + "\n")
+                self._refuse_links()
+                yield
+        except BaseException:
+            # A directory this claim made and that got nothing else leaves no trace.
+            if created and self.path.is_dir() and set(self._entries()) <= {MANIFEST}:
+                for name in (MANIFEST, ".lock"):
+                    (self.path / name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
+            raise
+
+    def discard(self, relative: str) -> None:
+        """Delete one of the directory's own entries (a file, a link itself, or a folder
+        of ours), never anything else."""
+        top = relative.rstrip("/").split("/")[0]
+        if relative not in self.own_files and f"{top}/" not in self.own_folders:
+            raise AssertionError(f"{relative} is not one of {type(self).__name__}'s names")
+        _remove(self.path / relative)
+
 
 class Run(_Directory):
     """The run directory `path` of `ienet train` (see the module docstring)."""
+
+    kind = "run"
+    option = "--run"
+    own_files = frozenset(
+        {
+            *MODEL_FILES.values(),
+            *_PENDING.values(),
+            "config.yaml",
+            "state.json",
+            "metrics.json",
+            "history.csv",
+            ".lock",
+            MANIFEST,
+        }
+    )
+    own_folders = ("checkpoints/", "resume/", "tensorboard/")
 
     # -- layout -------------------------------------------------------------------------
     config_path = _Entry("config.yaml")
@@ -137,15 +319,10 @@ class Run(_Directory):
         return None
 
     def owns(self, path: str | os.PathLike) -> bool:
-        """Whether `path` (inside the directory) is one of the run's own files, which only
-        `ienet train` may write: its models (also pending), metadata, resume/ and
-        tensorboard/."""
+        """Whether `path` (inside the directory) is one of the run's own names, which only
+        `ienet train` may write: its models (also pending), metadata, and its folders."""
         relative = Path(path).relative_to(self.path).as_posix()
-        return (
-            relative in _OWN_FILES
-            or relative.startswith(_OWN_FOLDERS)
-            or Path(path).name.startswith(".pending-")
-        )
+        return relative in self.own_files or relative.startswith(("resume/", "tensorboard/"))
 
     # -- reading ------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -153,22 +330,45 @@ class Run(_Directory):
         return self.config_path.is_file()
 
     def _require(self) -> None:
+        what = describe(self.path)
+        fix = "pass the --run of an `ienet train`"
+        if what is not None:
+            raise RunError(f"--run {self.path} is {what}; {fix}.")
         if not self.path.is_dir():
+            raise RunError(f"run directory {self.path} does not exist; {fix}.")
+        kind = self.owned_kind()
+        if kind not in (None, self.kind):
             raise RunError(
-                f"run directory {self.path} does not exist; pass the --run of an `ienet train`."
+                f"{self.path} is the directory of an `{_COMMANDS.get(kind, kind)}`, not a run; "
+                f"{fix}."
             )
         if not self.exists():
+            if self.state_path.is_file():
+                raise RunError(
+                    f"{self.config_path} is missing; rerun `ienet train --config FILE --run "
+                    f"{self.path}` with the config the run was trained with to restore it."
+                )
             raise RunError(
-                f"{self.path} is not an `ienet train` run directory (no config.yaml); "
-                "pass the --run of an `ienet train`."
+                f"{self.path} is not an `ienet train` run directory (no config.yaml); {fix}."
             )
 
     def config(self, schema=None):
-        """The run's validated config."""
+        """The run's validated config; a `RunError` if config.yaml no longer says what the
+        run was trained with (edited by hand: state.json records the original)."""
         from ienet_tf import config as config_lib
 
         self._require()
-        return config_lib.load(self.config_path, schema=schema or config_lib.Config)
+        config = config_lib.load(self.config_path, schema=schema or config_lib.Config)
+        recorded = (self.state() or {}).get("config")
+        if recorded is not None and schema is None:
+            changes = config_changes(recorded, training_part(config))
+            if changes:
+                raise RunError(
+                    f"{self.config_path} was edited after the run began ({'; '.join(changes)}; "
+                    f"state.json records what it was trained with); undo the edit, or rerun "
+                    f"`ienet train` on {self.path} with the original config to restore it."
+                )
+        return config
 
     def state(self) -> dict | None:
         """The committed training state (None before the first epoch is committed)."""
@@ -190,6 +390,7 @@ class Run(_Directory):
     def latest(self) -> str:
         """The model a command reads by default: `final` once the run is complete, else
         `last` (the latest committed epoch, or imported weights)."""
+        self._require()
         return "final" if self.is_complete() else "last"
 
     def artefacts(self) -> dict[str, str]:
@@ -205,6 +406,35 @@ class Run(_Directory):
         artefacts = self.artefacts()
         return {which: self.path / name for which, name in MODEL_FILES.items() if name in artefacts}
 
+    def _committed_file(self, which: str, expected: str) -> Path | None:
+        """The file of committed model `which` that matches `expected`, or None."""
+        for candidate in (self.model_path(which), self.path / _PENDING[which]):
+            # a committed artefact may still wait pending; a link is never ours
+            if candidate.is_file() and not candidate.is_symlink() and sha256(candidate) == expected:
+                return candidate
+        return None
+
+    def damaged(self) -> list[str]:
+        """The committed models (`which`) whose file is missing, or differs from the SHA-256
+        the run's records hold."""
+        artefacts = self.artefacts()
+        return [
+            which
+            for which, name in MODEL_FILES.items()
+            if name in artefacts and self._committed_file(which, artefacts[name]) is None
+        ]
+
+    def _proven(self) -> bool:
+        """A run of a version before manifests: its records name committed models, and
+        every one of them is there with the recorded SHA-256."""
+        if not self.exists():
+            return False
+        try:
+            artefacts = self.artefacts()
+        except RunError:
+            return False
+        return bool(artefacts) and not self.damaged()
+
     def verified_model_path(self, which: str = "final") -> Path:
         """The committed file of model `which`, its SHA-256 checked against the run's
         metadata; a `RunError` naming the problem otherwise."""
@@ -217,15 +447,19 @@ class Run(_Directory):
                 return path  # a run written before state.json existed: nothing to verify
             hint = "the run has not finished" if which == "final" else "no epoch has finished"
             raise RunError(f"{path} does not exist ({hint}).")
-        pending = self.path / _PENDING[which]
-        for candidate in (path, pending):  # a committed artefact may still wait pending
-            if candidate.is_file() and sha256(candidate) == expected:
-                return candidate
-        raise RunError(
-            f"{path} does not match the SHA-256 recorded in {self.path.name}'s metadata "
-            "(changed or damaged since it was written); rerun `ienet train` on the directory "
-            "to restore its checkpoints, or train again."
-        )
+        found = self._committed_file(which, expected)
+        if found is None:
+            problem = (
+                "is missing (the run's records name it)"
+                if not path.exists()
+                else f"does not match the SHA-256 recorded in {self.path.name}'s metadata "
+                "(changed or damaged since it was written)"
+            )
+            raise RunError(
+                f"{path} {problem}; rerun `ienet train` on the directory to restore it, or "
+                "train again."
+            )
+        return found
 
     def model(self, which: str = "final"):
         """Load model `which` (verified, see `verified_model_path`), uncompiled."""
@@ -233,11 +467,7 @@ class Run(_Directory):
 
         return load_keras_model(self.verified_model_path(which))
 
-    # -- writing (under `lock()`) --------------------------------------------------------
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        """Hold the directory for this process, or fail at once naming the holder."""
-        return hold(self.path, "use another --run")
-
+    # -- writing (under `claim()`) -------------------------------------------------------
     def write_config(self, config) -> None:
         from ienet_tf import config as config_lib
 
@@ -245,26 +475,35 @@ class Run(_Directory):
 
     def recover(self) -> None:
         """Bring the directory to its last committed state: roll committed pending
-        artefacts forward, delete uncommitted ones, temporary files and resume
-        checkpoints that the state does not name."""
+        artefacts forward, delete uncommitted ones, the temporary files of its own names,
+        and resume checkpoints that the state does not name. Only the run's own names are
+        touched; a user's file beside them stays."""
         artefacts = self.artefacts()
         for which, pending_name in _PENDING.items():
             pending = self.path / pending_name
-            if not pending.exists():
+            if not (pending.exists() or pending.is_symlink()):
                 continue
-            if artefacts.get(MODEL_FILES[which]) == sha256(pending):
+            expected = artefacts.get(MODEL_FILES[which])
+            if pending.is_file() and not pending.is_symlink() and expected == sha256(pending):
                 os.replace(pending, self.model_path(which))
             else:
-                pending.unlink()
-        for directory in (self.path, self.path / "checkpoints", self.resume_dir):
-            if directory.is_dir():
-                for stray in directory.glob(".*.tmp*"):
-                    _remove(stray)
+                self.discard(pending_name)
+        names = {name for name in self.own_files if "/" not in name or name.count("/") == 1}
+        temporary = re.compile(
+            r"\.(" + "|".join(re.escape(Path(name).name) for name in names) + r")\.\w+\.tmp"
+        )
+        for folder in (self.path, self.path / "checkpoints"):
+            if folder.is_dir():
+                for stray in folder.iterdir():
+                    if temporary.fullmatch(stray.name):
+                        _remove(stray)
         state = self.state()
-        keep = state.get("resume") if state else None
+        self._prune_resume(state.get("resume") if state else None)
+
+    def _prune_resume(self, keep: str | None) -> None:
         if self.resume_dir.is_dir():
             for entry in self.resume_dir.iterdir():
-                if entry.name != keep:
+                if entry.name != keep and _RESUME_NAME.fullmatch(entry.name):
                     _remove(entry)
 
     def write_pending(self, which: str, save) -> Path:
@@ -273,27 +512,43 @@ class Run(_Directory):
         pending = self.path / _PENDING[which]
         pending.parent.mkdir(parents=True, exist_ok=True)
         pending.unlink(missing_ok=True)
-        save(pending)
+        try:
+            save(pending)
+        except BaseException:
+            pending.unlink(missing_ok=True)  # never a half-written file (a full disk)
+            raise
         return pending
+
+    def write_resume(self, epoch: int | str, save: Callable[[str], object]) -> Path:
+        """Write the resume checkpoint after `epoch` (or of a named state such as
+        "imported") with `save(prefix)` into a temporary folder renamed into place; a
+        failure leaves no part of it."""
+        name = epoch if isinstance(epoch, str) else f"epoch-{epoch:04d}"
+        tmp, final = self.resume_dir / f".{name}.tmp", self.resume_dir / name
+        _remove(tmp)
+        try:
+            save(str(tmp / "checkpoint"))
+            tmp.rename(final)
+        except BaseException:
+            _remove(tmp)
+            raise
+        return final
 
     def commit(self, record: dict, pending: dict[str, Path], final: bool = False) -> dict:
         """Commit `record` (the new state.json, or metrics.json when `final`) naming the
         SHA-256 of the `pending` artefacts, then move them to their names."""
-        artefacts = dict(self.artefacts())
+        artefacts = {**self.artefacts(), **record.get("artefacts", {})}  # the record's win
         for which, path in pending.items():
             artefacts[MODEL_FILES[which]] = sha256(path)
         record = {**record, "artefacts": artefacts}
+        record["checksum"] = _checksum(record)
         target = self.metrics_path if final else self.state_path
         write_atomically(target, json.dumps(record, indent=2) + "\n")
         for which, path in pending.items():
             os.replace(path, self.model_path(which))
         if not final:
             self._render_history(record["history"])
-            keep = record.get("resume")
-            if self.resume_dir.is_dir():
-                for entry in self.resume_dir.iterdir():
-                    if entry.name != keep:
-                        _remove(entry)
+            self._prune_resume(record.get("resume"))
         return record
 
     def _render_history(self, rows: list[dict]) -> None:
@@ -322,7 +577,8 @@ class Run(_Directory):
 
         It is built in a staging directory beside `destination`, `finish(staged_run)` adds
         to it (an export, say), and only then is it renamed into place, replacing an older
-        `destination`: a failure leaves the old one, or none, never a half one."""
+        `destination` only if that is a run (never a folder of the user's): a failure
+        leaves the old one, or none, never a half one."""
         from ienet_tf.io import load_keras_model
 
         metrics = self.metrics()
@@ -332,26 +588,29 @@ class Run(_Directory):
             raise ValueError(f"which must be 'final' or 'best', not {which!r}")
         source = self.verified_model_path(which)
         destination = Path(destination)
+        Run(destination).refuse_foreign()
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
         staging.chmod(plain_mode(0o777))  # mkdtemp's 0700 would outlive the rename
         try:
             staged = Run(staging)
-            shutil.copyfile(self.config_path, staged.config_path)
-            load_keras_model(source).save(staged.model_path("final"))  # uncompiled: no optimizer
-            record = {
-                **{key: value for key, value in metrics.items() if key != "artefacts"},
-                **({"test_accuracy": _best_test_accuracy(metrics)} if which == "best" else {}),
-                "published_from": {
-                    "run": self.path.name,
-                    "model": MODEL_FILES[which],
-                    "sha256": sha256(source),
-                },
-                "artefacts": {MODEL_FILES["final"]: sha256(staged.model_path("final"))},
-            }
-            write_atomically(staged.metrics_path, json.dumps(record, indent=2) + "\n")
-            if finish is not None:
-                finish(staged)
+            with staged.claim():
+                shutil.copyfile(self.config_path, staged.config_path)
+                # uncompiled: no optimizer
+                pending = staged.write_pending("final", load_keras_model(source).save)
+                record = {
+                    **{k: v for k, v in metrics.items() if k not in ("artefacts", "checksum")},
+                    **({"test_accuracy": _best_test_accuracy(metrics)} if which == "best" else {}),
+                    "published_from": {
+                        "run": self.path.name,
+                        "model": MODEL_FILES[which],
+                        "sha256": sha256(source),
+                    },
+                }
+                staged.commit(record, {"final": pending}, final=True)
+                if finish is not None:
+                    finish(staged)
+            staged.discard(".lock")
         except BaseException:
             _remove(staging)
             raise
@@ -368,29 +627,47 @@ class Run(_Directory):
         _remove(old)
         return Run(destination)
 
-    def new_resume_dir(self, epoch: int | str) -> tuple[Path, Path]:
-        """(temporary, final) directories for the resume checkpoint after `epoch` (or of
-        a named state such as "imported"); a leftover temporary one is removed."""
-        name = epoch if isinstance(epoch, str) else f"epoch-{epoch:04d}"
-        tmp = self.resume_dir / f".{name}.tmp"
-        _remove(tmp)
-        return tmp, self.resume_dir / name
+
+def training_part(config) -> dict:
+    """The config as plain JSON data without its `export` section: what the trained weights
+    depend on (the record a run keeps in state.json)."""
+    from ienet_tf import config as config_lib
+
+    part = {key: value for key, value in config_lib.to_dict(config).items() if key != "export"}
+    return json.loads(json.dumps(part))
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """`section.key: old -> new` for every key where two training parts differ."""
+    return [
+        f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new[section][key]!r}"
+        for section in new
+        for key in new[section]
+        if old.get(section, {}).get(key) != new[section][key]
+    ]
 
 
 @contextlib.contextmanager
 def hold(directory: Path, alternative: str) -> Iterator[None]:
-    """`io.exclusive_lock` on `directory/.lock` (created with the directory) for the life
-    of the block, recording this PID; a `RunLockedError` naming the holder's PID and
-    `alternative` when another process holds it."""
+    """`io.exclusive_lock` on `directory/.lock` (created with the directory, never through
+    a link) for the life of the block, recording this PID; a `RunLockedError` naming the
+    holder's PID and `alternative` when another process holds it."""
     directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / ".lock"
+    if lock.is_symlink() or lock.is_dir():
+        raise RunError(f"{lock} is not a lock file (a link or a folder); remove it.")
     with contextlib.ExitStack() as stack:
         try:
-            fd = stack.enter_context(exclusive_lock(directory / ".lock", wait=False))
+            fd = stack.enter_context(exclusive_lock(lock, wait=False))
         except LockHeld as held:
             raise RunLockedError(
                 f"{directory} is in use by another process (PID {held.holder or 'unknown'}); "
                 f"wait for it to finish or {alternative}."
             ) from None
+        except OSError as error:
+            if error.errno != errno.ELOOP:  # a link made since the check above
+                raise
+            raise RunError(f"{lock} is not a lock file (a link); remove it.") from None
         if fd is not None:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -413,16 +690,20 @@ class Search(_Directory):
         trials.csv/.md     one row per trial
         best_config.yaml   the best completed trial as an `ienet train` config
 
-    Written by one process at a time (`lock()`, as `Run.lock`)."""
+    Written by one process at a time, under the rules of the module docstring (`claim()`)."""
+
+    kind = "search"
+    option = "--output"
+    own_files = frozenset(
+        {"config.yaml", "trials.csv", "trials.md", "best_config.yaml", ".lock", MANIFEST}
+    )
+    own_folders = ("tuner/",)
 
     config_path = _Entry("config.yaml")
     tuner_dir = _Entry("tuner")
     trials_csv = _Entry("trials.csv")
     trials_markdown = _Entry("trials.md")
     best_config_path = _Entry("best_config.yaml")
-
-    def lock(self) -> contextlib.AbstractContextManager[None]:
-        return hold(self.path, "use another --output")
 
     def config(self):
         """The search's validated tune config (None before the search has started)."""
@@ -445,6 +726,28 @@ class Search(_Directory):
             raise RunError(f"{self.config_path} is unreadable ({error}).") from None
         tune = raw.get("tune") if isinstance(raw, dict) else None
         return (tune if isinstance(tune, dict) else {}).get("objective", "val_accuracy")
+
+
+class Report(_Directory):
+    """The output directory of `ienet report` (`report.md` and its figures); by default
+    `report/` inside the run, which the run's directory proves ours."""
+
+    kind = "report"
+    option = "--output"
+    own_files: ClassVar[frozenset[str]] = frozenset({"report.md", ".lock", MANIFEST})
+
+    def __init__(self, path: str | os.PathLike, figures: tuple[str, ...] = ()):
+        super().__init__(path)
+        self.own_files = frozenset({*type(self).own_files, *figures})
+
+    def _proven(self) -> bool:
+        """A report of an older version inside its run (`RUN/report`, only our names)."""
+        parent = Run(self.path.parent)
+        return (
+            self.path.name == "report"
+            and parent.exists()
+            and set(self._entries()) <= self.own_files
+        )
 
 
 def _remove(path: Path) -> None:

@@ -7,8 +7,30 @@ import gc
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import HealthCheck, settings
 
 from ienet_tf import compat
+
+# Hypothesis profiles: `ci` (the default) keeps the suite's time bounded and its examples
+# the same on every run; `--hypothesis-profile=long` explores, for local runs (the fault
+# harness, tests/test_fault_harness.py, above all). Tests that set their own
+# `max_examples` keep it.
+settings.register_profile(
+    "ci",
+    max_examples=3,
+    stateful_step_count=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "long",
+    max_examples=200,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ci")
 
 
 def pytest_runtest_logfinish(nodeid, location):

@@ -95,7 +95,7 @@ def test_nothing_is_written_before_the_data_is_found(tmp_path):
 
 def test_a_directory_in_use_is_refused_naming_the_holder_and_a_stale_lock_is_taken(tmp_path):
     config = _config("train.epochs=1")
-    with Run(tmp_path).lock():
+    with Run(tmp_path).claim():
         with pytest.raises(
             RunLockedError, match=f"in use by another process \\(PID {os.getpid()}\\)"
         ):
@@ -107,7 +107,9 @@ def test_a_directory_in_use_is_refused_naming_the_holder_and_a_stale_lock_is_tak
 
 def test_a_directory_of_another_config_is_refused_once_it_has_trained(tmp_path):
     train(_config("train.epochs=1"), tmp_path, verbose=0)
-    with pytest.raises(RunError, match=r"different config \(train.epochs: 1 -> 2\)"):
+    with pytest.raises(
+        RunError, match=r"different config \(train.epochs: 1 -> 2\); .* \(recorded in state.json\)"
+    ):
         train(_config("train.epochs=2"), tmp_path, verbose=0)
 
 
@@ -308,6 +310,7 @@ def test_publish_copies_a_model_as_a_run_and_replaces_only_when_finished(tiny_ru
     destination = tmp_path / "ready" / "model"
     published = source.publish(destination)
     assert sorted(p.name for p in destination.iterdir()) == [
+        ".ienet-tf.json",  # the ownership manifest: a later publish may replace it
         "config.yaml",
         "metrics.json",
         "model.keras",
@@ -352,6 +355,12 @@ def test_publish_copies_a_model_as_a_run_and_replaces_only_when_finished(tiny_ru
     np.testing.assert_array_equal(source.model("best")(images), best.model("final")(images))
     with pytest.raises(ValueError, match="which must be 'final' or 'best'"):
         source.publish(tmp_path / "last", which="last")
+    # A user's folder at the destination is never replaced.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match=r"is not empty \(notes.txt\) and was not written by"):
+        source.publish(tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
 def test_an_unfinished_run_is_not_published(tmp_path):

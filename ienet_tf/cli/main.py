@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -43,7 +44,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = _load_config(args)
     output_dir = args.run or Path("runs") / Path(args.config).stem
     run = Run(output_dir)
-    if run.exists() and run.is_complete() and run.config() == config:
+    run.refuse_foreign()  # before reading anything there
+    if run.exists() and run.is_complete() and not run.damaged() and run.config() == config:
         print(f"{output_dir}: already complete (nothing to train); its metrics.json:")
         print(json.dumps(run.metrics(), indent=2))
         return 0
@@ -176,6 +178,7 @@ def _cmd_import_torch(args: argparse.Namespace) -> int:
     from ienet_tf.train import build_model, start_from_weights
 
     config = _load_config(args)
+    Run(args.run).refuse_foreign()  # before the checkpoint is read
     if config.model.compat != "release":
         raise UserError(
             f"{args.config}: model.compat is {config.model.compat!r}; a release checkpoint "
@@ -411,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("larq.layers_base").setLevel(logging.ERROR)
     _require(args, parser)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except IENetError as error:
         if args.debug:
             traceback.print_exc()
@@ -420,6 +425,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ienet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `ienet ... | head`: the reader has gone; nothing more to say (the shell's 141).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as error:
+        failure = system_failure(error)
+        if failure is None:
+            raise  # a bug: keep the traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"ienet {args.command}: error: {failure}", file=sys.stderr)
+        return 2
+
+
+#: The operating system's refusals a user fixes (the disk, the permissions), by errno.
+_SYSTEM_FIXES = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space (disk quota)",
+    errno.EROFS: "choose a writable location",
+    errno.EACCES: "choose a location you may write, or fix its permissions",
+    errno.EPERM: "choose a location you may write, or fix its permissions",
+}
+
+
+def system_failure(error: BaseException) -> str | None:
+    """One line for a failure of the operating system's (disk full, a read-only or
+    forbidden location), raised as `OSError` or inside a TensorFlow error; None for
+    anything else. Every write is atomic, so nothing half-written is left: the rerun
+    continues from what was committed."""
+    code = getattr(error, "errno", None)
+    if code not in _SYSTEM_FIXES:
+        # TensorFlow's file system reports the strerror inside its own error types.
+        text = str(error)
+        code = next((c for c in _SYSTEM_FIXES if os.strerror(c) in text), None)
+        if code is None or not _is_tensorflow_error(error):
+            return None
+    where = getattr(error, "filename", None)
+    return (
+        f"{os.strerror(code)}{f' ({where})' if where else ''}; {_SYSTEM_FIXES[code]} and "
+        "rerun (what was committed is kept, nothing half-written is left)."
+    )
+
+
+def _is_tensorflow_error(error: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
 
 
 if __name__ == "__main__":

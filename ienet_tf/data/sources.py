@@ -212,8 +212,9 @@ def _tfds_split(
     tfds = extras.require("tensorflow_datasets")
 
     builder = tfds.builder(name, data_dir=_str(data_dir))
-    if download:
-        builder.download_and_prepare()  # a no-op when already prepared
+    if download and not _prepared(builder):
+        _require_network(name)
+        builder.download_and_prepare()
     try:
         return builder.as_dataset(
             split=split,
@@ -228,4 +229,35 @@ def _tfds_split(
             raise
         raise DataError(
             f"The tfds data set {name!r} is not prepared in {builder.data_dir}; {how}."
+        ) from None
+
+
+#: Where tensorflow-datasets downloads each data set from (host, port).
+_DOWNLOAD_HOSTS = {
+    "cifar10": ("www.cs.toronto.edu", 443),
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+}
+_NETWORK_TIMEOUT_S = 5.0
+
+
+def _prepared(builder) -> bool:
+    return tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+
+
+def _require_network(name: str) -> None:
+    """A `DataError` within seconds when the host a download needs cannot be reached
+    (tfds itself retries for minutes, and leaves an incomplete folder behind)."""
+    import socket
+
+    host, port = _DOWNLOAD_HOSTS.get(name, (None, None))
+    if host is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=_NETWORK_TIMEOUT_S).close()
+    except OSError as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise DataError(
+            f"cannot download {name}: {host} cannot be reached from here ({reason}); nothing "
+            f"was downloaded. Prepare it once where there is network (`tfds build {name} "
+            "--data_dir DIR`), copy DIR here and pass `--set data.data_dir=DIR`."
         ) from None

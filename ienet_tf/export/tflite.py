@@ -119,7 +119,38 @@ def check_output_path(path: str | os.PathLike, argument: str = "path") -> Path:
                     f"{argument} {path}: {folder} is a file, not a folder; choose another path."
                 )
             break
+    _refuse_foreign_files(path, sidecar, argument)
     return path
+
+
+def _refuse_foreign_files(path: Path, sidecar: Path, argument: str) -> None:
+    """A `UsageError` unless every file an export to `path` would replace is an earlier
+    export's: a `.tflite` whose sidecar records its SHA-256, and that sidecar. A link at
+    either name is never written over."""
+    for target in (path, sidecar):
+        if target.is_symlink():
+            raise errors.UsageError(
+                f"{argument} {path}: {target} is a symbolic link; an export never writes over "
+                "a link: choose another path, or remove the link."
+            )
+    if not (path.exists() or sidecar.exists()):
+        return
+    fix = "choose another path, or move the file away"
+    try:
+        recorded = json.loads(sidecar.read_text()).get("sha256")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        recorded = None
+    if recorded is None:
+        existing = path if path.exists() else sidecar
+        raise errors.UsageError(
+            f"{argument} {path}: {existing} exists and is not an `ienet export` file (no "
+            f"report {sidecar.name} records it); {fix}."
+        )
+    if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != recorded:
+        raise errors.UsageError(
+            f"{argument} {path} exists and differs from the export {sidecar.name} records "
+            f"(changed since); {fix}."
+        )
 
 
 def _check_number(value, name: str, fraction: bool = False) -> float:

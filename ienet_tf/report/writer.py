@@ -30,7 +30,7 @@ from ienet_tf.errors import IENetError, UsageError
 from ienet_tf.io import write_atomically
 from ienet_tf.ir2net import inference_model
 from ienet_tf.report import figures
-from ienet_tf.runs import MODEL_FILES, Run
+from ienet_tf.runs import MODEL_FILES, Report, Run
 from ienet_tf.train import test_images
 
 __all__ = ["FIGURE_FILES", "write_report"]
@@ -266,6 +266,8 @@ def write_report(
     say = progress or (lambda message: None)
     run = Run(run_dir)
     which = run.latest()
+    output_dir = Path(output_dir) if output_dir is not None else run.path / "report"
+    Report(output_dir).refuse_foreign()  # a user's folder, a file: before any work
     say(f"loading {MODEL_FILES[which]} of {run.path}")
     config = run.config()
     # the classifier of an IR²Net training wrapper
@@ -276,9 +278,6 @@ def write_report(
             "has no binary layers: there is nothing to report."
         )
     metrics = run.metrics() or {}
-    output_dir = Path(output_dir) if output_dir is not None else run.path / "report"
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"--output {output_dir} exists and is not a directory.")
     batch, batch_note = None, ""
     try:
         say(f"reading the first {config.data.name} test batch")
@@ -293,34 +292,29 @@ def write_report(
     else:
         image_note = batch_note
 
-    created = not output_dir.exists()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".report-", suffix=".tmp"))
-    try:
-        sections, produced = _draw(
-            staging,
-            config,
-            model,
-            _checkpoint_models(run, which, model),
-            image,
-            image_note,
-            k_sweep_source,
-            say,
-        )
-        say("binary codes in training vs inference mode")
-        sections["disagreement"] = _disagreement_markdown(model, batch, batch_note)
-        say("IE-BC branches")
-        sections["branches"] = _branches_markdown(model, batch, batch_note)
-        write_atomically(
-            staging / "report.md", _render(run, which, config, model, metrics, sections)
-        )
-        _move_into_place(staging, output_dir, produced)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
+    with Report(output_dir, tuple(FIGURE_FILES.values())).claim():
+        staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".report-", suffix=".tmp"))
+        try:
+            sections, produced = _draw(
+                staging,
+                config,
+                model,
+                _checkpoint_models(run, which, model),
+                image,
+                image_note,
+                k_sweep_source,
+                say,
+            )
+            say("binary codes in training vs inference mode")
+            sections["disagreement"] = _disagreement_markdown(model, batch, batch_note)
+            say("IE-BC branches")
+            sections["branches"] = _branches_markdown(model, batch, batch_note)
+            write_atomically(
+                staging / "report.md", _render(run, which, config, model, metrics, sections)
+            )
+            _move_into_place(staging, output_dir, produced)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     step = int(metrics.get("epochs", config.train.epochs))
     _write_tensorboard(run.tensorboard_dir / "report", output_dir, produced, step)
     return output_dir / "report.md"

@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from ienet_tf.callbacks import PerStepLearningRate
 from ienet_tf.config import TrainConfig
+from ienet_tf.errors import UsageError
+from ienet_tf.io import one_line
 from ienet_tf.models.blocks import PROJECTION_SUFFIX
 from ienet_tf.torch_form import TorchSGD
 
@@ -152,6 +154,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as error:
-            raise ValueError(f"train.strategy 'tpu': no TPU could be reached ({error}).") from None
+            raise UsageError(
+                f"train.strategy 'tpu': no TPU could be reached ({one_line(error, 160)}); run "
+                "on a TPU host, or choose another train.strategy."
+            ) from None
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()

@@ -27,7 +27,8 @@ from ienet_tf import callbacks, data, errors, ir2net, models, precision
 from ienet_tf import config as config_lib
 from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.errors import RunError, UsageError
-from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run
+from ienet_tf.io import one_line
+from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run, config_changes, training_part
 from ienet_tf.train import recipes
 
 __all__ = [
@@ -183,30 +184,61 @@ def iee_schedule(config: config_lib.Config, steps: int | None) -> callbacks.IEES
     )
 
 
-def _training_part(config: config_lib.Config) -> dict:
-    """The config without its `export` section: what the trained weights depend on."""
-    return {key: value for key, value in config_lib.to_dict(config).items() if key != "export"}
-
-
 def _check_directory(run: Run, config: config_lib.Config) -> None:
-    """A directory of another config is refused once it has trained an epoch; before that
-    it holds nothing to lose and takes the new config. The `export` section may change."""
-    if not run.exists() or (run.state() is None and not run.is_complete()):
+    """A directory of another config is refused once it has trained an epoch (the config
+    it was trained with is recorded in state.json; config.yaml is its copy, restored from
+    a matching `config` if missing or edited); before that it holds nothing to lose and
+    takes the new config. The `export` section may change."""
+    state = run.state()
+    if state is None and not run.is_complete():
         return
-    previous = run.config()
-    if _training_part(previous) == _training_part(config):
+    recorded = (state or {}).get("config")
+    source = "recorded in state.json"
+    if recorded is None:  # a run of a version that did not record it
+        source = "in its config.yaml"
+        recorded = training_part(config_lib.load(run.config_path)) if run.exists() else None
+    new = training_part(config)
+    if recorded is None or recorded == new:
         return
-    old, new = _training_part(previous), _training_part(config)
-    diffs = [
-        f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new[section][key]!r}"
-        for section in new
-        for key in new[section]
-        if old.get(section, {}).get(key) != new[section][key]
-    ]
+    changes = "; ".join(config_changes(recorded, new))
     raise RunError(
-        f"{run.path} holds a run with a different config ({'; '.join(diffs)}); use another "
-        "--run, or the same config to resume it."
+        f"{run.path} holds a run with a different config ({changes}); use another --run, or "
+        f"the config it was trained with ({source}) to resume it."
     )
+
+
+def _restore_models(run: Run, model: tf.keras.Model, state: dict) -> None:
+    """Rewrite the committed models that a user deleted or damaged and that the restored
+    training checkpoint (the last committed epoch) still holds: `last`, and `best` when the
+    best epoch is the last. Anything else cannot be rebuilt and says so."""
+    damaged = [which for which in run.damaged() if which in ("last", "best")]
+    if not damaged:
+        return
+    best = state.get("best") or {}
+    if "best" in damaged and best.get("epoch") != state["epochs_done"] - 1:
+        raise RunError(
+            f"{run.model_path('best')} is missing or damaged, and only it held the weights of "
+            f"epoch {best.get('epoch')}, the best; restore it from a copy, or train into a "
+            "new --run."
+        )
+    deployable = ir2net.inference_model(model)
+    pending = {which: run.write_pending(which, deployable.save) for which in damaged}
+    restored = run.commit(state, pending)["artefacts"]
+    metrics = run.metrics()
+    if metrics is not None:  # a complete run's record names them too
+        run.commit({**metrics, "artefacts": restored}, {}, final=True)
+
+
+def _read_checkpoint(run: Run, checkpoint: tf.train.Checkpoint, state: dict) -> None:
+    path = run.resume_dir / str(state.get("resume")) / "checkpoint"
+    try:
+        checkpoint.read(str(path)).assert_consumed()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise RunError(
+            f"{path.parent} (the resume checkpoint state.json names) is missing or damaged "
+            f"({one_line(error, 160)}); the run cannot continue from it: train into a new "
+            "--run (the models in checkpoints/ stay readable)."
+        ) from None
 
 
 class _StopOnNaN(tf.keras.callbacks.TerminateOnNaN):
@@ -233,13 +265,15 @@ class _EpochCommit(tf.keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
+    diverged: int | None = None  # the first epoch with a non-finite loss or metric
+
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         if not all(math.isfinite(float(v)) for v in logs.values()):
-            return  # a diverged epoch is never committed (the trainer reports it)
-        tmp, final = self.run.new_resume_dir(epoch)
-        self.checkpoint.write(str(tmp / "checkpoint"))
-        tmp.rename(final)
+            # Never committed, and the end of training: the trainer reports it.
+            self.diverged, self.model.stop_training = epoch, True
+            return
+        final = self.run.write_resume(epoch, self.checkpoint.write)
         deployable = ir2net.inference_model(self.model)  # what evaluate and export read
         pending = {"last": self.run.write_pending("last", deployable.save)}
         best = self.state.get("best")
@@ -285,7 +319,8 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
     Nothing is written before the config, the data and the model are known to be good.
     """
     run = Run(output_dir)
-    if run.exists() and run.is_complete():
+    run.refuse_foreign()  # a user's folder, a file: before the data is even read
+    if run.is_complete() and not run.damaged():
         _check_directory(run, config)
         return run.metrics() if _int8_done(run, config) else _int8_only(run, config, verbose)
     _check_directory(run, config)
@@ -302,17 +337,22 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         model.optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
-    with run.lock():
+    with run.claim():
         _check_directory(run, config)  # again, now that no one else writes it
-        if run.is_complete():  # another process finished it meanwhile
+        if run.is_complete() and not run.damaged():  # another process finished it meanwhile
             return run.metrics()
         run.recover()
         state = run.state()
         if state is None:
-            run.write_config(config)
             state = {"version": STATE_VERSION, "epochs_done": 0, "history": []}
         else:
-            checkpoint.read(str(run.resume_dir / state["resume"] / "checkpoint")).assert_consumed()
+            _read_checkpoint(run, checkpoint, state)
+            _restore_models(run, model, state)
+            if run.is_complete() and not run.damaged():  # what was lost is restored
+                return run.metrics()
+            state = run.state()
+        state["config"] = training_part(config)
+        run.write_config(config)  # the copy of the record (restored if deleted or edited)
         state["invocations"] = state.get("invocations", 0) + 1
         initial_epoch = state["epochs_done"]
         train_cfg = config.train
@@ -337,10 +377,11 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
                 callbacks=fit_callbacks,
                 verbose=_fit_verbose(verbose),
             )
-        if stop_on_nan.fired:
+        if stop_on_nan.fired or commit.diverged is not None:
+            where = "" if commit.diverged is None else f" at epoch {commit.diverged}"
             raise RunError(
-                f"training diverged (NaN loss) in {run.path}; lower train.learning_rate "
-                "(the epochs before the divergence are kept)."
+                f"training diverged (a NaN or infinite loss or metric{where}) in {run.path}; "
+                "lower train.learning_rate (the epochs before the divergence are kept)."
             )
         return _finish(run, config, model, datasets, commit, monitor_split, strategy, verbose)
 
@@ -406,15 +447,21 @@ def int8_fine_tune(
         )
     calibrated = qat.evaluate(datasets["test"], verbose=0, return_dict=True)
     if e.int8_epochs:
+        stop_on_nan = _StopOnNaN()
         qat.fit(
             datasets["train"],
             epochs=e.int8_epochs,
             verbose=_fit_verbose(verbose),
             callbacks=[
                 recipes.learning_rate_callback(fine_tune, steps_per_epoch(datasets["train"])),
-                tf.keras.callbacks.TerminateOnNaN(),
+                stop_on_nan,
             ],
         )
+        if stop_on_nan.fired:
+            raise RunError(
+                "the int8 fine-tune diverged (NaN loss); lower export.int8_learning_rate (the "
+                "trained float model is kept)."
+            )
     final = qat.evaluate(datasets["test"], verbose=0, return_dict=True)
     return qat, {
         "int8_test_accuracy": float(final["accuracy"]),
@@ -429,13 +476,14 @@ def _int8_only(run: Run, config, verbose) -> dict:
     """A complete run given `export.int8` afterwards: only the int8 fine-tune runs."""
     datasets = load_datasets(config, ("train", "test"))
     strategy = recipes.make_strategy(config.train.strategy)
-    with run.lock():
+    with run.claim():
         run.recover()
         metrics = run.metrics()
         if _int8_done(run, config):
             return metrics
         start = time.perf_counter()
         qat, int8_metrics = int8_fine_tune(config, run.model("final"), datasets, strategy, verbose)
+        _require_finite(int8_metrics, run)
         pending = {"int8": run.write_pending("int8", qat.save)}
         run.write_config(config)
         wall = metrics.get("wall_time_s", 0.0) + time.perf_counter() - start
@@ -495,7 +543,23 @@ def _finish(
         pending["int8"] = run.write_pending("int8", qat.save)
         metrics.update(int8_metrics)
     metrics["wall_time_s"] = state.get("wall_time_s", 0.0) + time.perf_counter() - start
+    _require_finite(metrics, run)
     return run.commit(metrics, pending, final=True)
+
+
+def _require_finite(metrics: dict, run: Run) -> None:
+    """A NaN or infinite number is a failure, never a result: nothing is committed."""
+    bad = [
+        key
+        for key, value in metrics.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+    if bad:
+        raise RunError(
+            f"the final evaluation of {run.path} gave non-finite {', '.join(bad)}; nothing was "
+            "committed (the trained epochs are kept): check the data and the model, then "
+            "rerun."
+        )
 
 
 def start_from_weights(
@@ -506,19 +570,19 @@ def start_from_weights(
     `ienet train` with the same config trains on from them. `source` is recorded in the
     run's state. The directory must not hold a run yet."""
     run = Run(output_dir)
-    if run.exists():
+    if run.exists() or run.state_path.exists():
         raise RunError(
             f"{run.path} already holds a run; import into a new --run directory (nothing was "
             "written)."
         )
-    with run.lock():
+    with run.claim():
         run.recover()
         pending = {"last": run.write_pending("last", model.save)}  # saved uncompiled
         compile_model(model, config)  # a fresh optimizer state: the trainer resumes both
         model.optimizer.build(model.trainable_variables)
-        tmp, final = run.new_resume_dir("imported")
-        tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(str(tmp / "checkpoint"))
-        tmp.rename(final)
+        final = run.write_resume(
+            "imported", tf.train.Checkpoint(model=model, optimizer=model.optimizer).write
+        )
         run.write_config(config)
         state = {
             "version": STATE_VERSION,
@@ -528,6 +592,7 @@ def start_from_weights(
             "resume": final.name,
             "wall_time_s": 0.0,
             "imported_from": source,
+            "config": training_part(config),
         }
         run.commit(state, pending)
     return run

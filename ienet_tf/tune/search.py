@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import time
 from pathlib import Path
 
@@ -127,7 +128,10 @@ def _rows(tuner: kt.Tuner, config: config_lib.TuneFileConfig) -> list[dict]:
         rows.append(
             {
                 "trial": trial_id,
-                "status": trial.status,
+                # a completed trial without a finite score diverged: never a result
+                "status": "DIVERGED"
+                if trial.status == "COMPLETED" and not _finite(trial.score)
+                else trial.status,
                 "k": trial_cfg.model.k,
                 "t_min": trial_cfg.iee.t_min,
                 "t_max": trial_cfg.iee.t_max,
@@ -163,12 +167,17 @@ def _write_tables(rows: list[dict], objective: str, search: Search) -> None:
     write_atomically(search.trials_markdown, table + "\n")
 
 
+def _finite(score) -> bool:
+    return score is not None and math.isfinite(score)
+
+
 def _best_completed(tuner: kt.Tuner, objective: str):
-    """The best COMPLETED trial with a score (never a failed one), or None."""
+    """The best COMPLETED trial with a finite score (never a failed or diverged one), or
+    None."""
     done = [
         trial
         for trial in tuner.oracle.trials.values()
-        if trial.status == "COMPLETED" and trial.score is not None
+        if trial.status == "COMPLETED" and _finite(trial.score)
     ]
     if not done:
         return None
@@ -179,8 +188,9 @@ def _best_completed(tuner: kt.Tuner, objective: str):
 def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbose: int = 1) -> dict:
     """Run (or resume) the search; write the tables and the best config. Returns a summary."""
     search = Search(output_dir)
+    search.refuse_foreign()  # a user's folder, a file: before the data is even read
     train, validation = _datasets(config)  # data errors before anything is written
-    with search.lock():
+    with search.claim():
         _check_config(config, search)
         tf.keras.utils.set_random_seed(config.train.seed)
         tuner = _make_tuner(config, search.tuner_dir)
@@ -191,7 +201,8 @@ def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbos
         if best is None:
             failed = [row["trial"] for row in rows if row["status"] != "COMPLETED"]
             raise errors.RunError(
-                f"no trial of the search in {search.path} completed ({len(failed)} failed: "
+                f"no trial of the search in {search.path} completed with a finite objective "
+                f"({len(failed)} failed or diverged: "
                 f"trials {', '.join(failed[:5]) or 'none'}); see their logs in "
                 f"{search.tuner_dir} (no best_config.yaml was written)."
             )

@@ -352,6 +352,7 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
     ready = tmp_path / "ready"
     _run("campaign.py", *args, "--publish", str(ready))
     assert sorted(p.name for p in ready.iterdir()) == [
+        ".ienet-tf.json",
         "README.md",
         "config.yaml",
         "metrics.json",
@@ -466,11 +467,11 @@ def test_campaign_skips_a_run_another_process_is_training(tmp_path):
     runs = tmp_path / "runs"
     args = ["--smoke", "--work-dir", str(runs), "--results-dir", str(tmp_path / "results")]
     args += ["--output", str(tmp_path / "campaign.json"), "--only", "bireal_s0"]
-    with Run(runs / "bireal_s0").lock():
+    with Run(runs / "bireal_s0").claim():
         done = _run("campaign.py", *args)
     assert "bireal_s0: skipped, another process is training it" in done.stdout
     assert "FAILED" not in done.stdout + done.stderr
-    assert [p.name for p in (runs / "bireal_s0").iterdir()] == [".lock"]
+    assert sorted(p.name for p in (runs / "bireal_s0").iterdir()) == [".ienet-tf.json", ".lock"]
     assert not (tmp_path / "results" / "bireal_s0.json").exists()
 
 
@@ -509,7 +510,7 @@ def test_an_interrupted_campaign_stops_its_workers_and_resumes(tmp_path):
     assert "campaign.py: interrupted; run it again to resume" in err
     for name in ("bireal_s0", "ienet_k2_s0"):
         if (runs / name).exists():
-            with Run(runs / name).lock():  # no worker is left holding it
+            with Run(runs / name).claim():  # no worker is left holding it
                 pass
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -5,6 +5,7 @@ with `tfds.testing.mock_data`, and the network is blocked where a tfds code path
 """
 
 import dataclasses
+import errno
 import gzip
 import math
 import socket
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from ienet_tf import data, errors
-from ienet_tf.data import augment, idx
+from ienet_tf.data import augment, idx, sources
 
 FIX = "apt-get install dataset-fashion-mnist"
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
@@ -620,6 +621,37 @@ def test_download_is_opt_in_and_goes_through_tfds(tmp_path, monkeypatch, no_netw
         raise RuntimeError("stub: no network in tests")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fake_download_and_prepare)
+    monkeypatch.setattr(sources, "_require_network", lambda name: None)  # "reachable"
     with pytest.raises(RuntimeError, match="stub: no network"):
         data.load("cifar10", "test", batch_size=8, training=False, data_dir=tmp_path, download=True)
     assert asked == ["cifar10"]
+
+
+@pytest.mark.parametrize("name", ["cifar10", "fashion_mnist"])
+def test_a_download_without_network_is_one_line_at_once_and_leaves_nothing(
+    name, tmp_path, monkeypatch
+):
+    """tfds retries an unreachable host for minutes and leaves an incomplete folder; the
+    probe before it answers in one line, within its timeout, having written nothing."""
+    import tensorflow_datasets as tfds
+
+    probed = []
+
+    def unreachable(address, timeout=None):
+        probed.append((address, timeout))
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    def never(self, *args, **kwargs):
+        raise AssertionError("tfds was asked to download without network")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", never)
+    data_dir = tmp_path / "tfds"
+    with pytest.raises(errors.DataError) as info:
+        sources._tfds_split(name, "test", data_dir, "how", download=True)
+    message = str(info.value)
+    assert message.startswith(f"cannot download {name}: ") and "\n" not in message
+    assert "Network is unreachable" in message and f"tfds build {name}" in message
+    assert probed and probed[0][0] == sources._DOWNLOAD_HOSTS[name]
+    assert probed[0][1] <= 10  # seconds, not tfds's minutes of retries
+    assert not data_dir.exists() or not any(data_dir.rglob("*"))

@@ -15,6 +15,7 @@ import yaml
 from ienet_tf import callbacks, errors, inspection, layers
 from ienet_tf.cli import report as report_cli
 from ienet_tf.report import FIGURE_FILES, figures, write_report
+from ienet_tf.runs import Report
 
 
 def _numpy_entropy(p: float) -> float:
@@ -444,7 +445,7 @@ def test_report_command_on_a_trained_run(tiny_run, tmp_path):
     assert "ienet report: weight histograms of 3 saved model(s)" in steps
     assert f"ienet report: error vs K from {trials}" in steps
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.md", *FIGURE_FILES.values()]
+        [".ienet-tf.json", ".lock", "report.md", *FIGURE_FILES.values()]
     )  # and no staging directory left behind
     for file in FIGURE_FILES.values():
         image = matplotlib.image.imread(out / file)
@@ -544,7 +545,8 @@ def test_report_without_test_data_replaces_only_its_own_files(tiny_run, tmp_path
 
     monkeypatch.setattr(writer, "test_images", no_data)
     out = tmp_path / "report"
-    out.mkdir()
+    with Report(out).claim():  # a report directory of an earlier `ienet report`
+        pass
     (out / "notes.txt").write_text("mine")
     (out / FIGURE_FILES["k_sweep"]).write_bytes(b"stale")
     (out / FIGURE_FILES["activations"]).write_bytes(b"stale")
@@ -554,6 +556,8 @@ def test_report_without_test_data_replaces_only_its_own_files(tiny_run, tmp_path
     assert FIGURE_FILES["activations"] not in markdown
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
+            ".ienet-tf.json",
+            ".lock",
             "notes.txt",
             "report.md",
             FIGURE_FILES["weights"],
@@ -562,3 +566,10 @@ def test_report_without_test_data_replaces_only_its_own_files(tiny_run, tmp_path
         ]
     )
     assert (out / "notes.txt").read_text() == "mine"
+    # A folder of the user's is never a report's: refused before anything is drawn.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / FIGURE_FILES["k_sweep"]).write_bytes(b"my figure")
+    with pytest.raises(errors.RunError, match=r"is not empty \(k_sweep.png\) and was not written"):
+        write_report(tiny_run, mine)
+    assert [p.name for p in mine.iterdir()] == [FIGURE_FILES["k_sweep"]]

@@ -174,12 +174,12 @@ def test_a_search_whose_trials_all_fail_reports_no_best(tmp_path, capsys, monkey
 def test_a_search_directory_in_use_is_refused_naming_the_holder(tmp_path, capsys):
     out = tmp_path / "search"
     args = ["tune", "--config", TUNE, "--output", str(out), "--verbose", "0", *SMALL]
-    with Search(out).lock():
+    with Search(out).claim():
         assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{out} is in use by another process (PID {os.getpid()})" in err
     assert "use another --output" in err
-    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing else written
+    assert sorted(p.name for p in out.iterdir()) == [".ienet-tf.json", ".lock"]  # nothing else
 
 
 def test_with_bn_reestimation_every_epoch_is_validated_with_re_estimated_statistics(tmp_path):
