@@ -35,9 +35,9 @@ for a run of an older version without one, committed models whose SHA-256 its re
 prove). Anything else (a user's folder, a file, a dangling link, another command's
 directory) is refused in one line before anything is written. Inside, it writes and deletes
 only its own names (the layout above), never through a symbolic link: a link at one of
-them is refused. `state.json` and `metrics.json` carry their own checksum and the config
-the run was trained with, so a file edited by hand is named, and a resume never mixes two
-configs.
+them is refused. `state.json` records the config the run was trained with (config.yaml is
+its copy) and both records carry their own checksum, so a file edited by hand is named, and
+a resume never mixes two configs.
 
 A directory is written by one process at a time: `claim()` takes an exclusive `flock`
 on `.lock`, which the kernel releases when the holder dies (a stale lock is no lock).
@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ienet_tf.errors import RunError, RunLockedError
+from ienet_tf.errors import ConfigError, RunError, RunLockedError
 from ienet_tf.io import LockHeld, exclusive_lock, plain_mode, write_atomically
 
 __all__ = ["MANIFEST", "MODEL_FILES", "Report", "Run", "Search", "describe", "hold", "sha256"]
@@ -223,7 +223,7 @@ class _Directory:
                 f"files: {fix}."
             )
 
-    def _refuse_links(self) -> None:
+    def refuse_links(self) -> None:
         """A `RunError` if one of the directory's own names, or anything inside its own
         folders, is a symbolic link: writing there could write outside the directory."""
         candidates = [self.path / name for name in self.own_files]
@@ -254,7 +254,7 @@ class _Directory:
                 if self.owned_kind() is None:
                     manifest = {"owner": "ienet-tf", "kind": self.kind, "format": 1}
                     write_atomically(self.path / MANIFEST, json.dumps(manifest) + "\n")
-                self._refuse_links()
+                self.refuse_links()
                 yield
         except BaseException:
             # A directory this claim made and that got nothing else leaves no trace.
@@ -381,6 +381,17 @@ class Run(_Directory):
     def is_complete(self) -> bool:
         metrics = self.metrics()
         return bool(metrics and metrics.get("completed"))
+
+    def is_intact(self) -> bool:
+        """Complete, with every committed model and config.yaml as its records say: nothing
+        for `ienet train` to do (otherwise it restores what it can)."""
+        if not (self.is_complete() and self.exists() and not self.damaged()):
+            return False
+        try:
+            self.config()  # a RunError when config.yaml no longer says what state.json records
+        except (RunError, ConfigError):
+            return False
+        return True
 
     def history(self) -> list[dict]:
         """One row per committed epoch (epoch, lr, iee_q, loss, accuracy, val_*, time_s)."""

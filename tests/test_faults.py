@@ -250,6 +250,21 @@ def test_a_deleted_config_is_named_and_restored_by_the_advised_rerun(interrupted
     assert ienet(capsys, "evaluate", "--run", interrupted_run)[0] == 0
 
 
+@pytest.mark.parametrize("damage", ["delete", "edit", "garble"])
+def test_a_complete_runs_config_is_restored_by_the_rerun(damage, complete_run, capsys):
+    """Found by the fault harness: a complete run whose config.yaml was deleted answered
+    the rerun with exit 0 and left it deleted."""
+    path = complete_run / "config.yaml"
+    original = path.read_text()
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_text(original.replace("k: 2", "k: 3") if damage == "edit" else "{{{")
+    assert not Run(complete_run).is_intact()
+    assert ienet(capsys, *train_argv(complete_run, 1))[0] == 0
+    assert path.read_text() == original and Run(complete_run).is_intact()
+
+
 def test_an_edited_config_is_named_with_the_change(interrupted_run, capsys):
     path = interrupted_run / "config.yaml"
     original = path.read_text()
@@ -436,3 +451,21 @@ def test_a_manifest_claims_a_new_directory_first(tmp_path):
     ):
         with Search(path).claim():
             pass
+
+
+# --- 7. every user error is one line -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("model.name=resnet18", "is too small for resnet18"),
+        ("train.strategy=tpu", "no TPU could be reached"),
+    ],
+)
+def test_a_setting_that_cannot_work_here_is_one_line_and_writes_nothing(
+    setting, message, tmp_path, capsys
+):
+    code, line = ienet(capsys, *train_argv(tmp_path / "run", 1, "--set", setting))
+    assert_one_line_error(code, line, message)
+    assert not (tmp_path / "run").exists()

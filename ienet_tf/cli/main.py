@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     output_dir = args.run or Path("runs") / Path(args.config).stem
     run = Run(output_dir)
     run.refuse_foreign()  # before reading anything there
-    if run.exists() and run.is_complete() and not run.damaged() and run.config() == config:
+    if run.is_intact() and run.config() == config:
         print(f"{output_dir}: already complete (nothing to train); its metrics.json:")
         print(json.dumps(run.metrics(), indent=2))
         return 0

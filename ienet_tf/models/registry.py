@@ -17,6 +17,7 @@ from typing import Any
 import tensorflow as tf
 
 from ienet_tf.checks import is_int, is_positive_int
+from ienet_tf.errors import UsageError
 from ienet_tf.models import bottleneck, cifar, imagenet, tiny
 from ienet_tf.models.blocks import Trunk, pooled_head
 from ienet_tf.models.recovery import information_recovery
@@ -115,9 +116,9 @@ def spec(name: str) -> ModelSpec:
 def _check_input_shape(model: ModelSpec, input_shape) -> tuple[int, int, int]:
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(is_positive_int(d) for d in shape):
-        raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
+        raise UsageError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
     if min(shape[:2]) < model.min_size:
-        raise ValueError(
+        raise UsageError(  # a ValueError too; the CLI shows it as one line
             f"`input_shape` {shape} is too small for {model.name}: it downsamples to below "
             f"one pixel; use at least {model.min_size}x{model.min_size}."
         )

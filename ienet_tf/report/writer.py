@@ -316,6 +316,7 @@ def write_report(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     step = int(metrics.get("epochs", config.train.epochs))
+    run.refuse_links()  # the figures also go to the run's TensorBoard logs
     _write_tensorboard(run.tensorboard_dir / "report", output_dir, produced, step)
     return output_dir / "report.md"
 

@@ -320,7 +320,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
     """
     run = Run(output_dir)
     run.refuse_foreign()  # a user's folder, a file: before the data is even read
-    if run.is_complete() and not run.damaged():
+    if run.is_intact():
         _check_directory(run, config)
         return run.metrics() if _int8_done(run, config) else _int8_only(run, config, verbose)
     _check_directory(run, config)
@@ -339,7 +339,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
 
     with run.claim():
         _check_directory(run, config)  # again, now that no one else writes it
-        if run.is_complete() and not run.damaged():  # another process finished it meanwhile
+        if run.is_intact():  # another process finished it meanwhile
             return run.metrics()
         run.recover()
         state = run.state()
@@ -348,11 +348,11 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         else:
             _read_checkpoint(run, checkpoint, state)
             _restore_models(run, model, state)
-            if run.is_complete() and not run.damaged():  # what was lost is restored
-                return run.metrics()
             state = run.state()
         state["config"] = training_part(config)
         run.write_config(config)  # the copy of the record (restored if deleted or edited)
+        if run.is_intact():  # what was lost is restored
+            return run.metrics()
         state["invocations"] = state.get("invocations", 0) + 1
         initial_epoch = state["epochs_done"]
         train_cfg = config.train
