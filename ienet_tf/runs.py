@@ -456,7 +456,11 @@ class Run(_Directory):
         if expected is None:
             if path.exists() and not self.state_path.exists():
                 return path  # a run written before state.json existed: nothing to verify
-            hint = "the run has not finished" if which == "final" else "no epoch has finished"
+            hint = {
+                "final": "the run has not finished",
+                "int8": "the run has no int8 model; fine-tune one with `ienet train --config "
+                f"... --run {self.path} --set export.int8=true`",
+            }.get(which, "no epoch has finished")
             raise RunError(f"{path} does not exist ({hint}).")
         found = self._committed_file(which, expected)
         if found is None:

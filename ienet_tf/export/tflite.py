@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import faulthandler
 import hashlib
 import io
@@ -532,9 +533,14 @@ def _write_export(path: Path, flatbuffer: bytes, report: bytes) -> Path:
             path.unlink(missing_ok=True)
             os.replace(temporary[1], sidecar)
             os.replace(temporary[0], path)
-        except BaseException:
+        except BaseException as error:
             for tmp in temporary:
                 tmp.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno == errno.ENOENT:
+                # a folder that takes no new files (/proc, a vanished mount)
+                raise errors.ExportError(
+                    f"cannot write {path} ({error.strerror}); choose another --output."
+                ) from None
             raise
         with contextlib.suppress(OSError):  # make the renames durable
             fd = os.open(path.parent, os.O_RDONLY)
