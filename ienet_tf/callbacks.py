@@ -94,6 +94,14 @@ class IEESchedule(tf.keras.callbacks.Callback):
             tf.get_logger().warning(
                 "IEESchedule: the model has no IEE quantizer, the callback does nothing."
             )
+        fit_epochs = (self.params or {}).get("epochs")
+        if fit_epochs is not None and fit_epochs < self.epochs:
+            # q would stop short of 10^t_max: a schedule made for another budget.
+            last = self.q_at(fit_epochs - 1, (self.steps_per_epoch or 1) - 1)
+            tf.get_logger().warning(
+                f"IEESchedule(epochs={self.epochs}) in a fit of {fit_epochs} epochs: q ends at "
+                f"{last:.3g}, not 10^{self.t_max:g}; give IEESchedule the fit's epochs."
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

@@ -1,3 +1,4 @@
+import larq as lq
 import numpy as np
 import numpy_reference as ref
 import pytest
@@ -5,6 +6,7 @@ import tensorflow as tf
 
 from ienet_tf import callbacks, layers, quantizers
 from ienet_tf.errors import UsageError
+from ienet_tf.schedule import iee_q
 
 
 def _tiny_model(nested: bool = False) -> tf.keras.Model:
@@ -112,6 +114,22 @@ def test_schedule_on_a_model_without_iee_quantizers_warns(caplog):
             callbacks=[callbacks.IEESchedule(epochs=1)],
         )
     assert "no IEE quantizer" in caplog.text
+
+
+def test_a_schedule_longer_than_the_fit_warns_where_q_ends(caplog):
+    model = tf.keras.Sequential(
+        [lq.layers.QuantDense(2, kernel_quantizer="iee_sign", input_shape=(3,))]
+    )
+    model.compile("sgd", "mse")
+    data = np.zeros((4, 3)), np.zeros((4, 2))
+    with caplog.at_level("WARNING"):
+        model.fit(*data, epochs=2, verbose=0, callbacks=[callbacks.IEESchedule(epochs=10)])
+    expected = iee_q(1, 10, -2.0, 1.0)
+    assert f"IEESchedule(epochs=10) in a fit of 2 epochs: q ends at {expected:.3g}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        model.fit(*data, epochs=2, verbose=0, callbacks=[callbacks.IEESchedule(epochs=2)])
+    assert "IEESchedule(epochs=" not in caplog.text
 
 
 def test_quantizer_itself_is_found():

@@ -122,7 +122,7 @@ class RunFaults(RuleBasedStateMachine):
     @rule(delay=st.floats(min_value=0.0, max_value=12.0))
     def train_killed(self, delay):
         child = subprocess.Popen(
-            [sys.executable, "-m", "ienet_tf.cli.main", "train", "--run", self.run, *TRAIN],
+            [sys.executable, "-m", "ienet_tf", "train", "--run", self.run, *TRAIN],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},

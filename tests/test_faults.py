@@ -427,7 +427,7 @@ def test_a_closed_pipe_ends_quietly():
     reader, writer = os.pipe()
     os.close(reader)
     done = subprocess.run(
-        [sys.executable, "-m", "ienet_tf.cli.main", "cost", "--config", DEMO],
+        [sys.executable, "-m", "ienet_tf", "cost", "--config", DEMO],
         stdout=writer,
         stderr=subprocess.PIPE,
         text=True,

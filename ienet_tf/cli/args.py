@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["path_arg", "positive_arg", "progress_lines", "run_option"]
+__all__ = [
+    "path_arg",
+    "positive_arg",
+    "progress_lines",
+    "progress_to_stderr",
+    "run_option",
+]
+
+
+def progress_to_stderr() -> contextlib.AbstractContextManager:
+    """Send what the block prints (Keras' progress) to stderr: stdout keeps the result,
+    so `ienet train --json ... | python -c "import json, sys; json.load(sys.stdin)"`
+    works."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def progress_lines(command: str) -> Callable[[str], None]:
@@ -45,7 +59,6 @@ def positive_arg(cast):
 
 
 def run_option(command, required: bool = True, **kwargs) -> None:
-    """`--run DIR`, the run directory, in every command (required-ness is checked after
-    parsing, so that the error names the command)."""
-    command.add_argument("--run", type=path_arg, metavar="DIR", **kwargs)
-    command.set_defaults(run_required=required)
+    """`--run DIR`, the run directory, in every command (usage shows it as required where
+    it is)."""
+    command.add_argument("--run", type=path_arg, metavar="DIR", required=required, **kwargs)

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ienet_tf.cli import report
-from ienet_tf.cli.args import path_arg, positive_arg, progress_lines, run_option
+from ienet_tf.cli.args import (
+    path_arg,
+    positive_arg,
+    progress_lines,
+    progress_to_stderr,
+    run_option,
+)
 from ienet_tf.errors import IENetError
 from ienet_tf.io import one_line, read_bytes
 from ienet_tf.runs import MODEL_FILES, Run
@@ -26,6 +32,12 @@ WHICH_HELP = (
     "(the latest epoch) or int8 (the int8 QAT model); default: final once the run is "
     "complete, else last"
 )
+
+
+def _version() -> str:
+    from ienet_tf import __version__
+
+    return __version__
 
 
 class UserError(IENetError):
@@ -46,12 +58,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run = Run(output_dir)
     run.refuse_foreign()  # before reading anything there
     if run.is_intact() and run.config() == config:
-        print(f"{output_dir}: already complete (nothing to train); its metrics.json:")
-        print(json.dumps(run.metrics(), indent=2))
-        return 0
-    metrics = train(config, output_dir, verbose=args.verbose)
-    print(json.dumps({"output_dir": str(output_dir), **metrics}, indent=2))
+        metrics, done = run.metrics(), "already complete (nothing to train)"
+    else:
+        with progress_to_stderr():
+            metrics, done = train(config, output_dir, verbose=_verbose(args)), "complete"
+    if args.json:
+        print(json.dumps({"output_dir": str(output_dir), **metrics}, indent=2))
+    else:
+        print(
+            f"{output_dir}: {done}; test top-1 {metrics['test_accuracy']:.2%} after "
+            f"{metrics['epochs']} epochs (metrics in {run.metrics_path})"
+        )
     return 0
+
+
+def _verbose(args: argparse.Namespace) -> int | str:
+    return "auto" if args.verbose is None else args.verbose
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -60,9 +82,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     config = config_lib.load(args.config, args.set, schema=config_lib.TuneFileConfig)
     output_dir = args.output or Path("runs") / Path(args.config).stem
-    summary = run_search(config, output_dir, verbose=args.verbose)
-    print((Path(output_dir) / "trials.md").read_text())
-    print(json.dumps(summary, indent=2))
+    with progress_to_stderr():
+        summary = run_search(config, output_dir, verbose=_verbose(args))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        best = ", ".join(f"{key}={value:g}" for key, value in summary["best"].items())
+        print((Path(output_dir) / "trials.md").read_text().rstrip())
+        print(f"best of {summary['trials']} trials: {best} ({output_dir}/best_config.yaml)")
     return 0
 
 
@@ -76,6 +103,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ienet_tf.train import evaluate
 
     which = _which(args)
+    progress_lines("evaluate")(f"evaluating the {which} model of {args.run} on its test split ...")
     results = evaluate(args.run, which, args.bn_reestimation_batches or 0)
     line = f"{results['model']} ({which}): top-1 {results['top1']:.2%}"
     if "top5" in results:
@@ -249,13 +277,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """The options that are required under one of their spellings."""
-    for dest, option in (("run", "--run"), ("weights", "--weights")):
-        if getattr(args, f"{dest}_required", False) and getattr(args, dest) is None:
-            parser.error(f"{args.command}: the following arguments are required: {option}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `ienet` command line. One vocabulary: `--config` (+ `--set`) is what to build,
     `--run DIR` a run directory, `--output PATH` what a command writes, `--model FILE` a
@@ -266,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="print the traceback of user errors too"
     )
+    parser.add_argument("--version", action="version", version=f"ienet-tf {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(command):
@@ -283,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--verbose",
             type=int,
             choices=(0, 1, 2),
-            default=1,
-            help="Keras progress: 0 silent, 1 a progress bar (one line per epoch when "
-            "stdout is not a terminal), 2 one line per epoch (default: 1)",
+            help="Keras progress on stderr: 0 silent, 1 a progress bar, 2 one line per "
+            "epoch (default: 1 on a terminal, else 2)",
+        )
+        command.add_argument(
+            "--json", action="store_true", help="print the result as one JSON object"
         )
 
     train = commands.add_parser("train", help="train a config (resumes an interrupted run)")
@@ -355,9 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         type=path_arg,
         metavar="FILE",
+        required=True,
         help="the release's checkpoint: .pth / .pth.tar / .th (torch) or .npz",
     )
-    import_torch.set_defaults(weights_required=True)
     with_config(import_torch)
     run_option(import_torch, help="the new run directory to write")
     import_torch.set_defaults(handler=_cmd_import_torch)
@@ -412,7 +436,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.debug:
         logging.getLogger("larq.layers_base").setLevel(logging.ERROR)
-    _require(args, parser)
     try:
         code = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

@@ -298,11 +298,13 @@ class _EpochCommit(tf.keras.callbacks.Callback):
         self.epochs_trained += 1
 
 
-def _fit_verbose(verbose):
-    # Keras' progress bar rewrites one line with '\r': in a log file that is one long line.
+def fit_verbose(verbose: int | str) -> int:
+    """Keras' `verbose` for progress on stderr: "auto" is a progress bar on a terminal and
+    one line per epoch elsewhere (a bar rewrites its line with '\\r' and '\\b': in a log
+    file, thousands of them)."""
     if verbose == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    return verbose
+        return 1 if sys.stderr.isatty() else 2
+    return int(verbose)
 
 
 def _evaluate(model: tf.keras.Model, dataset, config) -> dict:
@@ -375,7 +377,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
                 epochs=train_cfg.epochs,
                 initial_epoch=initial_epoch,
                 callbacks=fit_callbacks,
-                verbose=_fit_verbose(verbose),
+                verbose=fit_verbose(verbose),
             )
         if stop_on_nan.fired or commit.diverged is not None:
             where = "" if commit.diverged is None else f" at epoch {commit.diverged}"
@@ -451,7 +453,7 @@ def int8_fine_tune(
         qat.fit(
             datasets["train"],
             epochs=e.int8_epochs,
-            verbose=_fit_verbose(verbose),
+            verbose=fit_verbose(verbose),
             callbacks=[
                 recipes.learning_rate_callback(fine_tune, steps_per_epoch(datasets["train"])),
                 stop_on_nan,

@@ -26,6 +26,7 @@ from ienet_tf.cost import model_cost
 from ienet_tf.io import write_atomically
 from ienet_tf.runs import Search
 from ienet_tf.train import load_datasets
+from ienet_tf.train.trainer import fit_verbose
 from ienet_tf.tune.hypermodel import IENetHyperModel, held_out, trial_config
 
 kt = extras.require("keras_tuner")
@@ -185,7 +186,9 @@ def _best_completed(tuner: kt.Tuner, objective: str):
     return max(done, key=lambda trial: sign * trial.score)
 
 
-def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbose: int = 1) -> dict:
+def run_search(
+    config: config_lib.TuneFileConfig, output_dir: str | Path, verbose: int | str = "auto"
+) -> dict:
     """Run (or resume) the search; write the tables and the best config. Returns a summary."""
     search = Search(output_dir)
     search.refuse_foreign()  # a user's folder, a file: before the data is even read
@@ -194,7 +197,12 @@ def run_search(config: config_lib.TuneFileConfig, output_dir: str | Path, verbos
         _check_config(config, search)
         tf.keras.utils.set_random_seed(config.train.seed)
         tuner = _make_tuner(config, search.tuner_dir)
-        tuner.search(train, validation_data=validation, epochs=config.train.epochs, verbose=verbose)
+        tuner.search(
+            train,
+            validation_data=validation,
+            epochs=config.train.epochs,
+            verbose=fit_verbose(verbose),
+        )
         rows = _rows(tuner, config)
         _write_tables(rows, config.tune.objective, search)
         best = _best_completed(tuner, config.tune.objective)
