@@ -81,6 +81,11 @@ class ModelCost:
         return self._sum("memory_bits") / 1e6
 
     @property
+    def memory_kib(self) -> float:
+        """The memory in larq's unit (`lq.models.summary`'s "Memory", KiB = 8192 bits)."""
+        return self._sum("memory_bits") / 8 / 1024
+
+    @property
     def fp_macs(self) -> int:
         return self._sum("fp_macs")
 
@@ -134,7 +139,8 @@ class ModelCost:
         ]
         table = tabulate(rows, header, tablefmt="simple", disable_numparse=True)
         return (
-            f"{table}\n\n{self.name}: memory {self.memory_mbit:.2f} Mbit, int8 export "
+            f"{table}\n\n{self.name}: memory {self.memory_mbit:.2f} Mbit "
+            f"({self.memory_kib:.2f} KiB, larq's unit), int8 export "
             f"{self.int8_bytes:,} B of int8 parameters, FP MACs {self.fp_macs:.3g}, binary ops "
             f"{self.binary_ops:.3g}, FLOPs {self.flops:.3g} (paper convention, one IE-BC "
             f"branch: {self.flops_paper:.3g})"
@@ -146,6 +152,7 @@ class ModelCost:
             "params": sum(self.params_by_bits.values()),
             "params_by_bits": {str(b): n for b, n in self.params_by_bits.items()},
             "memory_mbit": self.memory_mbit,
+            "memory_kib": self.memory_kib,
             "fp_macs": self.fp_macs,
             "binary_ops": self.binary_ops,
             "flops": self.flops,
@@ -220,6 +227,12 @@ def _layer_cost(layer: tf.keras.layers.Layer, schedule_state: set[int]) -> Layer
     if profile.output_pixels and isinstance(layer, lq.models.op_count_supported_layer_types):
         binary_ops = profile.op_count("mac", precision=1) or 0
         fp_macs = (profile.op_count("mac") or 0) - binary_ops
+        # larq counts one MAC per output pixel for every non-bias weight of the layer, the
+        # IEE quantizers' `q` (a float schedule setting, no weight) included: not a MAC.
+        if not isinstance(profile, _IEBCProfile):  # (whose MACs are its kernel's alone)
+            for weight in profile.weight_profiles:
+                if id(weight._weight) in schedule_state and not weight.is_bias():
+                    fp_macs -= weight.count * profile.output_pixels
     elif isinstance(layer, ElasticLink):
         # gamma * SE(x): one float multiply per output value (pooling is not a MAC).
         fp_macs = tf.TensorShape(layer.output_shape)[1:].num_elements()
