@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from ienet_tf import callbacks, compat, extras
@@ -55,12 +58,26 @@ class IENetHyperModel(kt.HyperModel):
     A trial's score is its best epoch's validation metric; with
     `train.bn_reestimation_batches: N`, every epoch is validated with BatchNorm statistics
     re-estimated on N un-augmented training batches (`callbacks.BatchNormReestimation`),
-    the statistics `ienet train` gives its final model.
+    the statistics `ienet train` gives its final model. Validate on
+    `tune.validation_split(config)`; a search given the test split warns (its best trial
+    would be chosen on the numbers it reports).
+
+    `build(trial_config)` builds a trial's network instead of the registry's (a user's own
+    model with IEE quantizers, say): it is given the trial's `Config` (K in `model.k`).
+
+    ```python
+    train, validation = tune.validation_split(config)
+    tuner = kt.RandomSearch(IENetHyperModel(config, build=my_network), "val_accuracy", 10)
+    tuner.search(train, validation_data=validation, epochs=config.train.epochs)
+    ```
     """
 
-    def __init__(self, config: TuneFileConfig):
+    def __init__(
+        self, config: TuneFileConfig, build: Callable[[Config], tf.keras.Model] | None = None
+    ):
         super().__init__(name=f"{config.model.name}_{config.model.variant}")
         self.config = config
+        self.builder = build or build_model
 
     def _values(self, hp: kt.HyperParameters) -> dict:
         tune = self.config.tune
@@ -82,7 +99,7 @@ class IENetHyperModel(kt.HyperModel):
         tf.keras.backend.clear_session()
         compat.forget_custom_gradients()
         config = self.trial_config(hp)
-        model = training_model(config, build_model(config))
+        model = training_model(config, self.builder(config))
         add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
         compile_model(model, config)
         return model
@@ -106,5 +123,11 @@ class IENetHyperModel(kt.HyperModel):
             # checkpoint keras-tuner keeps and Hyperband's promotions agree with each other.
             batches = reestimation_batches(config, config.train.bn_reestimation_batches)
             schedule.insert(0, callbacks.BatchNormReestimation(batches))
+        if getattr(kwargs.get("validation_data"), "ienet_split", None) == "test":
+            warnings.warn(
+                "IENetHyperModel: the search validates on the test split, so its best trial is "
+                "chosen on the test numbers; validate on tune.validation_split(config).",
+                stacklevel=2,
+            )
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *schedule]
         return model.fit(*args, **kwargs)

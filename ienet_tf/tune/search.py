@@ -31,7 +31,7 @@ from ienet_tf.tune.hypermodel import IENetHyperModel, held_out, trial_config
 
 kt = extras.require("keras_tuner")
 
-__all__ = ["COLUMNS", "run_search"]
+__all__ = ["COLUMNS", "run_search", "validation_split"]
 
 COLUMNS = (
     "trial",
@@ -86,8 +86,11 @@ def _make_tuner(config: config_lib.TuneFileConfig, directory: Path) -> kt.Tuner:
     return _timed(_TUNERS[tune.tuner])(max_trials=tune.max_trials, **common)
 
 
-def _datasets(config: config_lib.TuneFileConfig):
-    """(train, validation): the examples after the held-out ones, and the held-out ones."""
+def validation_split(config: config_lib.TuneFileConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, validation) of a search: the training examples after the held-out ones, and
+    the held-out ones (`tune.validation_examples`, or `data.validation_examples`), never the
+    test split. What `ienet tune` searches on, for `tuner.search(train,
+    validation_data=validation)` from Python."""
     held = held_out(config)
     size = data.info(config.data.name).train_size
     if size is not None and held + (config.data.subset or 1) > size:
@@ -192,7 +195,7 @@ def run_search(
     """Run (or resume) the search; write the tables and the best config. Returns a summary."""
     search = Search(output_dir)
     search.refuse_foreign()  # a user's folder, a file: before the data is even read
-    train, validation = _datasets(config)  # data errors before anything is written
+    train, validation = validation_split(config)  # data errors before anything is written
     with search.claim():
         _check_config(config, search)
         tf.keras.utils.set_random_seed(config.train.seed)

@@ -209,3 +209,39 @@ def test_with_bn_reestimation_every_epoch_is_validated_with_re_estimated_statist
     reestimate_batch_norm(model, splits["train_eval"].take(2))
     for before, after in zip(kept, model.non_trainable_weights, strict=True):
         np.testing.assert_allclose(after.numpy(), before, rtol=1e-5, atol=1e-6)
+
+
+def _python_search(tmp_path, config, hypermodel, validation):
+    from ienet_tf.tune import validation_split
+
+    train, _ = validation_split(config)
+    tuner = kt.RandomSearch(
+        hypermodel, "val_accuracy", max_trials=1, directory=str(tmp_path), seed=0
+    )
+    tuner.search(train, validation_data=validation, epochs=1, verbose=0)
+    return tuner
+
+
+def test_tuning_from_python_validates_on_the_held_out_split_and_warns_on_the_test_one(
+    tmp_path, recwarn
+):
+    """Issue 29, friction 4: the held-out split is public, a user's builder is wrapped, and
+    a search handed the test split says so."""
+    from ienet_tf.train import build_model, load_datasets
+    from ienet_tf.tune import validation_split
+
+    config = config_lib.load(TUNE, SMALL[1::2], config_lib.TuneFileConfig)
+    train, validation = validation_split(config)
+    assert train.ienet_split == validation.ienet_split == "train"  # never the test split
+    built = []
+
+    def my_network(trial):  # a user's own builder: given the trial's config
+        built.append(trial.model.k)
+        return build_model(trial)
+
+    tuner = _python_search(tmp_path / "a", config, IENetHyperModel(config, my_network), validation)
+    assert built[-1] == tuner.oracle.get_best_trials()[0].hyperparameters["k"]
+    assert not [w for w in recwarn if "test split" in str(w.message)]
+    test = load_datasets(config, ("test",))["test"]
+    with pytest.warns(UserWarning, match="validates on the test split"):
+        _python_search(tmp_path / "b", config, IENetHyperModel(config), test)
