@@ -49,4 +49,3 @@ def test_required_options_show_as_required_and_the_error_names_the_command(capsy
     err = capsys.readouterr().err
     assert "usage: ienet evaluate [-h] --run DIR" in err
     assert "ienet evaluate: error: the following arguments are required: --run" in err
-
