@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from file_tree import snapshot
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -52,17 +53,6 @@ USER_FILES = (
 DAMAGE = ("delete", "cut", "extend", "link-out")
 
 
-def _tree(root: Path) -> dict[str, str]:
-    found = {}
-    for path in sorted(root.rglob("*")):
-        key = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            found[key] = "-> " + os.readlink(path)
-        elif path.is_file():
-            found[key] = sha256(path)
-    return found
-
-
 class RunFaults(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
@@ -72,7 +62,7 @@ class RunFaults(RuleBasedStateMachine):
         (self.outside / "folder").mkdir(parents=True)
         (self.outside / "precious.txt").write_text("the user's\n")
         (self.outside / "folder" / "data.bin").write_bytes(os.urandom(64))
-        self.outside_before = _tree(self.outside)
+        self.outside_before = snapshot(self.outside)
         self.user: dict[str, bytes] = {}  # files the user put into the run
         self.export = self.root / "model.tflite"
 
@@ -178,7 +168,7 @@ class RunFaults(RuleBasedStateMachine):
     # -- promises ---------------------------------------------------------------------------
     @invariant()
     def nothing_outside_changed(self):
-        assert _tree(self.outside) == self.outside_before
+        assert snapshot(self.outside) == self.outside_before
 
     @invariant()
     def the_users_files_are_kept(self):

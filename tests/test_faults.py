@@ -5,6 +5,7 @@ work is never a result; the operating system's refusals are one line and lose no
 
 `test_fault_harness.py` interleaves the same faults at random (hypothesis.stateful)."""
 
+import contextlib
 import errno
 import json
 import os
@@ -14,10 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from file_tree import snapshot
 
 from ienet_tf import runs
 from ienet_tf.cli import main
-from ienet_tf.runs import MANIFEST, Run, Search, sha256
+from ienet_tf.runs import MANIFEST, Run, Search
 
 DEMO = "configs/digits_convnet_ienet.yaml"
 TUNE = "configs/tune_digits.yaml"
@@ -46,18 +48,6 @@ def train_argv(run, epochs=1, *extra):
         f"train.epochs={epochs}",
         *extra,
     ]
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file and link under `root` (not followed): path -> content digest or target."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        key = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            found[key] = "-> " + os.readlink(path)
-        elif path.is_file():
-            found[key] = sha256(path)
-    return found
 
 
 def assert_one_line_error(code: int, line: str, *fragments: str) -> None:
@@ -358,6 +348,20 @@ def test_a_diverged_trial_is_never_the_best():
     assert search._best_completed(tuner, "val_loss") is None
 
 
+# --- 5. nothing waits forever ---------------------------------------------------------------
+
+
+def test_a_batch_larger_than_the_data_says_what_it_becomes(tmp_path):
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import train
+
+    overrides = ["data.subset=40", "data.test_subset=16", "train.batch_size=64", "train.epochs=1"]
+    config = config_lib.load(DEMO, overrides)
+    with pytest.warns(UserWarning, match=r"batch_size 64 is larger than the 40 training examples"):
+        metrics = train(config, tmp_path / "run", verbose=0)
+    assert Run(tmp_path / "run").history()[0]["epoch"] == 0 and metrics["completed"]
+
+
 # --- 6. the operating system's failures are one line and lose nothing ------------------------
 
 
@@ -384,42 +388,38 @@ def test_a_refused_write_is_one_line_and_the_rerun_finishes(code, tmp_path, monk
     assert Run(run).metrics()["epochs_this_invocation"] == 1
 
 
-def _mount_tmpfs(path: Path, options: str) -> bool:
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str, injected: str):
+    """A tmpfs mounted at `path` for the block, where root may mount one; else a skip (the
+    injected `injected` test covers the logic)."""
     path.mkdir(parents=True, exist_ok=True)
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
     if os.geteuid() != 0 or not shutil.which("mount"):
-        return False
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
-    )
-    return done.returncode == 0
+        pytest.skip(f"cannot mount a tmpfs here (the injected {injected} test covers it)")
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (the injected {injected} test covers it)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_a_full_disk_for_real_is_one_line_and_the_rerun_finishes(tmp_path, capsys):
-    """On a 600 KiB tmpfs (where root may mount one): the run fills it, fails in one line
-    with nothing half-written, and finishes once the disk has room."""
-    disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "size=600k"):
-        pytest.skip("cannot mount a tmpfs here (the injected ENOSPC test covers the logic)")
-    try:
+    """On a 600 KiB tmpfs: the run fills it, fails in one line with nothing half-written,
+    and finishes once the disk has room."""
+    with tmpfs(tmp_path / "disk", "size=600k", "ENOSPC") as disk:
         code, line = ienet(capsys, *train_argv(disk / "run", 3))
         assert_one_line_error(code, line, "No space left on device")
         assert not [p for p in disk.rglob("*") if p.name.endswith(".tmp")]
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         assert ienet(capsys, *train_argv(disk / "run", 3))[0] == 0
         assert Run(disk / "run").is_complete()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_read_only_location_for_real_is_one_line(tmp_path, capsys):
-    disk = tmp_path / "ro"
-    if not _mount_tmpfs(disk, "ro,size=1m"):
-        pytest.skip("cannot mount a tmpfs here (the injected EROFS test covers the logic)")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m", "EROFS") as disk:
         code, line = ienet(capsys, *train_argv(disk / "run", 1))
         assert_one_line_error(code, line, "Read-only file system")
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_closed_pipe_ends_quietly():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -326,6 +327,13 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
         _check_directory(run, config)
         return run.metrics() if _int8_done(run, config) else _int8_only(run, config, verbose)
     _check_directory(run, config)
+    examples = train_examples(config)
+    if examples is not None and config.train.batch_size > examples:
+        warnings.warn(  # bounded by the data, but surely not what was meant
+            f"train.batch_size {config.train.batch_size} is larger than the {examples} "
+            f"training examples: every epoch is one step on a batch of {examples}.",
+            stacklevel=2,
+        )
     tf.keras.utils.set_random_seed(config.train.seed)
     monitor_split = "validation" if config.data.validation_examples else "test"
     splits = ("train", "validation", "test") if monitor_split == "validation" else ("train", "test")
