@@ -80,6 +80,8 @@ _PENDING["int8"] = ".pending-model_int8.keras"
 STATE_VERSION = 1
 #: The names of a run's resume checkpoints (and their temporary twins) under resume/.
 _RESUME_NAME = re.compile(r"\.?(epoch-\d{4}|imported)(\.tmp)?")
+#: The temporary file of the manifest's atomic write (`io.write_temporary`'s name).
+_MANIFEST_TEMPORARY = re.compile(rf"\.{re.escape(MANIFEST)}\.\w+\.tmp")
 #: Who writes each kind of directory.
 _COMMANDS = {"run": "ienet train", "search": "ienet tune", "report": "ienet report"}
 
@@ -196,7 +198,12 @@ class _Directory:
         return False
 
     def _entries(self) -> list[str]:
-        return sorted(entry.name for entry in os.scandir(self.path) if entry.name != ".lock")
+        """What the directory holds besides the lock and a claim killed mid-write."""
+        return sorted(
+            entry.name
+            for entry in os.scandir(self.path)
+            if entry.name != ".lock" and not _MANIFEST_TEMPORARY.fullmatch(entry.name)
+        )
 
     def refuse_foreign(self) -> None:
         """A `RunError` (nothing written) unless the directory is new, empty, or ours."""
@@ -251,6 +258,9 @@ class _Directory:
         try:
             with hold(self.path, f"use another {self.option}"):
                 self.refuse_foreign()  # again, now that no one else writes it
+                for stray in self.path.iterdir():  # of a claim killed mid-write
+                    if _MANIFEST_TEMPORARY.fullmatch(stray.name):
+                        stray.unlink(missing_ok=True)
                 if self.owned_kind() is None:
                     manifest = {"owner": "ienet-tf", "kind": self.kind, "format": 1}
                     write_atomically(self.path / MANIFEST, json.dumps(manifest) + "\n")

@@ -452,6 +452,14 @@ def test_a_manifest_claims_a_new_directory_first(tmp_path):
     with Run(path).claim():
         pass
     assert Run(path).owned_kind() == "run"
+    # A claim killed while writing its manifest left its temporary: still a new directory.
+    fresh = tmp_path / "killed"
+    fresh.mkdir()
+    (fresh / f".{MANIFEST}.k9z7n5qx.tmp").write_text("{")
+    (fresh / ".lock").write_text("12345\n")
+    with Run(fresh).claim():
+        pass
+    assert sorted(p.name for p in fresh.iterdir()) == [MANIFEST, ".lock"]
     with pytest.raises(
         runs.RunError, match="directory of an `ienet train`, not of an `ienet tune`"
     ):
