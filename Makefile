@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ienet-installed
 # Quiet TensorFlow's C++ start-up logs in the commands below.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test test-fast lint demo lock clean bench bench-smoke bench-data campaign campaign-smoke \
+.PHONY: install test test-fast lint demo docs lock clean bench bench-smoke bench-data campaign campaign-smoke \
 	config-reference
 
 install: $(STAMP)
@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): constraints.txt pyproject.toml setup.cfg
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e ".[cpu,all,dev,torch]"
+		-c constraints.txt -e ".[cpu,all,dev,docs,torch]"
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
@@ -30,7 +30,7 @@ TEST_WORKERS ?= 2
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-# The quick tier (README): everything but the tests marked slow.
+# The quick tier (docs/development.md): everything but the tests marked slow.
 test-fast: lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
@@ -42,13 +42,17 @@ demo: install
 	$(BIN)/ienet evaluate --run $(DEMO_DIR)
 	$(BIN)/ienet export --run $(DEMO_DIR) --output $(DEMO_DIR)/model.tflite
 
+# The documentation site into site/ (strict: a broken link or reference fails the build).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # docs/config.md's table, rendered from the config schema (a test checks it is current).
 config-reference: install
 	{ sed '/^| key |/,$$d' docs/config.md; $(BIN)/python -c \
 		'from ienet_tf import config; print(config.reference(), end="")'; } > docs/config.md.new
 	mv docs/config.md.new docs/config.md
 
-# Benchmarks (see README "Benchmarks"): every result file under benchmarks/results/ and
+# Benchmarks (see docs/campaign.md): every result file under benchmarks/results/ and
 # docs/results.md, generated from them. BENCH_EXPORT=1 adds the ~10-minute export benchmark.
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 BENCH_SMOKE_DIR := runs/bench-smoke
@@ -63,7 +67,7 @@ bench-smoke: install bench-data
 	$(BIN)/python benchmarks/run_all.py --smoke --results-dir $(BENCH_SMOKE_DIR)/results \
 		--docs $(BENCH_SMOKE_DIR)/docs
 
-# The Fashion-MNIST campaign (README "Benchmarks"): resumable, niced, one run at a time with one
+# The Fashion-MNIST campaign (docs/campaign.md): resumable, niced, one run at a time with one
 # TF thread by default (CAMPAIGN_WORKERS=2 trains two runs at once, one core each); then
 # docs/results.md.
 CAMPAIGN_THREADS ?= 1
@@ -93,10 +97,10 @@ bench-data:
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,all,dev,torch]"
-	{ head -n 2 constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable; } \
+	.venv-lock/bin/python -m pip install --quiet -e ".[cpu,all,dev,docs,torch]"
+	{ head -n 2 constraints.txt; .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip=='; } \
 		> constraints.txt.new && mv constraints.txt.new constraints.txt
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache *.egg-info

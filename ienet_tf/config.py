@@ -735,14 +735,56 @@ def _blamed(error: ConfigError, raw: dict, overrides: list[str], schema) -> list
     return list(overrides)
 
 
+#: Where a wheel installs the repository's configs/ (setup.cfg's data_files).
+_INSTALLED_CONFIGS = "share/ienet-tf/configs"
+
+
+def bundled() -> dict[str, Path]:
+    """The configs that ship with ienet-tf, by name (`"cifar10_resnet20_ienet"`): the
+    checkout's `configs/` when the package runs from one, else those the wheel installed."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if checkout.is_dir():
+        return {path.stem: path for path in sorted(checkout.glob("*.yaml"))}
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution("ienet-tf").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return {
+        Path(file.name).stem: Path(file.locate())
+        for file in sorted(files, key=str)
+        if file.name.endswith(".yaml") and f"/{_INSTALLED_CONFIGS}/" in f"/{file.as_posix()}"
+    }
+
+
+def resolve(path: str | Path) -> Path:
+    """`path` itself when it exists or names a folder; otherwise a bundled config's name
+    (with or without `.yaml`), so `--config cifar10_resnet20_ienet` works anywhere."""
+    path = Path(path)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    configs = bundled()
+    name = path.stem if path.suffix == ".yaml" else path.name
+    if name in configs:
+        return configs[name]
+    close = difflib.get_close_matches(name, configs, n=1)
+    hint = f"; did you mean the bundled {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"config file not found: {path}, and no bundled config has that name{hint} "
+        "(`ienet_tf.config.bundled()` lists them)"
+    )
+
+
 def load(
     path: str | Path, overrides: list[str] | None = None, schema: type[Config] = Config
 ) -> Config:
     """Read, override and validate a YAML config file (a `Config`, or a `TuneFileConfig`).
+    `path` may also name a bundled config (`resolve`).
 
     Errors name where the bad value came from: the file, or the `--set` override(s) that
     made a valid file invalid."""
-    path = Path(path)
+    path = resolve(path)
     raw = _read(path)
     overrides = list(overrides or [])
     merged = apply_overrides(raw, overrides)

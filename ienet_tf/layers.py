@@ -102,7 +102,8 @@ class IEBinaryConv2D(lq.layers.QuantConv2D):
             ResNet-18 and VGG-Small do (a conv bias, then alpha).
         alpha_initializer: initializer of `alpha`; `None` (default) is the mean |W| per
             output channel of the initial kernel.
-        Other arguments are those of `lq.layers.QuantConv2D`.
+
+    Other arguments are those of `lq.layers.QuantConv2D`.
     """
 
     #: Arguments that set up the learnable thresholds (nothing to set up without them) and

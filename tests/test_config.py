@@ -372,3 +372,19 @@ def test_sections_are_frozen_and_replace_validates():
     with pytest.raises(ConfigError, match=r"^epochs: must be > 0, got 0\.$"):
         config.train.replace(epochs=0)
     assert config_lib.validate(config) == config
+
+
+def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config_lib.load("digits_convnet_ienet").model.name == "convnet"
+    assert (
+        config_lib.resolve("digits_convnet_ienet.yaml")
+        == config_lib.bundled()["digits_convnet_ienet"]
+    )
+    # A file of the user's with that name wins over the bundled one.
+    (tmp_path / "digits_convnet_ienet.yaml").write_text("model: {name: resnet20}\ndata: {}\n")
+    assert config_lib.resolve("digits_convnet_ienet.yaml") == Path("digits_convnet_ienet.yaml")
+    with pytest.raises(ConfigError, match="did you mean the bundled 'cifar10_resnet20_ienet'"):
+        config_lib.load("cifar10_resnet20_ienett")
+    with pytest.raises(ConfigError, match=r"config file not found: sub/x\.yaml$"):
+        config_lib.load("sub/x.yaml")

@@ -553,7 +553,10 @@ def test_the_committed_ready_model_is_the_best_on_validation_campaign_run():
     assert sidecar["op_histogram"]["LceBconv2d"] == 36  # 18 IE-BC layers x K = 2
     readme = (ready / "README.md").read_text()
     assert f"`{best['run']}`" in readme and f"{best['test_top1_best_val'] * 100:.2f}%" in readme
-    assert f"test top-1 {best['test_top1_best_val'] * 100:.2f}%" in (ROOT / "README.md").read_text()
+    assert (
+        f"test top-1 {best['test_top1_best_val'] * 100:.2f}%"
+        in (ROOT / "docs" / "guide" / "deployment.md").read_text()
+    )
 
 
 @pytest.mark.parametrize(
