@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf import inspection
 from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
@@ -13,6 +12,7 @@ from ienet_tf.checks import is_positive_int
 from ienet_tf.errors import UsageError
 from ienet_tf.inspection import iee_quantizers
 from ienet_tf.quantizers import IEESign
+from ienet_tf.registration import register
 from ienet_tf.schedule import DEFAULT_T_MAX, DEFAULT_T_MIN, iee_q, validate_schedule
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-@lq_utils.register_keras_custom_object
+@register
 class IEESchedule(tf.keras.callbacks.Callback):
     """Sets the sharpness `q` of every IEE quantizer in the model, per epoch or per step.
 
@@ -211,7 +211,7 @@ class BatchNormReestimation(tf.keras.callbacks.Callback):
         self.batches_used = reestimate_batch_norm(self.model, self.batches)
 
 
-@lq_utils.register_keras_custom_object
+@register
 class BinaryStatsLogger(tf.keras.callbacks.Callback):
     """Writes IEE and binary-kernel statistics to TensorBoard at the end of every `every`-th
     epoch (step = the 0-based epoch, as Keras' TensorBoard callback):

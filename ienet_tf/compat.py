@@ -10,6 +10,8 @@ by design; `tests/test_torch_form.py` pins those.)
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import Callable, Iterator
 
 import tensorflow as tf
@@ -26,6 +28,7 @@ __all__ = [
     "larq_same_padding",
     "profiled_variable",
     "record_inputs",
+    "skip_inapplicable_starved_weights_warnings",
     "valid_padding",
 ]
 
@@ -123,3 +126,42 @@ def inbound_layers(layer: tf.keras.layers.Layer) -> list[tf.keras.layers.Layer]:
         inbound = node.inbound_layers
         found.extend(inbound if isinstance(inbound, (list, tuple)) else [inbound])
     return found
+
+
+#: larq's logger of its layers' construction warnings, and the warning this module filters.
+_LARQ_LAYERS_LOG = "larq.layers_base"
+_STARVED = "may result in starved weights"
+
+
+def _quantizer_of_layer_being_built(record: logging.LogRecord):
+    """The weight quantizer that larq's warning `record` is about, read from the frame of
+    the larq constructor that logs it (the record itself does not carry the layer)."""
+    attribute = "kernel_quantizer"
+    for name in ("depthwise", "pointwise"):
+        if f"`{name}_" in record.getMessage():
+            attribute = f"{name}_quantizer"
+    frame = sys._getframe()
+    while frame is not None:
+        layer = frame.f_locals.get("self")
+        if frame.f_code.co_name == "__init__" and hasattr(layer, attribute):
+            return getattr(layer, attribute)
+        frame = frame.f_back
+    return None
+
+
+class _ApplicableStarvedWeightsWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _STARVED not in record.getMessage():
+            return True
+        quantizer = _quantizer_of_layer_being_built(record)
+        return getattr(quantizer, "starves_without_constraint", True)
+
+
+def skip_inapplicable_starved_weights_warnings() -> None:
+    """Keep larq's "may result in starved weights" warning (logged once per layer with a
+    binary weight quantizer and no weight constraint) only for quantizers it applies to: a
+    quantizer whose `starves_without_constraint` is False (`IEESign`, which standardizes
+    the weights before the sign) does not log it. Idempotent."""
+    log = logging.getLogger(_LARQ_LAYERS_LOG)
+    if not any(isinstance(f, _ApplicableStarvedWeightsWarnings) for f in log.filters):
+        log.addFilter(_ApplicableStarvedWeightsWarnings())

@@ -32,16 +32,16 @@ y = tf.keras.layers.Add()([y, layers.ElasticLink(64)(x)])
 from __future__ import annotations
 
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf.checks import is_positive_int
+from ienet_tf.registration import register
 
 __all__ = ["GAMMA_MODES", "ElasticLink"]
 
 GAMMA_MODES = ("channel", "scalar")
 
 
-@lq_utils.register_keras_custom_object
+@register
 class ElasticLink(tf.keras.layers.Layer):
     """`gamma ⊙ SE(x)`: the real-valued path of Elastic-Link, to add to `BinConv(x)`.
 

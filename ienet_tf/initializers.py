@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
-from larq import utils as lq_utils
+
+from ienet_tf.registration import register
 
 __all__ = [
     "MeanAbsTorchDefault",
@@ -52,7 +53,7 @@ def kaiming_normal() -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
 
 
-@lq_utils.register_keras_custom_object
+@register
 class MeanAbsTorchDefault(tf.keras.initializers.Initializer):
     """Per-output-channel mean |w| of a kernel drawn from `torch_default()`: the IE-Net
     release's alpha on ImageNet, computed from the default init before the kernel is
@@ -74,7 +75,7 @@ class MeanAbsTorchDefault(tf.keras.initializers.Initializer):
         return {"fan_in": self.fan_in, "seed": self.seed}
 
 
-@lq_utils.register_keras_custom_object
+@register
 class SpreadThresholds(tf.keras.initializers.Initializer):
     r"""IE-BC thresholds (K, C_in) evenly spaced in [-width, width], the same for every
     input channel: \(\beta_k = \text{width} \cdot (2(k-1)/(K-1) - 1)\), k = 1..K (zeros

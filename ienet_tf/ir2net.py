@@ -27,9 +27,9 @@ from __future__ import annotations
 import numbers
 
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf.compat import inbound_layers
+from ienet_tf.registration import register
 
 __all__ = [
     "ATTENTION_NORMS",
@@ -106,7 +106,7 @@ def _check_threshold(threshold) -> float:
     return float(threshold)
 
 
-@lq_utils.register_keras_custom_object
+@register
 class InformationRestriction(tf.keras.Model):
     """Trains `classifier` with IR²Net's information restriction; runs it plainly otherwise.
 

@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 import larq as lq
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf import compat, quantizers
 from ienet_tf.checks import is_positive_int
 from ienet_tf.elastic_link import ElasticLink
+from ienet_tf.registration import register
 
 __all__ = ["LAMBDA_MODES", "ElasticLink", "IEBinaryConv2D"]
 
@@ -44,7 +44,7 @@ def _check_k(k) -> int:
     return int(k)
 
 
-@lq_utils.register_keras_custom_object
+@register
 class IEBinaryConv2D(lq.layers.QuantConv2D):
     r"""Information-enhanced binary 2D convolution (IE-BC), a larq `QuantConv2D`.
 

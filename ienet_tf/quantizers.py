@@ -34,9 +34,9 @@ import math
 
 import larq as lq
 import tensorflow as tf
-from larq import utils as lq_utils
 
-from ienet_tf.compat import BaseQuantizer
+from ienet_tf.compat import BaseQuantizer, skip_inapplicable_starved_weights_warnings
+from ienet_tf.registration import register
 from ienet_tf.schedule import DEFAULT_T_MIN
 
 __all__ = [
@@ -50,6 +50,9 @@ __all__ = [
     "scaled_iee_sign",
     "standardize",
 ]
+
+# larq's per-layer "starved weights" warning does not apply to standardized IEE weights.
+skip_inapplicable_starved_weights_warnings()
 
 SQRT3 = math.sqrt(3.0)
 #: Added to the variance before the square root, as in the release (`var + 1e-5`).
@@ -195,8 +198,7 @@ class IEEQuantizer(BaseQuantizer):
         return {**super().get_config(), "q": float(tf.keras.backend.get_value(self.q))}
 
 
-@lq_utils.register_alias("iee_sign")
-@lq_utils.register_keras_custom_object
+@register(alias="iee_sign")
 class IEESign(IEEQuantizer):
     r"""Binary weight quantizer with balance + standardize and the IEE gradient.
 
@@ -214,10 +216,11 @@ class IEESign(IEEQuantizer):
     per-channel scaling factor belongs to the layer (`IEBinaryConv2D.alpha`), after the
     convolution, where the LCE converter fuses it.
 
-    The release trains these latent weights unclipped (`kernel_constraint=None`), so larq
-    logs its "may result in starved weights" warning for each layer: standardization
-    rescales the weights before the sign, so their magnitude does not starve the gradient,
-    and the warning does not apply (`kernel_constraint="weight_clip"` adds the clip anyway).
+    The release trains these latent weights unclipped (`kernel_constraint=None`). larq
+    warns of "starved weights" for a binary weight quantizer without a constraint, but
+    standardization rescales the weights before the sign, so their magnitude cannot starve
+    the gradient: with `standardize=True` the warning does not apply and is not logged
+    (`starves_without_constraint`; `kernel_constraint="weight_clip"` adds the clip anyway).
 
     # Arguments
         standardize: balance and standardize before the sign (the IE-Net default). With
@@ -234,6 +237,12 @@ class IEESign(IEEQuantizer):
         self.standardize = bool(standardize)
         super().__init__(**kwargs)
 
+    @property
+    def starves_without_constraint(self) -> bool:
+        """Whether unconstrained latent weights can starve (larq's warning applies): only
+        without standardization."""
+        return not self.standardize
+
     def call(self, inputs):
         latent = inputs
         if self.standardize:
@@ -246,8 +255,7 @@ class IEESign(IEEQuantizer):
         return {**super().get_config(), "standardize": self.standardize}
 
 
-@lq_utils.register_alias("iee_act_sign")
-@lq_utils.register_keras_custom_object
+@register(alias="iee_act_sign")
 class IEEActivationSign(IEEQuantizer):
     r"""Binary activation quantizer with the release's IEE activation estimator.
 

@@ -9,12 +9,13 @@ pins them against PyTorch's formulas, so a Keras upgrade fails there first.
 from __future__ import annotations
 
 import tensorflow as tf
-from larq import utils as lq_utils
+
+from ienet_tf.registration import register
 
 __all__ = ["TorchBatchNormalization", "TorchSGD"]
 
 
-@lq_utils.register_keras_custom_object
+@register
 class TorchBatchNormalization(tf.keras.layers.BatchNormalization):
     """`tf.keras.layers.BatchNormalization` whose moving variance follows PyTorch.
 
@@ -59,7 +60,7 @@ class TorchBatchNormalization(tf.keras.layers.BatchNormalization):
         return config
 
 
-@lq_utils.register_keras_custom_object
+@register
 class TorchSGD(tf.keras.optimizers.SGD):
     """SGD with momentum in PyTorch's form (the IE-Net release's optimizer).
 

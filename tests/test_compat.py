@@ -1,6 +1,8 @@
 """Pins the private larq / Keras behaviour that `ienet_tf.compat` relies on: an upgrade of
 either library that changes it fails here first, with the name of the assumption."""
 
+import logging
+
 import larq as lq
 import numpy as np
 import pytest
@@ -136,3 +138,25 @@ def test_full_precision_value_reads_a_mixed_layers_variable_in_float32_inside_it
 
     Probe(dtype="mixed_float16")(tf.zeros((1, 2)))
     assert seen == {"autocast": tf.float16, "full": tf.float32}
+
+
+def test_larq_starved_weights_warning_is_kept_only_where_it_applies(caplog):
+    """larq logs "may result in starved weights" per layer for a binary weight quantizer
+    without a constraint; IEESign standardizes its weights, so its layers log nothing, and
+    every other quantizer keeps larq's warning (what the filter reads from larq's frames)."""
+    import ienet_tf.quantizers  # installs the filter
+
+    def warnings_for(**kwargs) -> int:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="larq.layers_base"):
+            lq.layers.QuantConv2D(4, 3, input_quantizer="ste_sign", **kwargs)
+        return sum("starved weights" in r.getMessage() for r in caplog.records)
+
+    assert warnings_for(kernel_quantizer="iee_sign") == 0
+    assert warnings_for(kernel_quantizer="ste_sign") == 1
+    assert warnings_for(kernel_quantizer=ienet_tf.quantizers.IEESign(standardize=False)) == 1
+    assert warnings_for(kernel_quantizer="ste_sign", kernel_constraint="weight_clip") == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="larq.layers_base"):
+        lq.layers.QuantDepthwiseConv2D(3, depthwise_quantizer="ste_sign")
+    assert sum("starved weights" in r.getMessage() for r in caplog.records) == 1

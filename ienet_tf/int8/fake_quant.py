@@ -23,11 +23,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf import errors
 from ienet_tf.checks import input_batch
 from ienet_tf.io import one_line
+from ienet_tf.registration import register
 
 __all__ = [
     "DEFAULT_EMA_DECAY",
@@ -136,7 +136,7 @@ def _is_training(training) -> bool:
     return bool(training)
 
 
-@lq_utils.register_keras_custom_object
+@register
 class ActFakeQuant(FakeQuantOwner, tf.keras.layers.Layer):
     """Fake-quantize a tensor to int8 with a moving-average range (see the module doc).
 

@@ -20,11 +20,11 @@ the `LceBconv2d` output transform.
 from __future__ import annotations
 
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf.elastic_link import ElasticLink
 from ienet_tf.int8.fake_quant import DEFAULT_EMA_DECAY, FakeQuantOwner
 from ienet_tf.layers import IEBinaryConv2D
+from ienet_tf.registration import register
 
 __all__ = [
     "Int8Conv2D",
@@ -64,7 +64,7 @@ def quantize_constant(values: tf.Tensor) -> tf.Tensor:
     )
 
 
-@lq_utils.register_keras_custom_object
+@register
 class Int8Conv2D(tf.keras.layers.Conv2D):
     """A real-valued `Conv2D` whose kernel is rounded to int8 per output channel."""
 
@@ -72,7 +72,7 @@ class Int8Conv2D(tf.keras.layers.Conv2D):
         return super().convolution_op(inputs, round_to_int8(kernel, [0, 1, 2]))
 
 
-@lq_utils.register_keras_custom_object
+@register
 class Int8DepthwiseConv2D(tf.keras.layers.DepthwiseConv2D):
     """A real-valued `DepthwiseConv2D` whose kernel is rounded to int8 per output channel
     (input channel x multiplier, TFLite's channel axis)."""
@@ -93,7 +93,7 @@ class Int8DepthwiseConv2D(tf.keras.layers.DepthwiseConv2D):
         return outputs
 
 
-@lq_utils.register_keras_custom_object
+@register
 class Int8Dense(tf.keras.layers.Dense):
     """A real-valued `Dense` whose kernel is rounded to int8 per tensor (TFLite's
     `FULLY_CONNECTED` scheme)."""
@@ -111,7 +111,7 @@ class Int8Dense(tf.keras.layers.Dense):
         return outputs
 
 
-@lq_utils.register_keras_custom_object
+@register
 class Int8IEBinaryConv2D(FakeQuantOwner, IEBinaryConv2D):
     """IE-BC with its BatchNorm folded in and every real-valued tensor fake-quantized.
 
@@ -174,7 +174,7 @@ class Int8IEBinaryConv2D(FakeQuantOwner, IEBinaryConv2D):
         return {**config, "ema_decay": self.ema_decay}
 
 
-@lq_utils.register_keras_custom_object
+@register
 class Int8ElasticLink(FakeQuantOwner, ElasticLink):
     """Elastic-Link's `gamma * SE(x)` in int8: the squeeze's channel mean fake-quantized,
     gamma applied as a 1x1 depthwise convolution (per-channel int8 weights, exact) and the

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow as tf
-from larq import utils as lq_utils
 
 from ienet_tf.models.variants import Variant
+from ienet_tf.registration import register
 from ienet_tf.torch_form import TorchBatchNormalization
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 PROJECTION_SUFFIX = "_down_conv"
 
 
-@lq_utils.register_keras_custom_object
+@register
 def hard_tanh(x: tf.Tensor) -> tf.Tensor:
     """`clip(x, -1, 1)`, the activation of Bi-Real-style BNNs (TFLite: RELU_N1_TO_1)."""
     return tf.clip_by_value(x, -1.0, 1.0)
@@ -50,7 +50,7 @@ class _ToChannels(tf.keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-@lq_utils.register_keras_custom_object
+@register
 class PadChannels(_ToChannels):
     """Zero-pads the channel axis to `channels`, half before and half after: the
     parameter-free shortcut of CIFAR ResNets ("option A")."""
@@ -66,7 +66,7 @@ class PadChannels(_ToChannels):
         return tf.pad(inputs, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
 
 
-@lq_utils.register_keras_custom_object
+@register
 class SliceChannels(_ToChannels):
     """Keeps the first `channels` channels (a Ghost module's cut back to its width)."""
 
@@ -79,7 +79,7 @@ class SliceChannels(_ToChannels):
         return inputs[..., : self.channels]
 
 
-@lq_utils.register_keras_custom_object
+@register
 class SpatialPad(tf.keras.layers.Layer):
     """Pads height and width by `padding` on every side with the constant `value`: the
     release's max-pool padding (PyTorch pads with -inf; after a hardtanh, -1 is the same)."""
