@@ -27,6 +27,7 @@ _REGISTERING = (
     "compat",
     "elastic_link",
     "initializers",
+    "int8",
     "ir2net",
     "layers",
     "models",

@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 
 import ienet_tf
-import ienet_tf.int8  # not imported by `import ienet_tf`; registers the QAT layers
 from ienet_tf import layers, quantizers, registration
 from ienet_tf.initializers import SpreadThresholds
 from ienet_tf.models.blocks import PadChannels, hard_tanh
@@ -305,3 +304,20 @@ def test_a_top_level_ienet_tf_model_loads_without_ienet_tf(without_ienet_tf):
     imports the package and registers everything): a reason to keep `module` in the
     saved config."""
     assert without_ienet_tf["wrapper.keras"] == ["loaded InformationRestriction", True]
+
+
+def test_import_ienet_tf_alone_registers_the_int8_layers_too():
+    """A QAT model (`model_int8.keras`) loads after `import ienet_tf`, like every other."""
+    code = (
+        "import ienet_tf, tensorflow as tf\n"
+        "assert tf.keras.utils.get_registered_object('ienet_tf>ActFakeQuant') is not None\n"
+        "assert tf.keras.utils.get_registered_object('ienet_tf>Int8IEBinaryConv2D') is not None\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
