@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import tensorflow as tf
@@ -12,6 +13,9 @@ from ienet_tf.errors import UsageError
 from ienet_tf.io import one_line
 from ienet_tf.models.blocks import PROJECTION_SUFFIX
 from ienet_tf.torch_form import TorchSGD
+from ienet_tf.train import distribution
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "add_weight_decay",
@@ -143,11 +147,23 @@ def add_weight_decay(model: tf.keras.Model, weight_decay: float, scope: str) -> 
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The `tf.distribute` strategy for `train.strategy`."""
+    """The `tf.distribute` strategy for `train.strategy`. `multi_worker` reads the cluster
+    from the `TF_CONFIG` environment variable and must be made before any other TensorFlow
+    op of the process (`train` makes it first). A strategy that finds a single replica
+    where several were meant says so in one line on stderr (the `ienet_tf` logger)."""
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        strategy = tf.distribute.MirroredStrategy()
+        if strategy.num_replicas_in_sync == 1:
+            logger.warning("mirrored strategy found 1 device: training on one replica")
+        return strategy
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        if distribution.worker(strategy) is None:
+            logger.warning(
+                "multi_worker strategy found no cluster of several workers in TF_CONFIG: "
+                f"training as one worker on {strategy.num_replicas_in_sync} replica(s)"
+            )
+        return strategy
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()

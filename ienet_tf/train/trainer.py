@@ -15,6 +15,8 @@ monitored, as the papers' releases do (`best_test_accuracy` is then a best-on-te
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import sys
 import time
@@ -30,7 +32,9 @@ from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
 from ienet_tf.errors import RunError, UsageError
 from ienet_tf.io import one_line
 from ienet_tf.runs import MODEL_FILES, STATE_VERSION, Run, config_changes, training_part
-from ienet_tf.train import recipes
+from ienet_tf.train import distribution, recipes
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "build_model",
@@ -316,30 +320,89 @@ def _evaluate(model: tf.keras.Model, dataset, config) -> dict:
     return model.evaluate(dataset, verbose=0, return_dict=True)
 
 
-def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str = "auto") -> dict:
+#: The strategy class each `train.strategy` name makes (a strategy passed to `train`
+#: that is not one is worth a warning).
+_STRATEGY_CLASSES = {
+    "mirrored": tf.distribute.MirroredStrategy,
+    "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
+    "tpu": tf.distribute.TPUStrategy,
+}
+
+
+def _strategy(
+    config: config_lib.Config, strategy: tf.distribute.Strategy | None
+) -> tf.distribute.Strategy:
+    """The strategy to train under: the one given, else the one `train.strategy` names."""
+    if strategy is None:
+        return recipes.make_strategy(config.train.strategy)
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise ValueError(f"strategy must be a tf.distribute.Strategy, got {strategy!r}.")
+    named = config.train.strategy
+    if named != "default" and not isinstance(strategy, _STRATEGY_CLASSES[named]):
+        logger.warning(
+            f"train(strategy={type(strategy).__name__}) overrides train.strategy {named!r}"
+        )
+    return strategy
+
+
+def train(
+    config: config_lib.Config,
+    output_dir: str | Path,
+    verbose: int | str = "auto",
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Train `config` into `output_dir` (resuming it if interrupted); returns the metrics.
 
     Nothing is written before the config, the data and the model are known to be good.
+
+    `strategy`: the `tf.distribute` strategy to train under; it wins over
+    `train.strategy` (one that names another kind is warned about), and how the run
+    trained is recorded either way (`replicas` and `distribution` in the metrics, see
+    `distribution.describe`). A `MultiWorkerMirroredStrategy` must be made before any
+    other TensorFlow op of the process, so make it first (without one, `train` makes the
+    config's first). In a cluster every worker calls `train` with the same config and
+    `output_dir`: the chief writes it, the others train a private temporary copy (see
+    `ienet_tf.train.distribution` and docs/distributed.md).
     """
+    # First: a MultiWorkerMirroredStrategy cannot be made after any other TensorFlow op.
+    strategy = _strategy(config, strategy)
     run = Run(output_dir)
     run.refuse_foreign()  # a user's folder, a file: before the data is even read
+    here = distribution.worker(strategy)
+    if here is None:
+        return _train(config, run, strategy, verbose)
+    try:
+        with contextlib.ExitStack() as stack:
+            work = run if here.chief else stack.enter_context(distribution.private_copy(run, here))
+            distribution.agree(strategy, config_lib.dump(config), work)
+            return _train(config, work, strategy, verbose)
+    except Exception as error:
+        lost = distribution.lost_worker(error, here, run.path)
+        if lost is None:
+            raise
+        raise lost from None
+
+
+def _train(config: config_lib.Config, run: Run, strategy, verbose) -> dict:
+    """`train` on the directory this process writes, under `strategy`."""
     if run.is_intact():
         _check_directory(run, config)
-        return run.metrics() if _int8_done(run, config) else _int8_only(run, config, verbose)
+        if _int8_done(run, config):
+            return run.metrics()
+        return _int8_only(run, config, strategy, verbose)
     _check_directory(run, config)
     examples = train_examples(config)
     if examples is not None and config.train.batch_size > examples:
         warnings.warn(  # bounded by the data, but surely not what was meant
             f"train.batch_size {config.train.batch_size} is larger than the {examples} "
             f"training examples: every epoch is one step on a batch of {examples}.",
-            stacklevel=2,
+            stacklevel=3,
         )
     tf.keras.utils.set_random_seed(config.train.seed)
     monitor_split = "validation" if config.data.validation_examples else "test"
     splits = ("train", "validation", "test") if monitor_split == "validation" else ("train", "test")
     datasets = load_datasets(config, splits)  # DataError before anything is written
     steps = steps_per_epoch(datasets["train"])
-    strategy = recipes.make_strategy(config.train.strategy)
     with strategy.scope():
         model = training_model(config, build_model(config))
         recipes.add_weight_decay(model, config.train.weight_decay, config.train.weight_decay_on)
@@ -360,6 +423,7 @@ def train(config: config_lib.Config, output_dir: str | Path, verbose: int | str 
             _restore_models(run, model, state)
             state = run.state()
         state["config"] = training_part(config)
+        state["distribution"] = distribution.describe(strategy)  # this invocation's
         run.write_config(config)  # the copy of the record (restored if deleted or edited)
         if run.is_intact():  # what was lost is restored
             return run.metrics()
@@ -482,10 +546,9 @@ def int8_fine_tune(
     }
 
 
-def _int8_only(run: Run, config, verbose) -> dict:
+def _int8_only(run: Run, config, strategy, verbose) -> dict:
     """A complete run given `export.int8` afterwards: only the int8 fine-tune runs."""
     datasets = load_datasets(config, ("train", "test"))
-    strategy = recipes.make_strategy(config.train.strategy)
     with run.claim():
         run.recover()
         metrics = run.metrics()
@@ -547,6 +610,10 @@ def _finish(
         "train_examples": train_examples(config),
         "validation_examples": d.validation_examples or 0,
         **reestimated,
+        # How the invocation that finished the run trained (`replicas` for one-line
+        # summaries; `distribution` for the strategy, its devices and workers).
+        "replicas": state["distribution"]["replicas"],
+        "distribution": state["distribution"],
     }
     if config.export.int8:
         qat, int8_metrics = int8_fine_tune(config, model, datasets, strategy, verbose)
