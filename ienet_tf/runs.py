@@ -205,22 +205,28 @@ class _Directory:
             if entry.name != ".lock" and not _MANIFEST_TEMPORARY.fullmatch(entry.name)
         )
 
-    def refuse_foreign(self) -> None:
-        """A `RunError` (nothing written) unless the directory is new, empty, or ours."""
+    def _refuse_other(self, fix: str) -> bool:
+        """A `RunError` ending in `fix` if the path is something no command of ours may use
+        as this directory (a file, a dangling link, another command's directory); whether a
+        folder is there."""
         what = describe(self.path)
-        fix = f"pass a new or empty directory as {self.option} (nothing was written)"
         if what is not None:
             raise RunError(f"{self.option} {self.path} is {what}; {fix}.")
         if not self.path.is_dir():
-            return
+            return False
         kind = self.owned_kind()
-        if kind == self.kind:
-            return
-        if kind is not None:
+        if kind not in (None, self.kind):
             raise RunError(
                 f"{self.path} is the directory of an `{_COMMANDS.get(kind, kind)}`, not of an "
                 f"`{self.command}`; {fix}."
             )
+        return True
+
+    def refuse_foreign(self) -> None:
+        """A `RunError` (nothing written) unless the directory is new, empty, or ours."""
+        fix = f"pass a new or empty directory as {self.option} (nothing was written)"
+        if not self._refuse_other(fix) or self.owned_kind() == self.kind:
+            return
         entries = self._entries()
         if entries and not self._proven():
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
@@ -301,7 +307,9 @@ class Run(_Directory):
             MANIFEST,
         }
     )
-    own_folders = ("checkpoints/", "resume/", "tensorboard/")
+    #: The folders whose every entry is the run's (checkpoints/ may also hold the user's).
+    whole_folders = ("resume/", "tensorboard/")
+    own_folders = ("checkpoints/", *whole_folders)
 
     # -- layout -------------------------------------------------------------------------
     config_path = _Entry("config.yaml")
@@ -332,7 +340,7 @@ class Run(_Directory):
         """Whether `path` (inside the directory) is one of the run's own names, which only
         `ienet train` may write: its models (also pending), metadata, and its folders."""
         relative = Path(path).relative_to(self.path).as_posix()
-        return relative in self.own_files or relative.startswith(("resume/", "tensorboard/"))
+        return relative in self.own_files or relative.startswith(self.whole_folders)
 
     # -- reading ------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -340,18 +348,9 @@ class Run(_Directory):
         return self.config_path.is_file()
 
     def _require(self) -> None:
-        what = describe(self.path)
         fix = "pass the --run of an `ienet train`"
-        if what is not None:
-            raise RunError(f"--run {self.path} is {what}; {fix}.")
-        if not self.path.is_dir():
+        if not self._refuse_other(fix):
             raise RunError(f"run directory {self.path} does not exist; {fix}.")
-        kind = self.owned_kind()
-        if kind not in (None, self.kind):
-            raise RunError(
-                f"{self.path} is the directory of an `{_COMMANDS.get(kind, kind)}`, not a run; "
-                f"{fix}."
-            )
         if not self.exists():
             if self.state_path.is_file():
                 raise RunError(
