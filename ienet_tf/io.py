@@ -15,6 +15,9 @@ __all__ = [
     "LockHeld",
     "exclusive_lock",
     "load_keras_model",
+    "load_model_file",
+    "load_npy",
+    "model_file_kind",
     "one_line",
     "plain_mode",
     "read_bytes",
@@ -198,3 +201,97 @@ def load_keras_model(path: str | os.PathLike):
         raise RunError(
             f"cannot load {path}: {type(error).__name__}: {one_line(error)}; {fix}."
         ) from None
+
+
+def model_file_kind(path: str | os.PathLike) -> str | None:
+    """What kind of saved Keras model `path` is ("a .keras file", "an HDF5 file", "a
+    SavedModel directory"), by its name or contents; None for anything else (a YAML config,
+    a path that does not exist). Cheap (a file's first bytes or zip directory): commands
+    call it to name a model passed where a config is expected."""
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        return None  # the caller's own "does not exist" says more
+    if path.is_dir():
+        return "a SavedModel directory" if (path / "saved_model.pb").is_file() else None
+    if path.suffix in (".h5", ".hdf5"):
+        return "an HDF5 file"
+    if path.suffix == ".keras":
+        return "a .keras file"
+    try:  # a .keras archive under another name
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" in archive.namelist():
+                return "a .keras file"
+    except (OSError, zipfile.BadZipFile):
+        pass
+    try:
+        with path.open("rb") as f:
+            return "an HDF5 file" if f.read(8) == b"\x89HDF\r\n\x1a\n" else None
+    except OSError:
+        return None
+
+
+def load_model_file(path: str | os.PathLike):
+    """A user's saved Keras model, uncompiled, with ienet-tf's custom objects: a `.keras`
+    file (`load_keras_model`, every failure one line), an HDF5 file (`.h5`) or a SavedModel
+    directory written by `model.save(DIR)`. A path that is none of them (a YAML config, a
+    SavedModel without Keras metadata, a missing file) is one `UsageError` line naming it."""
+    import tensorflow as tf
+
+    import ienet_tf
+    from ienet_tf.errors import RunError, UsageError
+
+    path = Path(path)
+    kind = model_file_kind(path)
+    if kind is None:
+        if path.suffix in (".yaml", ".yml"):
+            raise UsageError(f"{path} is a config, not a model file; pass it as --config.")
+        if path.is_dir():
+            raise UsageError(
+                f"{path} is a directory without saved_model.pb: not a SavedModel (a run "
+                "directory is passed as --run)."
+            )
+        require_file(path, "model file", UsageError)
+        raise UsageError(
+            f"{path} is not a Keras model file; pass a .keras or .h5 file or a SavedModel "
+            "directory (model.save(...))."
+        )
+    if kind == "a .keras file":
+        return load_keras_model(path)
+    if kind == "a SavedModel directory" and not (path / "keras_metadata.pb").is_file():
+        raise UsageError(
+            f"{path} is a SavedModel without Keras metadata (written by tf.saved_model.save); "
+            "save the Keras model with model.save(...) instead."
+        )
+    ienet_tf.register_all()  # the custom objects the file names
+    try:
+        model = tf.keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise RunError(
+            f"cannot load {path} ({kind}): {type(error).__name__}: {one_line(error)}."
+        ) from None
+    if not isinstance(model, tf.keras.Model):
+        raise UsageError(f"{path} ({kind}) does not hold a Keras model.")
+    return model
+
+
+def load_npy(path: str | os.PathLike, what: str):
+    """The array of the `.npy` file `path`; a missing, unreadable or malformed file (or
+    one holding Python objects) is one `UsageError` line naming `what` and the path."""
+    import numpy as np
+
+    from ienet_tf.errors import UsageError
+
+    path = require_file(path, what, UsageError)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise UsageError(
+            f"{what} {path} is not a readable .npy array ({one_line(error, 120)}); save one "
+            "with numpy.save."
+        ) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive of several arrays
+        array.close()
+        raise UsageError(f"{what} {path} is an .npz archive; pass one array saved with numpy.save.")
+    return array

@@ -11,22 +11,37 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ienet_tf.cli import report
 from ienet_tf.cli.args import (
+    checked_inputs,
+    config_option,
+    inputs_option,
+    load_config,
+    load_model,
+    model_option,
+    optional_config,
     path_arg,
     positive_arg,
     progress_lines,
     progress_to_stderr,
+    read_inputs,
     run_option,
+    run_or_model,
 )
 from ienet_tf.errors import IENetError
 from ienet_tf.io import one_line, read_bytes
 from ienet_tf.runs import MODEL_FILES, Run
 
+if TYPE_CHECKING:  # `ienet --help` imports no numpy
+    import numpy as np
+
 __all__ = ["UserError", "main"]
 
 RUN_FILES = ("final", "best", "last", "int8")
+#: How many parity inputs an export compares (the first of the test split or of --inputs).
+PARITY_INPUTS = 64
 WHICH_HELP = (
     "the run's model: final (model.keras), best (best by the monitored accuracy), last "
     "(the latest epoch) or int8 (the int8 QAT model); default: final once the run is "
@@ -44,16 +59,10 @@ class UserError(IENetError):
     """A problem with the command line's input: one line, no traceback, exit code 2."""
 
 
-def _load_config(args: argparse.Namespace):
-    from ienet_tf import config
-
-    return config.load(args.config, args.set)
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from ienet_tf.train import train
 
-    config = _load_config(args)
+    config = load_config(args)
     output_dir = args.run or Path("runs") / Path(args.config).stem
     run = Run(output_dir)
     run.refuse_foreign()  # before reading anything there
@@ -67,7 +76,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         print(
             f"{output_dir}: {done}; test top-1 {metrics['test_accuracy']:.2%} after "
-            f"{metrics['epochs']} epochs (metrics in {run.metrics_path})"
+            f"{metrics['epochs']} epochs on {metrics.get('replicas', 1)} replica(s) "
+            f"(metrics in {run.metrics_path})"
         )
     return 0
 
@@ -100,12 +110,31 @@ def _which(args: argparse.Namespace) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ienet_tf.train import evaluate
+    from ienet_tf.train import load_run
 
-    which = _which(args)
-    progress_lines("evaluate")(f"evaluating the {which} model of {args.run} on its test split ...")
-    results = evaluate(args.run, which, args.bn_reestimation_batches or 0)
-    line = f"{results['model']} ({which}): top-1 {results['top1']:.2%}"
+    if (args.inputs is None) != (args.labels is None):
+        raise UserError("--inputs and --labels go together: the inputs and their classes")
+    data = (read_inputs(args), read_inputs(args, "--labels"))  # file errors first
+    say = progress_lines("evaluate")
+    if args.run is not None:
+        optional_config(args)  # refuses a --config: the run has its own
+        which = _which(args)
+        subject, shown = f"the {which} model of {args.run}", f" ({which})"
+        say(f"evaluating {subject} on {args.inputs or 'its test split'} ...")
+        config, model = load_run(args.run, which)
+    else:
+        config = optional_config(args)
+        if config is None and args.inputs is None:
+            raise UserError(
+                "evaluating --model needs data: --inputs X.npy --labels Y.npy, or --config "
+                "CONFIG (its data set's test split)"
+            )
+        subject, shown = str(args.model), ""
+        model = load_model(args)
+        split = f"the {config.data.name} test split" if config is not None else ""
+        say(f"evaluating {subject} on {args.inputs or split} ...")
+    results = _evaluate(args, model, config, data, subject)
+    line = f"{results['model']}{shown}: top-1 {results['top1']:.2%}"
     if "top5" in results:
         line += f", top-5 {results['top5']:.2%}"
     if "bn_reestimated_batches" in results:
@@ -117,50 +146,156 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace, model, config, data, subject: str) -> dict:
+    """Top-1 (top-5 on ImageNet) of a loaded model, a run's or a file's: on `data`
+    (`--inputs`, `--labels`) if given, else on `config`'s test split; with
+    `--bn-reestimation-batches N`, after re-estimating its BatchNorm statistics on the
+    config's training split (nothing is saved). What `train.evaluate` does for a run."""
+    import tensorflow as tf
+
+    from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
+    from ienet_tf.train import load_datasets, reestimation_batches
+    from ienet_tf.train.trainer import _metrics  # the metrics a run is evaluated with
+
+    used = 0
+    if args.bn_reestimation_batches:
+        if config is None:
+            raise UserError(
+                "--bn-reestimation-batches re-estimates on a config's training split; pass --config"
+            )
+        if not batch_norm_layers(model):  # before any data is loaded
+            raise UserError(
+                f"bn_reestimation_batches: {subject} has no BatchNorm layer (an int8 "
+                "model's are folded); evaluate it without."
+            )
+        batches = reestimation_batches(config, args.bn_reestimation_batches)
+        used = reestimate_batch_norm(model, batches)
+    if data[0] is None:
+        dataset = load_datasets(config, ("test",))["test"]
+    else:
+        inputs = checked_inputs(args, data[0], model)
+        labels = _checked_labels(args.labels, data[1], len(inputs), model)
+        batch_size = 256 if config is None else config.train.batch_size
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size)
+    model.compile(
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"] if config is None else _metrics(config),
+    )
+    results = model.evaluate(dataset, verbose=0, return_dict=True)
+    return {
+        "model": model.name,
+        "top1": float(results["accuracy"]),
+        **({"top5": float(results["top5"])} if "top5" in results else {}),
+        **({"bn_reestimated_batches": used} if used else {}),
+    }
+
+
+def _checked_labels(path: Path, values, count: int, model) -> np.ndarray:
+    """`--labels`' array as `count` class indices of the model's classes; a one-line
+    error naming the file otherwise."""
+    import numpy as np
+
+    what = f"--labels {path}"
+    classes = int(model.output_shape[-1])
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        hint = "; one-hot labels? save labels.argmax(1)" if values.ndim == 2 else ""
+        raise UserError(
+            f"{what} has shape {values.shape}; pass one class index per input, shape "
+            f"({count},){hint}"
+        )
+    if len(values) != count:
+        raise UserError(
+            f"{what} has {len(values)} labels for the {count} inputs of --inputs; pass one "
+            "per input"
+        )
+    integral = values.dtype.kind in "iu" or (
+        values.dtype.kind == "f" and np.isfinite(values).all() and (values % 1 == 0).all()
+    )
+    if not integral:
+        raise UserError(f"{what} has dtype {values.dtype}; pass integer class indices")
+    values = values.astype(np.int64)
+    outside = values[(values < 0) | (values >= classes)]
+    if len(outside):
+        raise UserError(
+            f"{what} holds class {outside[0]}, but {model.name} has {classes} classes "
+            f"(0 to {classes - 1})"
+        )
+    return values
+
+
 def _cmd_cost(args: argparse.Namespace) -> int:
     from ienet_tf.cost import model_cost
     from ienet_tf.train import build_model, model_input_shape
 
-    config = _load_config(args)
-    shape = model_input_shape(config)  # a config error before any progress line
     say = progress_lines("cost")
-    m = config.model
-    say(f"building {m.name} ({m.variant}) at input {list(shape)} ...")
-    model = build_model(config)
+    if args.model is not None:
+        if args.set:
+            raise UserError("--set overrides a --config value; a --model is costed as saved")
+        model = load_model(args)
+    else:
+        config = load_config(args)
+        shape = model_input_shape(config)  # a config error before any progress line
+        m = config.model
+        say(f"building {m.name} ({m.variant}) at input {list(shape)} ...")
+        model = build_model(config)
     say(f"counting {len(model.layers)} layers ...")
     cost = model_cost(model)
     print(json.dumps(cost.as_dict(), indent=2) if args.json else cost.table())
     return 0
 
 
+def _parity_inputs(args: argparse.Namespace, inputs, model, config) -> tuple[np.ndarray, str]:
+    """The export's parity batch and what it is: the first `PARITY_INPUTS` of `--inputs`
+    (checked against the model), else of the config's test images."""
+    from ienet_tf.train import test_images
+
+    if inputs is not None:
+        return checked_inputs(args, inputs, model)[:PARITY_INPUTS], f"inputs of {args.inputs}"
+    return test_images(config, PARITY_INPUTS), f"{config.data.name} test images"
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from ienet_tf import config as config_lib
     from ienet_tf.export import DEFAULT_TOLERANCE, check_output_path, to_tflite
-    from ienet_tf.train import load_run, test_images
+    from ienet_tf.train import load_run
 
     output = check_output_path(args.output, "--output")  # before anything slow
     if args.int8_io and not args.int8:
         raise UserError("--int8-io needs --int8 (a binary + int8 export)")
-    if args.int8:
-        if args.which not in (None, "int8"):
-            raise UserError("--int8 exports the run's int8 model; leave out --which")
-        which = "int8"
-        if MODEL_FILES["int8"] not in Run(args.run).artefacts():
-            raise UserError(
-                f"{args.run} has no int8 model (model_int8.keras); fine-tune one with "
-                f"ienet train --config ... --run {args.run} --set export.int8=true"
-            )
+    inputs = read_inputs(args)
+    if args.run is not None:
+        optional_config(args)  # refuses a --config: the run has its own
+        if args.int8:
+            if args.which not in (None, "int8"):
+                raise UserError("--int8 exports the run's int8 model; leave out --which")
+            which = "int8"
+            if MODEL_FILES["int8"] not in Run(args.run).artefacts():
+                raise UserError(
+                    f"{args.run} has no int8 model (model_int8.keras); fine-tune one with "
+                    f"ienet train --config ... --run {args.run} --set export.int8=true"
+                )
+        else:
+            which = _which(args)
+        config, model = load_run(args.run, which)
+        source = {"checkpoint": str(args.run), "which": which, "config": config_lib.to_dict(config)}
     else:
-        which = _which(args)
-    config, model = load_run(args.run, which)
-    images = test_images(config, 64)
+        config = optional_config(args)
+        if config is None and inputs is None:
+            raise UserError(
+                "exporting --model needs parity inputs (Keras vs the LCE interpreter): "
+                "--inputs FILE.npy, or --config CONFIG (its data set's test images)"
+            )
+        model = load_model(args)
+        # No "config" key: that names the exported network (bench --compare reads it),
+        # and a config given for its data need not build this model.
+        source = {"model_file": str(args.model)}
+        if config is not None:
+            source["data_config"] = config_lib.to_dict(config)
+    images, noun = _parity_inputs(args, inputs, model, config)
+    source["parity_inputs"] = f"first {len(images)} {noun}"
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
-    source = {
-        "checkpoint": str(args.run),
-        "which": which,
-        "parity_inputs": f"first {min(64, len(images))} {config.data.name} test images",
-        "config": config_lib.to_dict(config),
-    }
     if args.verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # LCE reads it at its first log line
     result = to_tflite(
@@ -172,7 +307,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         progress=progress_lines("export"),
         int8=args.int8,
-        int8_io=args.int8_io or (args.int8 and config.export.int8_io),
+        int8_io=args.int8_io or (args.int8 and config is not None and config.export.int8_io),
         lsb_tolerance=args.tolerance if args.int8 else None,
     )
     weights = result.weight_bytes
@@ -194,7 +329,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"{result.path}: {result.size_bytes:,} bytes ({sizes}float weights "
         f"{weights['float']:,} B); report {result.sidecar}\n"
         f"ops: {result.op_histogram}{kinds}\n"
-        f"parity on {p.num_inputs} test images: {agreement}, top-1 agreement "
+        f"parity on {p.num_inputs} {noun}: {agreement}, top-1 agreement "
         f"{p.top1_agreement:.2%}"
     )
     return 0
@@ -205,7 +340,7 @@ def _cmd_import_torch(args: argparse.Namespace) -> int:
     from ienet_tf.runs import sha256
     from ienet_tf.train import build_model, start_from_weights
 
-    config = _load_config(args)
+    config = load_config(args)
     Run(args.run).refuse_foreign()  # before the checkpoint is read
     if config.model.compat != "release":
         raise UserError(
@@ -246,7 +381,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     check_settings(args.threads, args.runs, args.warmup)  # before any slow conversion
     flatbuffers = {model.name: _read_tflite(model)}
     if args.compare:
-        flatbuffers.update(counterparts(model, progress=progress_lines("bench")))
+        flatbuffers.update(
+            counterparts(
+                model, progress=progress_lines("bench"), flatbuffer=flatbuffers[model.name]
+            )
+        )
     terminal = sys.stderr.isatty()
 
     def progress(done: int, total: int, name: str = "") -> None:
@@ -279,8 +418,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ienet` command line. One vocabulary: `--config` (+ `--set`) is what to build,
-    `--run DIR` a run directory, `--output PATH` what a command writes, `--model FILE` a
-    .tflite; `--verbose` shows more."""
+    `--run DIR` a run directory, `--model FILE` a saved Keras model (bench: a .tflite)
+    instead of a run or a config, `--inputs FILE.npy` data of the user's own, `--output
+    PATH` what a command writes; `--verbose` shows more."""
     parser = argparse.ArgumentParser(
         prog="ienet", description="Information-enhanced binary neural networks (IE-Net)."
     )
@@ -290,15 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ienet-tf {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(command):
-        command.add_argument("--config", required=True, help="YAML config (see configs/)")
-        command.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config value, e.g. --set train.epochs=5 (repeatable)",
-        )
+    data_config = "with --model: the YAML config whose data set to use"
 
     def with_verbose(command):
         command.add_argument(
@@ -313,22 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     train = commands.add_parser("train", help="train a config (resumes an interrupted run)")
-    with_config(train)
+    config_option(train)
     run_option(train, required=False, help="run directory (default: runs/<config>)")
     with_verbose(train)
     train.set_defaults(handler=_cmd_train)
 
     tune = commands.add_parser("tune", help="keras-tuner search over K and T_min/T_max")
-    with_config(tune)
+    config_option(tune)
     tune.add_argument(
         "--output", type=path_arg, metavar="DIR", help="search directory (default: runs/<config>)"
     )
     with_verbose(tune)
     tune.set_defaults(handler=_cmd_tune)
 
-    evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run")
-    run_option(evaluate, help="a run directory of `ienet train` or `ienet import-torch`")
+    evaluate = commands.add_parser("evaluate", help="top-1 (top-5) of a saved run or model")
+    run_or_model(evaluate, "a run directory of `ienet train` or `ienet import-torch`")
     evaluate.add_argument("--which", choices=RUN_FILES, help=WHICH_HELP)
+    config_option(evaluate, required=False, help=data_config + " (its test split)")
+    inputs_option(evaluate, "to evaluate on, instead of the test split")
+    evaluate.add_argument(
+        "--labels", type=path_arg, metavar="FILE.npy", help="with --inputs: their N classes"
+    )
     evaluate.add_argument(
         "--bn-reestimation-batches",
         type=positive_arg(int),
@@ -340,12 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     cost = commands.add_parser("cost", help="parameters, memory, MACs, binary ops, FLOPs")
-    with_config(cost)
+    what = cost.add_mutually_exclusive_group(required=True)
+    model_option(what)  # before --config: usage shows the group only if nothing is between
+    config_option(cost, required=False, help="YAML config of the model to build", group=what)
     cost.add_argument("--json", action="store_true", help="print one JSON object, not a table")
     cost.set_defaults(handler=_cmd_cost)
 
     export = commands.add_parser("export", help="LCE .tflite, verified (ops and parity)")
-    run_option(export, help="the run directory to export")
+    run_or_model(export, "the run directory to export")
     export.add_argument(
         "--output", type=path_arg, required=True, metavar="FILE", help="the .tflite to write"
     )
@@ -368,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the LCE converter's log (shown anyway when the conversion fails)",
     )
+    inputs_option(export, f"for the parity check (its first {PARITY_INPUTS})")
+    config_option(export, required=False, help=data_config + " (its test images for parity)")
     export.set_defaults(handler=_cmd_export)
 
     report.add_parser(commands)
@@ -382,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the release's checkpoint: .pth / .pth.tar / .th (torch) or .npz",
     )
-    with_config(import_torch)
+    config_option(import_torch)
     run_option(import_torch, help="the new run directory to write")
     import_torch.set_defaults(handler=_cmd_import_torch)
 
@@ -413,7 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-bconv", action="store_true", help="LCE's reference LceBconv2d kernel"
     )
     bench.add_argument(
-        "--compare", action="store_true", help="also time the float and Bi-Real counterparts"
+        "--compare",
+        action="store_true",
+        help="also time the float and Bi-Real counterparts (of a registered network, read "
+        "from the sidecar or the file)",
     )
     bench.add_argument(
         "--json",

@@ -16,6 +16,7 @@ extension (no TensorFlow, ~0.2 s to start). A crash or an interpreter error beco
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import importlib.machinery
@@ -40,6 +41,7 @@ from ienet_tf.export.flatbuffer import verify
 from ienet_tf.io import one_line
 
 __all__ = [
+    "architecture",
     "counterparts",
     "results_table",
     "MAX_RUNS",
@@ -343,36 +345,96 @@ def _child_main() -> None:  # pragma: no cover - runs in the child process
 
 
 def counterparts(
-    tflite: str | os.PathLike, variants=("fp", "bireal"), progress: Callable[[str], None] = print
+    tflite: str | os.PathLike,
+    variants=("fp", "bireal"),
+    progress: Callable[[str], None] = print,
+    *,
+    flatbuffer: bytes | None = None,
 ) -> dict[str, bytes]:
     """The float and Bi-Real (K = 1) versions of an exported model's architecture,
-    converted: `{"<model> <variant>": flatbuffer}`. The architecture comes from the sidecar
-    `ienet export` wrote beside `tflite` (`<file>.json`)."""
-    from ienet_tf import config as config_lib
+    converted: `{"<network> <variant>": flatbuffer}`. The network and its input shape and
+    classes come from `architecture` (the sidecar, else the file itself)."""
     from ienet_tf import models
     from ienet_tf.export.tflite import convert
 
-    sidecar = f"{os.fspath(tflite)}.json"
-    try:
-        with open(sidecar) as f:
-            report = json.load(f)
-        config = config_lib.from_dict(report["source"]["config"])
-    except (OSError, KeyError, ValueError):
-        raise UsageError(
-            f"--compare needs {sidecar} with the source config (to build the float and "
-            "Bi-Real counterparts), as `ienet export` writes it"
-        ) from None
+    network, input_shape, num_classes = architecture(tflite, flatbuffer)
     converted = {}
     for variant in variants:
-        model = models.build(
-            config.model.name,
-            variant,
-            num_classes=report.get("num_classes"),
-            input_shape=tuple(report["input_shape"]),
-        )
-        progress(f"converting the {variant} counterpart of {config.model.name} ...")
-        converted[f"{config.model.name} {variant}"], _ = convert(model)
+        model = models.build(network, variant, num_classes=num_classes, input_shape=input_shape)
+        progress(f"converting the {variant} counterpart of {network} ...")
+        converted[f"{network} {variant}"], _ = convert(model)
     return converted
+
+
+def architecture(
+    tflite: str | os.PathLike, flatbuffer: bytes | None = None
+) -> tuple[str, tuple[int, ...], int]:
+    """The registered network (`models.available()`), input shape and number of classes of
+    an exported model: from the sidecar beside `tflite` if it records this file (its SHA-256)
+    — the source config of `ienet export --run`, else the Keras model's name, which is all
+    `export.to_tflite` knows of a model built by `models.build` (`<network>_<variant>...`) —
+    otherwise from the flatbuffer (`bytes` of `tflite` if not given): its input and output
+    shapes and the model name its tensor names carry. `UsageError` when neither names a
+    registered network (a model of the user's own has no counterparts to build)."""
+    import hashlib
+
+    from ienet_tf import config as config_lib
+    from ienet_tf.export.flatbuffer import interface
+
+    if flatbuffer is None:
+        with open(tflite, "rb") as f:
+            flatbuffer = f.read()
+    report = _sidecar(tflite)
+    if report.get("sha256") != hashlib.sha256(flatbuffer).hexdigest():
+        report = {}  # another file's (or no) report: the file itself is the evidence
+    source = report.get("source")
+    network = None
+    if isinstance(source, dict) and isinstance(source.get("config"), dict):
+        with contextlib.suppress(ValueError):  # an invalid config names nothing
+            network = config_lib.from_dict(source["config"]).model.name
+    found = interface(flatbuffer)
+    network = (
+        network or _registered_network(report.get("model")) or _registered_network(found.name_scope)
+    )
+    shape, classes = report.get("input_shape"), report.get("num_classes")
+    if network is None:
+        from ienet_tf import models
+
+        name = report.get("model") or found.name_scope
+        raise UsageError(
+            f"{tflite}: --compare builds the float and Bi-Real counterparts of a registered "
+            f"network ({', '.join(models.available())}), but this file's model "
+            f"({name or 'unnamed'!r}) is none of them (models.build names its models "
+            "<network>_<variant>); bench it without --compare"
+        )
+    if not (isinstance(shape, list) and is_int(classes, 2)):
+        shape, classes = found.input_shapes[0][1:], found.output_shapes[0][-1]
+    return network, tuple(int(d) for d in shape), int(classes)
+
+
+def _sidecar(tflite: str | os.PathLike) -> dict:
+    """The sidecar report `ienet export` (or `export.to_tflite`) wrote beside `tflite`; {}
+    if there is none or it is not a JSON object."""
+    try:
+        with open(f"{os.fspath(tflite)}.json", "rb") as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _registered_network(model_name) -> str | None:
+    """The registered network a Keras model name of `models.build`'s form names:
+    `<network>_<variant>[_k<K>][_<modifier>...]`, e.g. "resnet18_cifar_ienet_k2"."""
+    from ienet_tf import models
+
+    if not isinstance(model_name, str):
+        return None
+    for network in sorted(models.available(), key=len, reverse=True):
+        rest = model_name.removeprefix(f"{network}_")
+        if rest != model_name and rest.split("_", 1)[0] in models.VARIANTS:
+            return network
+    return None
 
 
 def results_table(results: list[BenchResult]) -> str:

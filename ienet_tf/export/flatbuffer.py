@@ -29,8 +29,10 @@ __all__ = [
     "MAX_TENSOR_BYTES",
     "FlatbufferError",
     "Graph",
+    "Interface",
     "Operator",
     "builtin_name",
+    "interface",
     "read_graph",
     "verify",
 ]
@@ -132,6 +134,42 @@ def _verified_graph(flatbuffer: bytes) -> Graph:
         return _read(flatbuffer)
     except Exception as error:  # verified above: this would be a gap in `verify`
         raise FlatbufferError(f"corrupt TFLite flatbuffer ({type(error).__name__})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Interface:
+    """What a flatbuffer says about the network it came from, without running it."""
+
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    #: The most common first component of the tensor names: the converter names tensors
+    #: after the Keras ops (`resnet20_ienet_k2/stage1_unit1_conv/...`), so this is the
+    #: Keras model's name. None when no tensor name has one.
+    name_scope: str | None
+
+
+def interface(flatbuffer: bytes) -> Interface:
+    """The input and output shapes and the Keras model's name (`Interface`) of a TFLite
+    flatbuffer, verified first (`FlatbufferError` if it is not a valid model)."""
+    read_graph(flatbuffer)  # verified (and cached) before the generated reader touches it
+    subgraph = schema.Model.GetRootAsModel(flatbuffer, 0).Subgraphs(0)
+
+    def shapes(indices) -> tuple[tuple[int, ...], ...]:
+        tensors = [subgraph.Tensors(int(i)) for i in indices]
+        return tuple(
+            tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else () for t in tensors
+        )
+
+    scopes = collections.Counter(
+        name.split(b"/", 1)[0].decode(errors="replace")
+        for name in (subgraph.Tensors(t).Name() or b"" for t in range(subgraph.TensorsLength()))
+        if b"/" in name
+    )
+    return Interface(
+        shapes(subgraph.InputsAsNumpy()),
+        shapes(subgraph.OutputsAsNumpy()),
+        scopes.most_common(1)[0][0] if scopes else None,
+    )
 
 
 def operator_names(model) -> list[str]:

@@ -8,10 +8,11 @@ rows = figures.entropy_table(model)  # entropy and quantization error per binary
 ```
 
 The statistics are `ienet_tf.inspection`'s; `figures` holds one function per figure, `writer` the
-report (`ienet report --run DIR`).
+report (`ienet report --run DIR`; `write_model_report` and `ienet report --model FILE` for a
+saved model that is no run's).
 """
 
 from ienet_tf.report import figures
-from ienet_tf.report.writer import FIGURE_FILES, write_report
+from ienet_tf.report.writer import FIGURE_FILES, write_model_report, write_report
 
-__all__ = ["FIGURE_FILES", "figures", "write_report"]
+__all__ = ["FIGURE_FILES", "figures", "write_model_report", "write_report"]

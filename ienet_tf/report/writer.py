@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -33,7 +34,10 @@ from ienet_tf.report import figures
 from ienet_tf.runs import MODEL_FILES, Report, Run
 from ienet_tf.train import test_images
 
-__all__ = ["FIGURE_FILES", "write_report"]
+if TYPE_CHECKING:
+    from ienet_tf.config import Config
+
+__all__ = ["FIGURE_FILES", "write_model_report", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -195,29 +199,24 @@ def _entropy_markdown(rows: list[figures.LayerStats]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render(
-    run: Run,
-    which: str,
-    config,
-    model: tf.keras.Model,
-    metrics: dict,
-    sections: dict[str, str],
-) -> str:
+def _render(header: list[str], sections: dict[str, str]) -> str:
+    return "\n".join([*header, *sections.values(), DEFINITIONS])
+
+
+def _saved_q(model: tf.keras.Model) -> str:
+    """ ", `q` of the saved model ..." for a model with IEE quantizers, else ""."""
     iee = list(callbacks.iee_quantizers(model))
-    q_now = f", `q` of the saved model {float(iee[0].q.numpy()):.4g}" if iee else ""
-    m = config.model
-    k = inspection.layer_k(inspection.binary_kernel_layers(model)[0])
-    parts = [
-        f"# Report: {model.name} ({m.name}, variant `{m.variant}`, K={k}) on {config.data.name}\n",
-        f"Run `{run.path}`, model `{which}` ({MODEL_FILES[which]}); "
-        f"{config.train.epochs} epochs, IEE schedule t_min={config.iee.t_min:g}, "
-        f"t_max={config.iee.t_max:g}{q_now}.\n",
-        "## Metrics (metrics.json)\n",
-        _metrics_table(metrics),
-        *sections.values(),
-        DEFINITIONS,
-    ]
-    return "\n".join(parts)
+    return f", `q` of the saved model {float(iee[0].q.numpy()):.4g}" if iee else ""
+
+
+def _model_k(model: tf.keras.Model) -> int:
+    return inspection.layer_k(inspection.binary_kernel_layers(model)[0])
+
+
+def _require_binary(model: tf.keras.Model, what: str) -> tf.keras.Model:
+    if not inspection.binary_kernel_layers(model):
+        raise UsageError(f"{what} has no binary layers: there is nothing to report.")
+    return model
 
 
 def _figure(name: str, caption: str, text: str = "") -> str:
@@ -247,6 +246,28 @@ def _move_into_place(staging: Path, output_dir: Path, produced: list[str]) -> No
     os.replace(staging / "report.md", output_dir / "report.md")
 
 
+class _Data(NamedTuple):
+    """The batch the report measures on (None: not available), and how it names the batch
+    and its first image."""
+
+    batch: np.ndarray | None
+    batch_note: str
+    image_note: str
+
+
+def _test_batch(config, say: Callable[[str], None]) -> _Data:
+    """The first test batch of the config's data set; none, and why, when the data set is
+    not available here."""
+    try:
+        say(f"reading the first {config.data.name} test batch")
+        batch = test_images(config, config.train.batch_size)
+    except errors.DataError as error:
+        note = f"left out: the test data is not available here ({error})"
+        return _Data(None, note, note)
+    split = f"the {config.data.name} test split"
+    return _Data(batch, f"the first batch of {split}", f"the first image of {split}")
+
+
 def write_report(
     run_dir: str | Path,
     output_dir: str | Path | None = None,
@@ -270,58 +291,125 @@ def write_report(
     Report(output_dir).refuse_foreign()  # a user's folder, a file: before any work
     say(f"loading {MODEL_FILES[which]} of {run.path}")
     config = run.config()
+    m = config.model
     # the classifier of an IR²Net training wrapper
-    model = inference_model(run.model(which))
-    if not inspection.binary_kernel_layers(model):
-        raise UsageError(
-            f"the model of {run.path} ({config.model.name}, variant {config.model.variant!r}) "
-            "has no binary layers: there is nothing to report."
-        )
+    model = _require_binary(
+        inference_model(run.model(which)),
+        f"the model of {run.path} ({m.name}, variant {m.variant!r})",
+    )
     metrics = run.metrics() or {}
-    batch, batch_note = None, ""
-    try:
-        say(f"reading the first {config.data.name} test batch")
-        batch = test_images(config, config.train.batch_size)
-        batch_note = f"the first batch of the {config.data.name} test split"
-    except errors.DataError as error:
-        batch_note = f"left out: the test data is not available here ({error})"
-    if image is not None:
-        image_note = "the image given to `write_report`"
-    elif batch is not None:
-        image, image_note = batch[0], f"the first image of the {config.data.name} test split"
-    else:
-        image_note = batch_note
-
-    with Report(output_dir, tuple(FIGURE_FILES.values())).claim():
-        staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".report-", suffix=".tmp"))
-        try:
-            sections, produced = _draw(
-                staging,
-                config,
-                model,
-                _checkpoint_models(run, which, model),
-                image,
-                image_note,
-                k_sweep_source,
-                say,
-            )
-            say("binary codes in training vs inference mode")
-            sections["disagreement"] = _disagreement_markdown(model, batch, batch_note)
-            say("IE-BC branches")
-            sections["branches"] = _branches_markdown(model, batch, batch_note)
-            write_atomically(
-                staging / "report.md", _render(run, which, config, model, metrics, sections)
-            )
-            _move_into_place(staging, output_dir, produced)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    data = _test_batch(config, say)
+    header = [
+        f"# Report: {model.name} ({m.name}, variant `{m.variant}`, K={_model_k(model)}) on "
+        f"{config.data.name}\n",
+        f"Run `{run.path}`, model `{which}` ({MODEL_FILES[which]}); "
+        f"{config.train.epochs} epochs, IEE schedule t_min={config.iee.t_min:g}, "
+        f"t_max={config.iee.t_max:g}{_saved_q(model)}.\n",
+        "## Metrics (metrics.json)\n",
+        _metrics_table(metrics),
+    ]
+    produced = _write(
+        output_dir,
+        header,
+        model,
+        _checkpoint_models(run, which, model),
+        config.iee,
+        data,
+        image,
+        k_sweep_source,
+        say,
+    )
     step = int(metrics.get("epochs", config.train.epochs))
     run.refuse_links()  # the figures also go to the run's TensorBoard logs
     _write_tensorboard(run.tensorboard_dir / "report", output_dir, produced, step)
     return output_dir / "report.md"
 
 
-def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source, say):
+def write_model_report(
+    model: tf.keras.Model,
+    output_dir: str | Path,
+    *,
+    source: str | None = None,
+    config: Config | None = None,
+    inputs: np.ndarray | None = None,
+    inputs_note: str = "the inputs given to `write_model_report`",
+    k_sweep_source: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the figures and `report.md` of a model that is no run's (a user's saved
+    model); returns report.md's path. What needs a run is left out: its metrics, the other
+    checkpoints, the TensorBoard images.
+
+    The tables measured on data and the activation figure use `inputs` (a batch the model
+    takes; `inputs_note` names it in the report), else the first test batch of `config`'s
+    data set, else are left out with a note. The IEE surrogate is drawn for `config`'s
+    schedule, else ienet-tf's default one (a saved model holds no schedule). `source` (the
+    file, say) names the model in the heading.
+    """
+    from ienet_tf import config as config_lib
+    from ienet_tf.checks import input_batch
+
+    say = progress or (lambda message: None)
+    output_dir = Path(output_dir)
+    Report(output_dir).refuse_foreign()  # a user's folder, a file: before any work
+    model = _require_binary(inference_model(model), source or f"model {model.name}")
+    if inputs is not None:
+        batch = input_batch(inputs, model.input_shape, model.name)
+        data = _Data(batch, inputs_note, f"the first of {inputs_note}")
+    elif config is not None:
+        data = _test_batch(config, say)
+    else:
+        note = "left out: no data (pass inputs or a config)"
+        data = _Data(None, note, note)
+    iee = config.iee if config is not None else config_lib.IEEConfig()
+    schedule = "the config's" if config is not None else "ienet-tf's default (no config given)"
+    header = [
+        f"# Report: {model.name} (K={_model_k(model)})\n",
+        f"Model {f'`{source}`' if source else 'given to `write_model_report`'}, no run: no "
+        f"metrics, checkpoints or TensorBoard images. IEE schedule {schedule}: "
+        f"t_min={iee.t_min:g}, t_max={iee.t_max:g}{_saved_q(model)}.\n",
+    ]
+    _write(
+        output_dir,
+        header,
+        model,
+        {Path(source).name if source else model.name: model},
+        iee,
+        data,
+        None,
+        k_sweep_source,
+        say,
+    )
+    return output_dir / "report.md"
+
+
+def _write(output_dir, header, model, checkpoints, iee, data, image, k_sweep_source, say):
+    """Draw the figures and write `report.md` (`header`, then the sections) into
+    `output_dir`, staged so that a failure leaves the previous report; returns the figures
+    drawn. `image` (H, W, C) overrides the batch's first image in the activation figure."""
+    batch, batch_note, image_note = data
+    if image is not None:
+        image_note = "the image given to `write_report`"
+    elif batch is not None:
+        image = batch[0]
+    with Report(output_dir, tuple(FIGURE_FILES.values())).claim():
+        staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".report-", suffix=".tmp"))
+        try:
+            sections, produced = _draw(
+                staging, iee, model, checkpoints, image, image_note, k_sweep_source, say
+            )
+            say("binary codes in training vs inference mode")
+            sections["disagreement"] = _disagreement_markdown(model, batch, batch_note)
+            say("IE-BC branches")
+            sections["branches"] = _branches_markdown(model, batch, batch_note)
+            write_atomically(staging / "report.md", _render(header, sections))
+            _move_into_place(staging, output_dir, produced)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return produced
+
+
+def _draw(staging, iee, model, checkpoints, image, image_note, k_sweep_source, say):
     """Every figure into `staging`; returns the markdown sections and the figures drawn."""
     sections, produced = {}, []
     say(f"weight histograms of {len(checkpoints)} saved model(s)")
@@ -342,16 +430,14 @@ def _draw(staging, config, model, checkpoints, image, image_note, k_sweep_source
         + "\n"
         + _figure("entropy", "entropy and quantization error per layer")
     )
-    curves = figures.iee_surrogate(
-        config.iee.t_min, config.iee.t_max, staging / FIGURE_FILES["surrogate"]
-    )
+    curves = figures.iee_surrogate(iee.t_min, iee.t_max, staging / FIGURE_FILES["surrogate"])
     produced.append("surrogate")
     qs = ", ".join(f"{c['q']:.3g}" for c in curves["stages"])
     progress = ", ".join(f"{c['stage']:g}" for c in curves["stages"])
     sections["surrogate"] = "## IEE surrogate over training (Fig. 5)\n\n" + _figure(
         "surrogate",
         "IEE surrogate and derivative",
-        f"t_min={config.iee.t_min:g}, t_max={config.iee.t_max:g}; at e/E = {progress}, q = {qs}.",
+        f"t_min={iee.t_min:g}, t_max={iee.t_max:g}; at e/E = {progress}, q = {qs}.",
     )
     heading = "## Thresholded activations (Fig. 6)\n\n"
     if image is not None:

@@ -47,5 +47,5 @@ def test_required_options_show_as_required_and_the_error_names_the_command(capsy
     except SystemExit as done:
         assert done.code == 2
     err = capsys.readouterr().err
-    assert "usage: ienet evaluate [-h] --run DIR" in err
-    assert "ienet evaluate: error: the following arguments are required: --run" in err
+    assert "usage: ienet evaluate [-h] (--run DIR | --model FILE)" in err
+    assert "ienet evaluate: error: one of the arguments --run --model is required" in err
