@@ -8,7 +8,7 @@ the embedded digits in under a minute: `python examples/larq_layers.py`.
 import larq as lq
 import tensorflow as tf
 
-import ienet_tf  # registers "iee_sign" and "iee_act_sign" with larq
+import ienet_tf  # noqa: F401  (registers "iee_sign" and "iee_act_sign" with larq)
 from ienet_tf import callbacks, cost, data, models
 
 train = data.load("digits", "train", batch_size=64, training=True)
@@ -33,27 +33,25 @@ lq.models.summary(model)
 # larq's profile counts the binary convolutions; ours also splits IE-BC's K branches.
 print(f"binary ops {cost.model_cost(model).binary_ops}, FP MACs {cost.model_cost(model).fp_macs}")
 
-E = 10
-model.compile(
-    tf.keras.optimizers.Adam(0.01),
-    tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=["accuracy"],
-)
-model.fit(train, epochs=E, callbacks=[callbacks.IEESchedule(epochs=E)], verbose=2)
-print("larq + IEE, test accuracy:", model.evaluate(test, verbose=0)[1])
+
+def fit(model: tf.keras.Model, epochs: int = 10) -> float:
+    """Train with the IEE schedule; the test accuracy."""
+    model.compile(
+        tf.keras.optimizers.Adam(0.01),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(train, epochs=epochs, callbacks=[callbacks.IEESchedule(epochs=epochs)], verbose=2)
+    return model.evaluate(test, verbose=0)[1]
+
+
+print("larq + IEE, test accuracy:", fit(model))
 
 # 2. A network of the registry (larq-zoo style): the paper's variants by name.
 net = models.build("convnet", variant="ienet", k=2, num_classes=10, input_shape=(8, 8, 1))
-net.compile(
-    tf.keras.optimizers.Adam(0.01),
-    tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=["accuracy"],
-)
-net.fit(train, epochs=E, callbacks=[callbacks.IEESchedule(epochs=E)], verbose=2)
-print("models.build('convnet', 'ienet'), test accuracy:", net.evaluate(test, verbose=0)[1])
+print("models.build('convnet', 'ienet'), test accuracy:", fit(net))
 
 # Both save and load as .keras with their q values (after `import ienet_tf`).
 net.save("convnet_ienet.keras")
 restored = tf.keras.models.load_model("convnet_ienet.keras")
 print("reloaded, test accuracy:", restored.evaluate(test, verbose=0)[1])
-assert ienet_tf.__version__
