@@ -94,6 +94,14 @@ bench-data:
 			"(needs root or sudo, and a Debian/Ubuntu archive that has it)" >&2; exit 1; }; \
 	fi
 
+# The aarch64 LCE runtime (and its x86-64 build) for `ienet verify-arm`, into
+# ~/.cache/ienet-tf/arm-runtime/<key of its inputs>; rebuilt only when an input changes (see
+# converters/arm_runtime/Makefile, docs/guide/arm.md). Needs
+# `apt-get install -y g++-aarch64-linux-gnu qemu-user-static libeigen3-dev`.
+ARM_RUNTIME_JOBS ?= 2
+arm-runtime:
+	$(MAKE) --no-print-directory -C converters/arm_runtime -j$(ARM_RUNTIME_JOBS)
+
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

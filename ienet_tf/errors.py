@@ -25,6 +25,7 @@ __all__ = [
     "ExportError",
     "IENetError",
     "MissingExtraError",
+    "MissingToolError",
     "RunError",
     "RunLockedError",
     "UsageError",
@@ -66,6 +67,12 @@ class ExportError(IENetError):
 class MissingExtraError(IENetError, ImportError):
     """An optional package that is not installed: the message names the extra that brings
     it (`pip install 'ienet-tf[tune]'`)."""
+
+
+class MissingToolError(IENetError):
+    """A program outside Python that a command needs is not installed or not built (qemu,
+    a cross-compiler, the aarch64 LCE runtime): the message names the command that
+    installs or builds it (`apt-get install ...`, `make arm-runtime`)."""
 
 
 class CheckpointImportError(IENetError, ValueError):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ienet_tf.cli import report
+from ienet_tf.cli import report, verify_arm
 from ienet_tf.cli.args import (
     checked_inputs,
     config_option,
@@ -512,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     report.add_parser(commands)
+    verify_arm.add_parser(commands)
 
     import_torch = commands.add_parser(
         "import-torch", help="start a run from the IE-Net authors' PyTorch checkpoint"

@@ -1,0 +1,166 @@
+"""`verify_arm` / `ienet verify-arm`: exports run on LCE's aarch64 kernels under qemu.
+
+The tests that build or run the runtime are slow; they build it (`make arm-runtime`, cached
+across runs) and skip, saying why, only where it cannot be built here (no cross-compiler,
+no third-party sources).
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ienet_tf import errors, export, int8, models
+from ienet_tf.cli import verify_arm as cli
+from ienet_tf.export import arm, int8_verify
+from ienet_tf.export.flatbuffer import FlatbufferError
+from ienet_tf.models.testing import as_if_trained
+
+ROOT = Path(__file__).resolve().parents[2]
+READY = ROOT / "converters" / "ready" / "fashion_mnist_resnet20_ienet_k2" / "model.tflite"
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """The built runtime: `make arm-runtime` (a no-op once built; concurrent builds wait on
+    the cache's lock)."""
+    if shutil.which("qemu-aarch64-static") is None:
+        pytest.skip(f"qemu-aarch64-static is not installed ({arm.INSTALL_COMMAND})")
+    built = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(ROOT), "arm-runtime"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        # the Makefile's own line names what is missing and how to install it
+        lines = [line for line in built.stderr.splitlines() if line.strip()]
+        reason = next((ln for ln in lines if ln.startswith("arm-runtime:")), "".join(lines[-1:]))
+        pytest.skip(f"the aarch64 LCE runtime cannot be built here: {reason}")
+    return arm.find_runtime()
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Small exports, each written by `export.to_tflite` (verified on x86 as usual): an
+    IE-Net K=2 network binary + float, its binary + int8 forms (float and int8 I/O), and
+    an Elastic-Link ResNet-20."""
+    folder = tmp_path_factory.mktemp("arm_exports")
+    rng = np.random.default_rng(0)
+    written = {}
+    model = as_if_trained(models.build("convnet", "ienet", input_shape=(8, 8, 1)))
+    x = rng.normal(size=(16, 8, 8, 1)).astype(np.float32)
+    written["ienet_k2"] = export.to_tflite(
+        model, folder / "ienet_k2.tflite", x, min_agreement=0.75
+    ).path
+    qat = int8.qat_model(model, [rng.normal(size=(8, 8, 8, 1)).astype(np.float32)] * 2)
+    for name, int8_io in (("ienet_k2_int8", False), ("ienet_k2_int8_io", True)):
+        written[name] = export.to_tflite(
+            qat, folder / f"{name}.tflite", x, int8=True, int8_io=int8_io, min_agreement=0.75
+        ).path
+    el = as_if_trained(models.build("resnet20", "ienet+el", input_shape=(8, 8, 3)))
+    written["resnet20_ienet_el"] = export.to_tflite(
+        el, folder / "el.tflite", rng.normal(size=(16, 8, 8, 3)).astype(np.float32),
+        tolerance=1e-4, min_agreement=0.75,
+    ).path  # fmt: skip
+    return written
+
+
+def _assert_agrees(result: arm.ArmResult) -> None:
+    assert [m.mode for m in result.modes] == list(arm.MODES)
+    assert result.agrees, result.table()
+    for mode in result.modes:
+        assert mode.within_tolerance == 1.0 and mode.top1_agreement == 1.0, result.table()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["ienet_k2", "ienet_k2_int8", "ienet_k2_int8_io", "resnet20_ienet_el"]
+)
+def test_exports_agree_with_x86_in_every_mode(runtime, exports, name):
+    result = arm.verify_arm(exports[name], inputs=6, runtime=runtime)
+    _assert_agrees(result)
+    if "int8" in name:  # judged in output steps, as the export was (measured: 3 steps
+        # from LCE's wheel, 1 from the x86 build of the same sources)
+        assert result.rule.startswith("int8")
+        assert all(m.max_lsb <= int8_verify.DEFAULT_LSB_TOLERANCE for m in result.modes)
+    else:
+        assert all(m.max_abs_diff < 1e-4 for m in result.modes), result.table()
+    assert all(m.host_max_abs_diff is not None for m in result.modes)
+
+
+@pytest.mark.slow
+def test_ready_model_agrees_and_the_cli_prints_json(runtime, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["verify-arm", "--model", str(READY), "--inputs", "4", "--json"])
+    assert args.handler(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["agrees"] and report["num_inputs"] == 4
+    assert [m["mode"] for m in report["modes"]] == list(arm.MODES)
+    assert max(m["max_abs_diff"] for m in report["modes"]) < 1e-4
+
+
+def _fake_runtime(tmp_path) -> arm.Runtime:
+    """A runtime whose programs must never run."""
+    return arm.Runtime(tmp_path, tmp_path / "no-runner", None, "/nonexistent/qemu", {})
+
+
+def test_a_damaged_file_is_refused_in_one_line_before_qemu_runs(tmp_path, monkeypatch):
+    damaged = tmp_path / "damaged.tflite"
+    data = bytearray(READY.read_bytes())
+    data[4:8] = b"XXXX"  # the file identifier
+    damaged.write_bytes(bytes(data))
+
+    def never(*args, **kwargs):
+        raise AssertionError("a subprocess ran on a damaged file")
+
+    monkeypatch.setattr(subprocess, "run", never)
+    with pytest.raises(FlatbufferError) as caught:
+        arm.verify_arm(damaged, runtime=_fake_runtime(tmp_path))
+    assert str(damaged) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_missing_runtime_names_make_arm_runtime(tmp_path):
+    with pytest.raises(errors.MissingToolError, match=r"make arm-runtime") as caught:
+        arm.verify_arm(READY, runtime=tmp_path / "nothing-built")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_qemu_names_the_apt_package(tmp_path, monkeypatch):
+    runner = tmp_path / "aarch64" / "ienet-lce-runner"
+    runner.parent.mkdir()
+    runner.write_text("")
+    runner.chmod(0o755)
+    manifest = {"runners": {"aarch64": "aarch64/ienet-lce-runner", "x86_64": "none"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(errors.MissingToolError, match=r"apt-get install -y qemu-user-static"):
+        arm.find_runtime(tmp_path)
+
+
+def test_wrong_modes_and_inputs_are_usage_errors(tmp_path):
+    with pytest.raises(errors.UsageError, match="modes must be"):
+        arm.verify_arm(READY, modes=("fast",), runtime=_fake_runtime(tmp_path))
+    with pytest.raises(errors.UsageError, match="inputs"):
+        arm.verify_arm(READY, inputs=0, runtime=_fake_runtime(tmp_path))
+
+
+def test_a_disagreement_exits_with_one_line(monkeypatch, capsys):
+    failed = arm.ModeResult("indirect", False, 0.5, 0.5, 1.2, None, 0.0, 3.0)
+    result = arm.ArmResult("m.tflite", 4, "given", "rule", (failed,), "runtime")
+    monkeypatch.setattr(arm, "verify_arm", lambda *args, **kwargs: result)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["verify-arm", "--model", "m.tflite", "--mode", "indirect"])
+    with pytest.raises(errors.ExportError, match=r"indirect: 50% of inputs agree") as caught:
+        args.handler(args)
+    assert "\n" not in str(caught.value) and "NO" in capsys.readouterr().out
+
+
+def test_cli_spells_out_the_modes_and_default_inputs_of_the_module():
+    assert cli.MODES == arm.MODES and cli.DEFAULT_INPUTS == arm.DEFAULT_INPUTS
