@@ -41,6 +41,7 @@ import argparse
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -48,11 +49,27 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, provenance, run_script, set_tf_threads, write_result
+from benchmarks.common import (
+    RESULTS,
+    load,
+    mean_std,
+    provenance,
+    provenance_lines,
+    result_section,
+    run_script,
+    set_tf_threads,
+    t_interval,
+    table,
+    write_result,
+)
+
+if TYPE_CHECKING:
+    from ienet_tf.report.figures import KPoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -370,6 +387,261 @@ def summarize(budget: Budget, work_dir: Path, results_dir: Path, output: Path, a
     }
     write_result(output, payload)
     return payload
+
+
+# ----------------------------------------------------------------------------- docs/results.md
+
+#: The command that writes campaign.json (the "not run yet" line names it).
+COMMAND = "make campaign"
+#: The first budget's results (per-epoch learning rate), kept beside the current ones.
+FIRST_BUDGET_DIR = "campaign-e8_b128_v5000"
+#: How many of the last epochs `last_epoch_rows` shows.
+LAST_EPOCHS = 4
+#: The columns of `table3_rows`.
+TABLE3_HEADER = (
+    "variant",
+    "K",
+    "runs",
+    "test top-1 % (final)",
+    "min-max",
+    "test top-1 % (best on val)",
+    "val top-1 % (best)",
+    "CIFAR-10 paper (orientation)",
+)
+#: The models of a run that `paired_rows` compares: its key in campaign.json, its label.
+PAIRED_MODELS = (("test_top1", "final"), ("test_top1_best_val", "best on val"))
+PAIRED_HEADER = ("difference", "model", "seeds", "mean", "95% interval", "per seed")
+
+
+def table3_rows(runs: Sequence[dict], groups: Sequence[dict]) -> list[list[str]]:
+    """One row per group (campaign.json's `groups`, in order) that has runs: its complete
+    runs' test top-1 (final, best on validation: mean ± std over the seeds) and the paper's
+    CIFAR-10 number beside it."""
+    rows = []
+    for entry in groups:
+        group, label, k = entry["group"], entry["label"], entry["k"]
+        members = [run for run in runs if run["group"] == group]
+        done = [run for run in members if run["complete"]]
+        if not members:
+            continue
+        pending = len(members) - len(done)
+        status = f"{len(done)}/{len(members)}" + (f" (+{pending} pending)" if pending else "")
+        cifar = entry["paper_cifar10"] or "-"
+        if not done:
+            rows.append([label, k, status, "pending", "-", "pending", "pending", cifar])
+            continue
+        final = [run["test_top1"] for run in done]
+        best = [run["test_top1_best_val"] for run in done]
+        val = [run["val_top1_best"] for run in done]
+        spread = f"{min(final) * 100:.2f}-{max(final) * 100:.2f}"
+        rows.append(
+            [label, k, status, mean_std(final), spread, mean_std(best), mean_std(val), cifar]
+        )
+    return rows
+
+
+def paired_rows(runs: Sequence[dict], pairs: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Seed-paired differences of the test top-1 of the final and of the best-on-validation
+    models, in percentage points, with a 95% t-interval over the seeds both runs have."""
+    rows = []
+    for first, second in pairs:
+        for key, model in PAIRED_MODELS:
+            done = {(run["group"], run["seed"]): run[key] for run in runs if run["complete"]}
+            seeds = sorted(s for g, s in done if g == first and (second, s) in done)
+            diffs = [(done[first, s] - done[second, s]) * 100 for s in seeds]
+            label = f"{first} - {second}"
+            if not diffs:
+                rows.append([label, model, 0, "pending", "-", "-"])
+                continue
+            mean = statistics.fmean(diffs)
+            interval = "n = 1: no interval"
+            if len(diffs) > 1:
+                low, high = t_interval(diffs)
+                interval = f"[{low:+.2f}, {high:+.2f}]"
+            per_seed = ", ".join(f"s{s}: {d:+.2f}" for s, d in zip(seeds, diffs, strict=True))
+            rows.append([label, model, len(diffs), f"{mean:+.2f}", interval, per_seed])
+    return rows
+
+
+def k_sweep(runs: Sequence[dict]) -> list[KPoint]:
+    """The K sweep figure's points: the test error of the complete plain
+    IE-Net runs (default compat, no probe) per K, mean and min-max over the seeds."""
+    from ienet_tf.report import figures
+
+    errors: dict[int, list[float]] = {}
+    for run in runs:
+        plain = run["variant"] == "ienet" and run["compat"] == "default" and not run.get("probe")
+        if run["complete"] and plain:
+            errors.setdefault(run["k"], []).append(1.0 - run["test_top1"])
+    return [
+        figures.KPoint(k, sum(e) / len(e), min(e), max(e), len(e))
+        for k, e in sorted(errors.items())
+    ]
+
+
+def curves(result: dict) -> dict[str, list[list[float]]]:
+    """The accuracy-vs-epoch figure's curves: per group label (campaign.json's order), the
+    validation top-1 history of each complete run that recorded one."""
+    done = [run for run in result["runs"] if run["complete"]]
+    found = {}
+    for entry in result["groups"]:
+        histories = [
+            [row["val_accuracy"] for row in run["history"]]
+            for run in done
+            if run["group"] == entry["group"] and run.get("history")
+        ]
+        if histories:
+            found[entry["label"]] = histories
+    return found
+
+
+def _budget_lines(result: dict) -> list[str]:
+    """What the runs shared, and how many have finished."""
+    budget = result["budget"]
+    done = [run for run in result["runs"] if run["complete"]]
+    if not done:
+        return [f"Budget `{budget['id']}`: no run complete yet.", ""]
+    test = f"the first {budget['test_subset']:,}" if budget.get("test_subset") else "all 10,000"
+    return [
+        f"Budget (`{budget['id']}`): {budget['epochs']} epochs, batch {budget['batch_size']}, "
+        f"the whole training split less {budget['validation_examples']:,} validation images "
+        f"({done[0]['train_examples']:,} trained on), per-step IEE schedule, "
+        f"{budget['optimizer']}; `best.keras` chosen on the validation split, top-1 on "
+        f"{test} test images. {result['complete_runs']} of {result['total_runs']} runs "
+        f"complete; machine time of the complete runs "
+        f"{result['machine_time_s'] / 3600:.1f} h.",
+        "",
+    ]
+
+
+def _probe_lines(budget: dict) -> list[str]:
+    """The probes and the overrides each adds; nothing without probes."""
+    probes = budget.get("probes") or {}
+    if not probes:
+        return []
+    return [
+        "Probes (a Table-3 run with overrides that test one explanation, "
+        f"{len(budget.get('probe_seeds', [])) or 'its'} seeds): "
+        + "; ".join(
+            f"`{name}`: {probe['what']} (`{', '.join(probe['overrides'])}`)"
+            for name, probe in probes.items()
+        )
+        + ".",
+        "",
+    ]
+
+
+@result_section(
+    "campaign.json",
+    "## Campaign: Fashion-MNIST, ResNet-20, the paper's Table 3 at a real budget",
+    COMMAND,
+)
+def section(result: dict, figures_dir: Path, output: Path, notes: Sequence[str] = ()) -> list[str]:
+    """The Fashion-MNIST campaign: Table 3 at a real budget, paired differences, the K sweep
+    and accuracy-vs-epoch curves (drawn into `figures_dir`, linked relative to the page
+    `output`). `notes`: lines other benchmarks add under Table 3 (stability's pointer to
+    the final models whose accuracy hinges on their BatchNorm statistics)."""
+    from ienet_tf.report import figures
+
+    runs = result["runs"]
+    lines = [
+        *_budget_lines(result),
+        *table(TABLE3_HEADER, table3_rows(runs, result["groups"])),
+        *_probe_lines(result["budget"]),
+        *notes,
+        "Seed-paired differences of the test top-1 of the final and of the best-on-validation "
+        "models (percentage points; 95% t-interval over the seeds both runs have):",
+        "",
+        *table(PAIRED_HEADER, paired_rows(runs, result["pairs"])),
+    ]
+    points = k_sweep(runs)
+    if points:
+        figure = figures.plot_k_sweep(
+            points, figures_dir / "campaign_k_sweep.png", "IE-Net: test error vs K"
+        )
+        lines += [f"![K sweep]({os.path.relpath(figure, output.parent)})", ""]
+    found = curves(result)
+    if found:
+        figure = figures.accuracy_curves(
+            found, figures_dir / "campaign_curves.png", "validation top-1 (%)"
+        )
+        lines += [
+            "Validation top-1 after every epoch (mean over seeds, shaded min-max):",
+            "",
+            f"![accuracy vs epoch]({os.path.relpath(figure, output.parent)})",
+            "",
+        ]
+    return [*lines, *provenance_lines(result)]
+
+
+def first_budget_lines(results_dir: Path) -> list[str]:
+    """Table 3 of the first budget's complete runs (`FIRST_BUDGET_DIR`), in this campaign's
+    groups (its campaign.json predates `groups`); nothing without its file."""
+    earlier = load(results_dir / FIRST_BUDGET_DIR / "campaign.json")
+    if not earlier:
+        return []
+    done = [run for run in earlier["runs"] if run["complete"]]
+    return [
+        f"The first budget (`{earlier['budget']['id']}`: per-step IEE schedule, "
+        f"{earlier['budget']['optimizer']}), seed 0 (superseded; kept in "
+        f"`benchmarks/results/{FIRST_BUDGET_DIR}/`):",
+        "",
+        *table(TABLE3_HEADER, table3_rows(done, reporting()["groups"])),
+    ]
+
+
+def schedule(budget: dict) -> tuple[float, float]:
+    """The IEE schedule (t_min, t_max) the campaign's ienet config trains with; the budget
+    overrides neither, so every IEE variant of the campaign shares it."""
+    from ienet_tf import config as config_lib
+
+    iee = config_lib.load(template_path(budget["config_template"], "ienet")).iee
+    return iee.t_min, iee.t_max
+
+
+def last_epoch_rows(result: dict) -> tuple[range, list[list]]:
+    """The campaign's last `LAST_EPOCHS` epochs and, per group of `last_epoch_groups` with
+    a complete run, its training loss at each (mean over the complete seeds; "" where no
+    history reaches the epoch): [group, seeds, loss...]."""
+    total = result["budget"]["epochs"]
+    epochs = range(max(total - LAST_EPOCHS, 0), total)
+    done = [run for run in result["runs"] if run["complete"] and run.get("history")]
+    rows = []
+    for group in result["last_epoch_groups"]:
+        members = [run for run in done if run["group"] == group]
+        losses: dict[int, list[float]] = {}
+        for run in members:
+            for row in run["history"]:
+                losses.setdefault(row["epoch"], []).append(row["loss"])
+        if losses:
+            cells = [f"{statistics.fmean(losses[e]):.4f}" if e in losses else "" for e in epochs]
+            rows.append([group, len(members), *cells])
+    return epochs, rows
+
+
+def last_epochs_lines(result: dict | None) -> list[str]:
+    """The training loss of the IEE variants over the campaign's last epochs, where the
+    schedule sharpens q (`last_epoch_rows`); nothing without a campaign or its rows."""
+    if not result:
+        return []
+    from ienet_tf.schedule import iee_q
+
+    epochs, rows = last_epoch_rows(result)
+    if not rows:
+        return []
+    t_min, t_max = schedule(result["budget"])
+    q_from = iee_q(epochs[0], result["budget"]["epochs"], t_min, t_max)
+    return [
+        "### The last epochs of the IEE variants",
+        "",
+        "Training loss (mean over the complete seeds) over the campaign's last epochs, where "
+        f"the per-step IEE schedule (the configs' t_min {t_min:g}, t_max "
+        f"{t_max:g}) raises q from {q_from:.2g} to {10**t_max:.3g}. The IEE weight estimator "
+        "sharpens with q in every variant here; IE-Net's activation estimator too (with "
+        "max(q, 1)), iee's and the approx probe's (ApproxSign) do not:",
+        "",
+        *table(["group", "seeds", *(f"epoch {e}" for e in epochs)], rows),
+    ]
 
 
 # ----------------------------------------------------------------------------- the ready model

@@ -34,7 +34,18 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, SMOKE_DIR, VARIANTS, run_script, write_result
+from benchmarks.common import (
+    RESULTS,
+    SMOKE_DIR,
+    VARIANTS,
+    errors,
+    num,
+    provenance_lines,
+    result_section,
+    run_script,
+    table,
+    write_result,
+)
 
 # The IE-Net paper's Table 6 (SPEC §6): memory in Mbit, FLOPs = FP MACs + binary ops / 64.
 PAPER_TABLE6 = {
@@ -181,6 +192,131 @@ def size_table(names: Sequence[str], output: Path) -> int:
 def _report(row: dict, describe) -> None:
     text = f"FAILED: {row['error']}" if row["error"] else describe(row)
     print(f"{row['model']:>15} {row['variant']:>13}: {text}", flush=True)
+
+
+# ----------------------------------------------------------------------------- docs/results.md
+
+COST_HEADER = (
+    "model",
+    "variant",
+    "input",
+    "params",
+    "memory Mbit",
+    "FP MACs",
+    "binary ops",
+    "FLOPs",
+    "FLOPs (one branch)",
+    "paper (ours - paper)",
+)
+SIZE_HEADER = (
+    "model",
+    "variant",
+    "input",
+    "size MB",
+    "binary weight bytes",
+    "float weight bytes",
+    "LceBconv2d",
+    "fp size / this",
+)
+
+
+def _shape(row: dict) -> str:
+    """The row's input shape, "32x32x3"."""
+    return "x".join(str(s) for s in row["input_shape"])
+
+
+def _failed(rows: Sequence[dict]) -> list[str]:
+    """The rows that failed, named by model and variant."""
+    return errors(rows, lambda row: f"{row['model']} {row['variant']}")
+
+
+def _paper_cell(published: dict, diff: dict) -> str:
+    """Table 6's memory and FLOPs of a model, each with our relative difference."""
+    parts = []
+    if "memory_mbit" in published:
+        parts.append(f"{published['memory_mbit']} Mbit ({diff['memory_mbit'] * 100:+.1f}%)")
+    if "flops" in published:
+        parts.append(f"{published['flops']:.3g} FLOPs ({diff['flops'] * 100:+.1f}%)")
+    return "; ".join(parts) or "-"
+
+
+def cost_rows(result: dict) -> list[tuple]:
+    """A row per model x variant of cost.json that did not fail (`COST_HEADER`)."""
+    rows = []
+    for row in result["rows"]:
+        if row.get("error"):
+            continue
+        paper = row.get("table6", {})
+        rows.append(
+            (
+                row["model"],
+                row["variant"],
+                _shape(row),
+                f"{row['params']:,}",
+                f"{row['memory_mbit']:.2f}",
+                num(row["fp_macs"]),
+                num(row["binary_ops"]),
+                num(row["flops"]),
+                num(row["flops_paper"]),
+                _paper_cell(paper.get("paper", {}), paper.get("relative_difference", {})),
+            )
+        )
+    return rows
+
+
+def size_rows(result: dict) -> list[tuple]:
+    """A row per model x variant of sizes.json that did not fail (`SIZE_HEADER`)."""
+    ratios = result.get("ratios", {})
+    rows = []
+    for row in result["rows"]:
+        if row.get("error"):
+            continue
+        ratio = ratios.get(row["model"], {}).get(f"fp_over_{row['variant']}")
+        weights = row["weight_bytes"]
+        rows.append(
+            (
+                row["model"],
+                row["variant"],
+                _shape(row),
+                f"{row['size_bytes'] / 1e6:.3f}",
+                f"{weights.get('binary', 0):,}",
+                f"{weights.get('float', 0):,}",
+                row["LceBconv2d"],
+                f"{ratio:.1f}x" if ratio else "-",
+            )
+        )
+    return rows
+
+
+@result_section(
+    "cost.json",
+    "## Model cost (the paper's Table 6)",
+    "python benchmarks/cost_tables.py --only cost",
+)
+def cost_section(result: dict) -> list[str]:
+    """`ienet cost` of every model x variant beside the paper's Table 6."""
+    return [
+        f"`ienet cost` of every registered model x variant at its default input size. "
+        f"{result.get('conventions', '')}. The paper column is Table 6 (memory Mbit / FLOPs).",
+        "",
+        *table(COST_HEADER, cost_rows(result)),
+        *_failed(result["rows"]),
+        *provenance_lines(result),
+    ]
+
+
+@result_section("sizes.json", "## `.tflite` sizes", "python benchmarks/cost_tables.py --only sizes")
+def sizes_section(result: dict) -> list[str]:
+    """The .tflite size of every model x size variant, random weights."""
+    return [
+        "LCE conversion (`ienet_tf.export.convert`, the checks of `ienet export`) of random "
+        f"weights ({result.get('weights', '')}); binary weights are bitpacked, float weights "
+        "32-bit.",
+        "",
+        *table(SIZE_HEADER, size_rows(result)),
+        *_failed(result["rows"]),
+        *provenance_lines(result),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,9 +25,82 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, run_script, write_result
+from benchmarks.common import (
+    RESULTS,
+    provenance_lines,
+    result_section,
+    run_script,
+    table,
+    write_result,
+)
 
 SMALL_INPUT = {"convnet": (8, 8, 1), "resnet18": (32, 32, 3), "resnet34": (32, 32, 3)}
+
+
+# ----------------------------------------------------------------------------- docs/results.md
+
+RESNET18_HEADER = (
+    "variant",
+    "size MB",
+    "binary weight bytes",
+    "float weight bytes",
+    "LceBconv2d",
+    "median ms",
+)
+PARITY_HEADER = ("model", "variant", "LceBconv2d", "within 1e-3", "max abs diff", "top-1 agreement")
+
+
+def resnet18_rows(result: dict) -> list[tuple]:
+    """Per variant of ResNet-18 at 224x224: size, weight bytes, LceBconv2d, x86 median ms."""
+    return [
+        (
+            variant,
+            f"{entry['size_bytes'] / 1e6:.2f}",
+            f"{entry['weight_bytes'].get('binary', 0):,}",
+            f"{entry['weight_bytes'].get('float', 0):,}",
+            entry.get("LceBconv2d", "-"),
+            f"{entry['latency_ms']['median_ms']:.1f}",
+        )
+        for variant, entry in result.get("resnet18_224", {}).items()
+        if variant != "ratios"
+    ]
+
+
+def parity_rows(result: dict) -> list[tuple]:
+    """Per model x variant: how closely the LCE interpreter matches Keras."""
+    return [
+        (
+            row["model"],
+            row["variant"],
+            row["LceBconv2d"],
+            f"{row['within_tolerance']:.0%}",
+            f"{row['max_abs_diff']:.1e}",
+            f"{row['top1_agreement']:.0%}",
+        )
+        for row in result.get("parity", [])
+    ]
+
+
+@result_section(
+    "export.json",
+    "## Deployment: ResNet-18 at 224x224 and LCE parity",
+    "python benchmarks/export_bench.py",
+)
+def section(result: dict) -> list[str]:
+    """ResNet-18's size and x86 latency at 224x224, and LCE-vs-Keras parity of every model."""
+    lines = [
+        "x86 latency in the LCE Python interpreter, 1 thread (LCE has no optimized x86 kernels: "
+        "not an ARM speed-up).",
+        "",
+        *table(RESNET18_HEADER, resnet18_rows(result)),
+    ]
+    ratios = result.get("resnet18_224", {}).get("ratios", {})
+    if ratios:
+        lines += [", ".join(f"{key}: {value:.2f}" for key, value in ratios.items()), ""]
+    parity = parity_rows(result)
+    if parity:
+        lines += ["LCE interpreter vs Keras:", "", *table(PARITY_HEADER, parity)]
+    return [*lines, *provenance_lines(result)]
 
 
 def main() -> None:

@@ -48,7 +48,15 @@ from ienet_tf.models.testing import as_if_trained
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, merge_result, run_script
+from benchmarks.common import (
+    RESULTS,
+    merge_result,
+    num,
+    provenance_lines,
+    result_section,
+    run_script,
+    table,
+)
 
 OUTPUT = RESULTS / "int8.json"
 SIZE_VARIANTS = ("fp", "ienet", "ienet int8")
@@ -115,23 +123,23 @@ def sizes(names: Sequence[str], imagenet_size: int) -> dict:
                 f" B), {row['seconds']:.0f} s"
             )
             print(f"{name:>15} {variant:>10}: {text}", flush=True)
-    table = {}
+    table_bytes = {}
     for row in rows:
         if not row["error"]:
-            table.setdefault(row["model"], {})[row["variant"]] = row["size_bytes"]
-    for found in table.values():
+            table_bytes.setdefault(row["model"], {})[row["variant"]] = row["size_bytes"]
+    for found in table_bytes.values():
         if "ienet" in found and "ienet int8" in found:
             found["int8_over_float_remainder"] = found["ienet int8"] / found["ienet"]
         if "fp" in found and "ienet int8" in found:
             found["fp_over_int8"] = found["fp"] / found["ienet int8"]
-    goal = table.get("resnet18", {}).get("ienet int8")
+    goal = table_bytes.get("resnet18", {}).get("ienet int8")
     return {
         "weights": "random, as_if_trained; int8 ranges calibrated on random inputs (the size "
         "does not depend on either)",
         "imagenet_size": imagenet_size,
         "wall_seconds": time.perf_counter() - start,
         "rows": rows,
-        "table_bytes": table,
+        "table_bytes": table_bytes,
         "resnet18_goal": {
             "goal_bytes": RESNET18_GOAL_BYTES,
             "bytes": goal,
@@ -242,6 +250,111 @@ def accuracy(args) -> dict:
     }
     result["wall_seconds"] = time.perf_counter() - start
     return result
+
+
+# --- docs/results.md ---------------------------------------------------------------------
+
+SIZES_HEADER = (
+    "model",
+    "float",
+    "binary + float",
+    "binary + int8",
+    "binary / int8 / float bytes (int8 file)",
+)
+ACCURACY_HEADER = ("model", "test top-1 %", "bytes", "x86 ms (1 thread)")
+
+
+def size_rows(result: dict) -> list[list[str]]:
+    """Per model of the `sizes` section: the MB of each variant ("-" if not converted, the
+    error if it failed) and the int8 file's binary / int8 / float constant bytes."""
+    by_model: dict[str, dict[str, dict]] = {}
+    for row in result["rows"]:
+        by_model.setdefault(row["model"], {})[row["variant"]] = row
+
+    def mb(row: dict | None) -> str:
+        if row is None or row.get("error"):
+            return "-" if row is None else f"failed: {row['error']}"
+        return f"{row['size_bytes'] / 1e6:.3f}"
+
+    rows = []
+    for model, variants in by_model.items():
+        int8_row = variants.get("ienet int8")
+        split = "-"
+        if int8_row and not int8_row.get("error"):
+            w = int8_row["weight_bytes"]
+            split = f"{w['binary']:,} / {w['int8']:,} / {w['float']:,}"
+        rows.append([model, mb(variants.get("fp")), mb(variants.get("ienet")), mb(int8_row), split])
+    return rows
+
+
+def accuracy_rows(result: dict) -> list[list[str]]:
+    """The binary + float and binary + int8 models of the `accuracy` section: test top-1 %,
+    bytes and x86 median ms."""
+    latency = result.get("latency_x86", {})
+    return [
+        [
+            label,
+            f"{result[key]['tflite_top1'] * 100:.2f}",
+            f"{result[key]['size_bytes']:,}",
+            num(latency.get(key, {}).get("median_ms")),
+        ]
+        for key, label in (("float_remainder", "binary + float"), ("int8", "binary + int8"))
+    ]
+
+
+def _size_lines(result: dict | None) -> list[str]:
+    """The `sizes` table with what it shows; nothing without the section."""
+    if not result:
+        return []
+    side = result.get("imagenet_size", 224)
+    return [
+        f".tflite sizes in MB at each model's default input size (ImageNet models at "
+        f"{side}x{side}); weights: {result.get('weights', 'random')}. The binary + int8 file "
+        "has zero float convolution or dense ops and zero `LceDequantize` (the exporter's op "
+        "check).",
+        "",
+        *table(SIZES_HEADER, size_rows(result)),
+    ]
+
+
+def _accuracy_lines(result: dict | None) -> list[str]:
+    """The `accuracy` pair with the QAT settings; nothing without the section."""
+    if not result:
+        return []
+    qat = result["qat"]
+    calibrated = qat.get("keras_top1_calibrated")
+    return [
+        f"Accuracy of `{result['model']}` ({result['config']['name']}, "
+        f"{result['test_examples']} test images, both in the LCE interpreter): int8 minus "
+        f"float remainder {result['int8_minus_float_points']:+.2f} points (goal: at most "
+        f"0.5 below it: {'met' if result['within_half_point'] else 'NOT met'}); QAT "
+        f"fine-tune {qat.get('epochs', '?')} epoch(s), "
+        f"{qat.get('optimizer', 'the run optimizer')} at lr "
+        f"{qat.get('learning_rate', float('nan')):g}"
+        + (
+            f" (calibration alone: Keras {calibrated * 100:.2f}%)."
+            if calibrated is not None
+            else "."
+        ),
+        "",
+        *table(ACCURACY_HEADER, accuracy_rows(result)),
+        result.get("latency_x86", {}).get("caveat", ""),
+        "",
+    ]
+
+
+@result_section(
+    OUTPUT.name,
+    "## Binary + int8: the float remainder in 8 bits",
+    "python benchmarks/int8.py sizes; python benchmarks/int8.py accuracy --run RUN",
+)
+def section(result: dict) -> list[str]:
+    """Binary + int8: sizes of every model, and the accuracy pair of a trained run."""
+    return [
+        *_size_lines(result.get("sizes")),
+        *_accuracy_lines(result.get("accuracy")),
+        *provenance_lines(result),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,7 +50,14 @@ import tensorflow as tf
 from flatbuffers import flexbuffers
 from tensorflow.lite.python import schema_py_generated as schema
 
-from benchmarks.common import RESULTS, run_script, write_result
+from benchmarks.common import (
+    RESULTS,
+    provenance_lines,
+    result_section,
+    run_script,
+    table,
+    write_result,
+)
 from ienet_tf import export, models
 from ienet_tf.export.bench import X86_CAVEAT
 from ienet_tf.layers import IEBinaryConv2D
@@ -206,6 +213,54 @@ def network_check(k: int) -> dict:
         "'release' build pads symmetrically at stride 2, which the exporter refuses (no LCE "
         "binary kernel; LCE 0.16's padding fusion folds it into TF's asymmetric 'same').",
     }
+
+
+# ----------------------------------------------------------------------------- docs/results.md
+
+HEADER = (
+    "IE-BC layer",
+    "default ms (pad 1 / pad 0)",
+    "ratio",
+    "indirect BGEMM ms",
+    "ratio",
+    "max |LCE - Keras|",
+)
+
+
+def pair_rows(result: dict) -> list[list[str]]:
+    """Per timed pair: the ms of pad 1 and pad 0 and their ratio with each kernel, and the
+    larger max |LCE - Keras| of the two models."""
+    return [
+        [
+            pair["name"],
+            f"{pair['ms_default']['P1']:.2f} / {pair['ms_default']['P0']:.2f}",
+            f"{pair['ratio_default']:.3f}",
+            f"{pair['ms_indirect']['P1']:.2f} / {pair['ms_indirect']['P0']:.2f}",
+            f"{pair['ratio_indirect']:.3f}",
+            f"{max(pair['P0']['max_abs_diff'], pair['P1']['max_abs_diff']):.1e}",
+        ]
+        for pair in result["pairs"]
+    ]
+
+
+@result_section(
+    "padding.json",
+    "## LCE cost of zero padding (the release's) vs one padding (LCE's fast path)",
+    "python benchmarks/padding.py",
+)
+def section(result: dict) -> list[str]:
+    """Zero vs one padding of binarized inputs in LCE (the release pads with 0)."""
+    summary = result["summary"]
+    return [
+        "One `IEBinaryConv2D` (K branches) between two BatchNorms, converted with LCE, each with "
+        "exactly K `LceBconv2d`; both paddings timed interleaved in one run (1 thread, median "
+        f"of {result['setup']['runs']}). {summary['x86_caveat']}",
+        "",
+        *table(HEADER, pair_rows(result)),
+        summary["arm_note"],
+        "",
+        *provenance_lines(result),
+    ]
 
 
 def main(argv: list[str] | None = None) -> Path:

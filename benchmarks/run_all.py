@@ -23,10 +23,20 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, run_script, write_result
+from benchmarks.common import (
+    RESULTS,
+    duration,
+    provenance_lines,
+    result_section,
+    run_script,
+    table,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: The steps, their exit status and wall time, and the total, of the last run.
+BENCH_RUN = "bench_run.json"
 
 
 def _script(name: str, *args: str) -> list[str]:
@@ -97,6 +107,26 @@ def run_steps(commands: Sequence[Sequence[str]]) -> list[dict]:
     return done
 
 
+def step_rows(result: dict) -> list[tuple[str, str, str]]:
+    """Per step of bench_run.json: its command, wall time and exit status."""
+    return [
+        (f"`{step['command']}`", duration(step["seconds"]), step.get("status", ""))
+        for step in result.get("steps", [])
+    ]
+
+
+@result_section(BENCH_RUN, "## `make bench`", "make bench")
+def section(result: dict) -> list[str]:
+    """The last `make bench`: its total wall time and each step's."""
+    rows = step_rows(result)
+    return [
+        f"Total wall time: **{duration(result.get('wall_seconds', 0))}**.",
+        "",
+        *(table(("step", "wall time", "status"), rows) if rows else []),
+        *provenance_lines(result),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="the smoke mode of each benchmark")
@@ -112,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = run_steps(steps(args.smoke, results_dir, args.with_export))
     wall = time.perf_counter() - start
     write_result(
-        ROOT / results_dir / "bench_run.json",
+        ROOT / results_dir / BENCH_RUN,
         {"benchmark": "bench_run", "smoke": args.smoke, "wall_seconds": wall, "steps": done},
     )
     docs_command = _script(

@@ -61,6 +61,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -75,7 +76,16 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.common import RESULTS, merge_result, run_script, set_tf_threads
+from benchmarks.common import (
+    RESULTS,
+    load,
+    merge_result,
+    provenance_lines,
+    result_section,
+    run_script,
+    set_tf_threads,
+    table,
+)
 
 if TYPE_CHECKING:
     from ienet_tf.config import ModelConfig
@@ -453,6 +463,345 @@ def merge_rows(rows: list[dict], before: dict | None) -> dict:
         earlier = before.get("provenance", {})
         kept.append({"measured": {k: earlier.get(k) for k in ("commit", "date")}, **row})
     return {"runs": sorted(kept + rows, key=lambda row: (row["run"], row.get("budget") or ""))}
+
+
+# ----------------------------------------------------------------------------- docs/results.md
+
+#: The commands that write stability.json (the "not run yet" line names them).
+COMMAND = (
+    "python benchmarks/stability.py gradients; python benchmarks/stability.py replay; "
+    "python benchmarks/stability.py batchnorm --runs RUN ..."
+)
+#: The BatchNorm statistics `batchnorm` evaluates with: its key in a row's `top1`, a label.
+BATCHNORM_SOURCES = (
+    ("moving", "moving (inference)"),
+    ("reestimated_plain", "re-estimated, plain train"),
+    ("reestimated_augmented", "re-estimated, augmented train"),
+    ("batch", "each batch's own (diagnostic)"),
+)
+
+
+def gradient_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """The parameter groups `gradients` measured, and per q a row: q, its place in the
+    schedule, |g| in total and per group, the learning rate and the SGD step lr x |g| with
+    the rate stepped per epoch, then per step."""
+    from ienet_tf.inspection import GRADIENT_GROUPS
+
+    groups = [g for g in GRADIENT_GROUPS if any(g in row["groups"] for row in result["rows"])]
+    rows = [
+        [
+            f"{row['q']:g}",
+            f"{row['schedule_fraction']:.2f}",
+            f"{row['global']:.3g}",
+            *(f"{row['groups'].get(g, 0):.2g}" for g in groups),
+            f"{row['lr_per_epoch']:.2g}",
+            f"{row['step_per_epoch_lr']:.2g}",
+            f"{row['lr_per_step']:.2g}",
+            f"{row['step_per_step_lr']:.2g}",
+        ]
+        for row in result["rows"]
+    ]
+    return groups, rows
+
+
+def _gradient_lines(result: dict | None) -> list[str]:
+    """The `gradients` table with what it shows; nothing without the section."""
+    if not result:
+        return []
+    groups, rows = gradient_rows(result)
+    header = ["q", "schedule", r"\|g\|", *groups]
+    header += ["lr/epoch", r"lr x \|g\|", "lr/step", r"lr x \|g\|"]
+    return [
+        f"Training-gradient L2 norm of `{result['run']}` at each IEE sharpness q (mean over "
+        f"{result['batches']} training batches of {result['batch_size']}; only the surrogate "
+        "gradient depends on q), per parameter group, and the size of an SGD step "
+        f"lr x |g| where the {result['budget_epochs']}-epoch budget's per-step schedule "
+        "reaches q, with the learning rate stepped per epoch (the release's) or per step:",
+        "",
+        *table(header, rows),
+    ]
+
+
+def replay_rows(result: dict) -> list[list]:
+    """Per arm of `replay`, a row per epoch (q at its end, train and validation top-1 %,
+    the largest |threshold|, |lambda| and BN gamma), then its test top-1."""
+    rows: list[list] = []
+    for arm in result["arms"]:
+        for epoch in arm["epochs"]:
+            rows.append(
+                [
+                    arm["arm"],
+                    epoch["epoch"],
+                    f"{epoch['iee_q']:.3g}",
+                    f"{epoch['accuracy'] * 100:.2f}",
+                    f"{epoch['val_accuracy'] * 100:.2f}",
+                    f"{epoch['max_abs_threshold']:.3g}",
+                    f"{epoch['max_abs_lambda']:.3g}",
+                    f"{epoch['max_abs_bn_gamma']:.3g}",
+                ]
+            )
+        rows.append([arm["arm"], "test", "", "", f"{arm['test_top1'] * 100:.2f}", "", "", ""])
+    return rows
+
+
+def _replay_lines(result: dict | None) -> list[str]:
+    """The `replay` table with what it shows; nothing without the section."""
+    if not result:
+        return []
+    header = ["arm", "epoch", "q (end)", "train", "val"]
+    header += [r"max \|threshold\|", r"max \|lambda\|", r"max \|BN gamma\|"]
+    return [
+        f"The checkpoint of `{result['run']}` trained on for the budget's last epochs, "
+        "once per learning-rate arm (same per-step IEE schedule, data order and fresh "
+        "momentum; top-1 % at each epoch's end; the largest |threshold|, |lambda| and BN "
+        "gamma of the network):",
+        "",
+        *table(header, replay_rows(result)),
+    ]
+
+
+def section_runs(result: dict | None) -> tuple[list[dict], Callable[[dict], str]]:
+    """The rows of an incremental section ([] without one) and their labels:
+    `run -> its campaign name` ("ienet_k2_release_s0": variant, K, compat, probe and seed,
+    whatever the row recorded), with the budget when the rows span several."""
+    runs = (result or {}).get("runs", [])
+    budgets = {run.get("budget") for run in runs}
+
+    def label_of(run: dict) -> str:
+        budget = f" ({run.get('budget') or 'budget unrecorded'})" if len(budgets) > 1 else ""
+        return f"{run['run']}{budget}"
+
+    return runs, label_of
+
+
+def measured_line(rows: Sequence[dict]) -> list[str]:
+    """Where rows added by different invocations were measured (each row records its own
+    commit and date), oldest first; nothing when one invocation measured them all."""
+    stamps = {}
+    for row in rows:
+        measured = row.get("measured") or {}
+        stamps.setdefault(measured.get("commit") or "unknown", measured.get("date") or "")
+    if len(stamps) < 2:
+        return []
+    order = sorted(stamps, key=lambda commit: stamps[commit])
+    dates = sorted(date for date in stamps.values() if date)
+    span = f"; {dates[0][:10]} to {dates[-1][:10]}" if dates else ""
+    return [
+        f"Rows measured by several invocations (commits {', '.join(c[:10] for c in order)}"
+        f"{span}): each row's commit and date are in stability.json.",
+        "",
+    ]
+
+
+def batchnorm_rows(result: dict | None) -> list[list[str]]:
+    """Per final model of `batchnorm` and source of BatchNorm statistics
+    (`BATCHNORM_SOURCES`), its validation and test top-1 %."""
+    runs, label_of = section_runs(result)
+    return [
+        [
+            label_of(run),
+            label,
+            f"{run['top1'][key]['validation'] * 100:.2f}",
+            f"{run['top1'][key]['test'] * 100:.2f}",
+        ]
+        for run in runs
+        for key, label in BATCHNORM_SOURCES
+    ]
+
+
+def disagreement_rows(result: dict | None) -> tuple[list[int], list[list[str]]]:
+    """The binary convs shown (first, a third, two thirds, last of the deepest model) and,
+    per final model with binary codes, the % of codes that differ between its training-
+    and inference-mode passes at each."""
+    runs, label_of = section_runs(result)
+    binary_runs = [run for run in runs if run["disagreement"]]  # a float model has no codes
+    depth = max((len(run["disagreement"]) for run in binary_runs), default=1)
+    marks = sorted({0, depth // 3, 2 * depth // 3, depth - 1})
+    rows = []
+    for run in binary_runs:
+        layers = run["disagreement"]
+        rows.append(
+            [
+                label_of(run),
+                *(
+                    f"{layers[i]['disagreement'] * 100:.1f} ({layers[i]['layer']})"
+                    if i < len(layers)
+                    else ""
+                    for i in marks
+                ),
+            ]
+        )
+    return marks, rows
+
+
+def batchnorm_lines(result: dict | None) -> list[str]:
+    """The final models' top-1 per source of BatchNorm statistics, and the share of binary
+    codes that differ between training- and inference-mode passes, by depth."""
+    runs, _ = section_runs(result)
+    if not runs:
+        return []
+    marks, code_rows = disagreement_rows(result)
+    return [
+        "### BatchNorm statistics of the final models",
+        "",
+        "Each final model's top-1 (%) on the validation and test splits with the BatchNorm "
+        "statistics it was saved with (what inference uses), re-estimated "
+        "(`ienet_tf.train.reestimate_batch_norm`, the plain mean of the batch statistics "
+        f"over {runs[0]['batches']} training batches, un-augmented or augmented as in "
+        "training), and normalizing every evaluated batch with its own statistics (a "
+        "diagnostic: the evaluated batches set the statistics, so it is not a result):",
+        "",
+        *table(["run", "BatchNorm statistics", "validation", "test"], batchnorm_rows(result)),
+        f"Binary codes that differ between the training-mode and the inference-mode pass of "
+        f"the first {runs[0]['disagreement_images']} validation images (%, "
+        "`inspection.binarization_disagreement`), from the first binary conv to the last:",
+        "",
+        *table(["run", *(f"binary conv {i + 1}" for i in marks)], code_rows),
+        *measured_line(runs),
+    ]
+
+
+def branch_rows(result: dict | None) -> list[list[str]]:
+    """Per final model of `branches`, how far branch 2 of its IE-BC layers is from branch 1:
+    the % of codes that differ (mean over the layers; the first, middle and last layer),
+    the mean |lambda_2| and the mean |beta_2 - beta_1|."""
+    runs, label_of = section_runs(result)
+    rows = []
+    for run in runs:
+        # branch 2 of every layer (a K > 2 run has more rows per layer in stability.json)
+        layers = [row for row in run["layers"] if row["branch"] == 2]
+        rows.append(
+            [
+                label_of(run),
+                f"{statistics.fmean(r['differ'] for r in layers) * 100:.1f}",
+                *(
+                    f"{layers[i]['differ'] * 100:.1f} ({layers[i]['layer']})"
+                    for i in (0, len(layers) // 2, len(layers) - 1)
+                ),
+                f"{statistics.fmean(r['lambda'] for r in layers):.3f}",
+                f"{statistics.fmean(r['threshold_gap'] for r in layers):.3f}",
+            ]
+        )
+    return rows
+
+
+def branches_lines(result: dict | None) -> list[str]:
+    """How far IE-BC's second branch has moved from the first in the final models
+    (`branch_rows`); nothing without the section."""
+    runs, _ = section_runs(result)
+    if not runs:
+        return []
+    header = ["run", "differ % (mean)", "first IE-BC", "middle", "last"]
+    header += [r"mean \|lambda_2\|", r"mean \|beta_2 - beta_1\|"]
+    return [
+        "### IE-BC's branches in the final models",
+        "",
+        "How different the second branch of every IE-BC layer is from the first "
+        "(`inspection.branch_diversity`, inference mode, the first "
+        f"{runs[0]['images']} validation images): the share of binary input codes where "
+        "sign(x + beta_2) differs from sign(x + beta_1) (%; the mean over the layers, and "
+        "the first, middle and last layer), the mean |lambda_2| (branch 1 has weight 1) "
+        "and the mean |beta_2 - beta_1|. With the release's initialisation (every beta 0, "
+        "lambda_2 from U[0, 0.001)) the two branches start as one:",
+        "",
+        *table(header, branch_rows(result)),
+        *measured_line(runs),
+    ]
+
+
+def qsweep_rows(result: dict | None) -> tuple[list[str], list[list[str]]]:
+    """The parameter groups shown and, per final model of `qsweep` and q, |g| in total and
+    per group ("-" where a model has no such group)."""
+    from ienet_tf.inspection import GRADIENT_GROUPS
+
+    runs, label_of = section_runs(result)
+    groups = [
+        group
+        for group in GRADIENT_GROUPS
+        if group != "alpha"  # ~1e-5 next to the others: noise for the argument
+        and any(group in row["groups"] for run in runs for row in run["rows"])
+    ]
+    rows = [
+        [
+            label_of(run),
+            f"{row['q']:g}",
+            f"{row['global']:.3g}",
+            *(f"{row['groups'][g]:.2g}" if g in row["groups"] else "-" for g in groups),
+        ]
+        for run in runs
+        for row in run["rows"]
+    ]
+    return groups, rows
+
+
+def qsweep_lines(result: dict | None) -> list[str]:
+    """The final models' gradient norm per parameter group along q (`qsweep_rows`);
+    nothing without the section."""
+    runs, _ = section_runs(result)
+    if not runs:
+        return []
+    groups, rows = qsweep_rows(result)
+    return [
+        "### Gradient scale of the final models along q",
+        "",
+        "The training gradient's L2 norm of each final model with every IEE quantizer set "
+        f"to q (`inspection.gradient_norms`, mean over the first {runs[0]['batches']} "
+        "training batches; the forward pass does not depend on q), in total and per "
+        "parameter group. The IEE weight estimator scales only the binary kernels' own "
+        "gradients; IE-Net's activation estimator (max(q, 1)) scales the gradient of "
+        "everything upstream of each binary activation, so it compounds over the depth:",
+        "",
+        *table(["run", "q", r"\|g\|", *groups], rows),
+        *measured_line(runs),
+    ]
+
+
+def reestimation_note(result: dict | None, points: float = 2.0) -> list[str]:
+    """A line naming the final models of stability.json's `batchnorm` section whose test
+    top-1 moves by more than `points` when their BatchNorm statistics are re-estimated on
+    un-augmented training images (shown under the campaign's Table 3)."""
+    runs = ((result or {}).get("batchnorm") or {}).get("runs", [])
+    moved = [
+        (
+            run["run"],
+            run["top1"]["moving"]["test"] * 100,
+            run["top1"]["reestimated_plain"]["test"] * 100,
+        )
+        for run in runs
+    ]
+    moved = [(name, a, b) for name, a, b in moved if abs(b - a) > points]
+    if not moved:
+        return []
+    items = "; ".join(f"{name} {a:.2f} -> {b:.2f}" for name, a, b in moved)
+    return [
+        f"The table reports the saved models. Final models whose test top-1 moves by more than "
+        f"{points:g} points when their BatchNorm statistics are re-estimated on un-augmented "
+        f'training images: {items} (see "BatchNorm statistics of the final models" under '
+        "Late-training stability).",
+        "",
+    ]
+
+
+@result_section(OUTPUT.name, "## Late-training stability", COMMAND)
+def section(result: dict, results_dir: Path) -> list[str]:
+    """Why the first budget's IE-Net collapsed (the gradient scale along the IEE schedule and
+    the replayed last epochs, beside the first budget's results in `results_dir`), the
+    final models' BatchNorm statistics, branches and gradient scale along q, and the
+    campaign's last epochs."""
+    from benchmarks import campaign
+
+    return [
+        "### Why the first campaign budget's IE-Net collapsed",
+        "",
+        *campaign.first_budget_lines(results_dir),
+        *_gradient_lines(result.get("gradients")),
+        *_replay_lines(result.get("replay")),
+        *batchnorm_lines(result.get("batchnorm")),
+        *branches_lines(result.get("branches")),
+        *qsweep_lines(result.get("qsweep")),
+        *campaign.last_epochs_lines(load(results_dir / "campaign.json")),
+        *provenance_lines(result),
+    ]
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -76,7 +76,16 @@ from ienet_tf.train import build_model, compile_model
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, run_script, write_result
+from benchmarks.common import (
+    RESULTS,
+    load,
+    not_run,
+    num,
+    provenance_lines,
+    run_script,
+    table,
+    write_result,
+)
 
 MODEL = "resnet20"
 INPUT_SHAPE = (32, 32, 3)
@@ -312,6 +321,141 @@ def format_row(row: dict) -> str:
         f"(first step {row['first_step_s']:.1f} s, other cores "
         f"{max((c or 0.0) for c in row['other_cpu_cores']):.2f}){ratio_text}"
     )
+
+
+# ----------------------------------------------------------------------------- docs/results.md
+
+#: The command that writes the throughput result (the "not run yet" line names it).
+COMMAND = "python benchmarks/throughput.py --label after"
+HEADER = (
+    "variant",
+    "K",
+    "XLA",
+    "dtype policy",
+    "images/s",
+    "ms/step",
+    "speed vs float32",
+    "speed vs bireal",
+    "CPU ms/step",
+    "CPU speed vs bireal",
+    "error",
+)
+BEFORE_AFTER_HEADER = (
+    "variant",
+    "K",
+    "XLA",
+    "before CPU ms/step",
+    "after CPU ms/step",
+    "speed-up (before / after)",
+    "before CPU speed vs bireal",
+    "after CPU speed vs bireal",
+)
+
+
+def result_paths(results_dir: Path) -> list[Path]:
+    """The throughput files to show: before, after, then the others by name; the smoke
+    file only where nothing else ran (make bench-smoke)."""
+    order = {"throughput_before": 0, "throughput_after": 1}
+    paths = sorted(
+        results_dir.glob("throughput_*.json"), key=lambda p: (order.get(p.stem, 2), p.stem)
+    )
+    real = [path for path in paths if path.stem != "throughput_smoke"]
+    return real or paths
+
+
+def table_rows(result: dict) -> list[tuple]:
+    """A table row per measured row of a throughput file (`HEADER`)."""
+    return [
+        (
+            row.get("variant"),
+            row.get("k") or "-",
+            "on" if row.get("jit_compile") else "off",
+            row.get("policy", "float32"),
+            num(row.get("images_per_s"), 4),
+            num(row.get("step_ms"), 4),
+            num(row.get("speed_vs_float32"), 3),
+            num(row.get("speed_vs_bireal"), 3),
+            num(row.get("cpu_ms"), 4),
+            num(row.get("cpu_speed_vs_bireal"), 3),
+            row.get("error") or "",
+        )
+        for row in result.get("rows", [])
+    ]
+
+
+def before_after_rows(before: dict, after: dict) -> list[tuple]:
+    """Per row of `after` that `before` measured too (variant, K, XLA) with CPU times in
+    both: the CPU ms/step before and after, the speed-up and the CPU speed vs bireal."""
+
+    def key(row: dict) -> tuple:
+        return row.get("variant"), row.get("k"), bool(row.get("jit_compile"))
+
+    old = {key(r): r for r in before.get("rows", []) if not r.get("error")}
+    found = []
+    for row in after.get("rows", []):
+        was = old.get(key(row), {})
+        if was.get("cpu_ms") and row.get("cpu_ms"):
+            found.append(
+                (
+                    row["variant"],
+                    row.get("k") or "-",
+                    "on" if key(row)[2] else "off",
+                    num(was["cpu_ms"], 4),
+                    num(row["cpu_ms"], 4),
+                    f"{was['cpu_ms'] / row['cpu_ms']:.2f}x",
+                    num(was.get("cpu_speed_vs_bireal"), 3),
+                    num(row.get("cpu_speed_vs_bireal"), 3),
+                )
+            )
+    return found
+
+
+def _file_lines(path: Path) -> list[str]:
+    """One throughput file's subsection: its settings, rows and provenance."""
+    result = load(path)
+    lines = [f"### {path.stem.removeprefix('throughput_')}", ""]
+    if result is None:
+        return [*lines, f"_Unreadable_: `{path.name}`.", ""]
+    settings = result.get("settings", {})
+    return [
+        *lines,
+        f"{settings.get('model', 'resnet20')} at {settings.get('input_shape')}, batch "
+        f"{settings.get('batch_size')}, on {settings.get('device', 'CPU')}.",
+        "",
+        *table(HEADER, table_rows(result)),
+        *provenance_lines(result),
+    ]
+
+
+def _before_after_lines(results_dir: Path) -> list[str]:
+    """The after-vs-before table; nothing unless both files share rows with CPU times."""
+    before = load(results_dir / "throughput_before.json")
+    after = load(results_dir / "throughput_after.json")
+    found = before_after_rows(before, after) if before and after else []
+    if not found:
+        return []
+    return [
+        "### after vs before",
+        "",
+        "By CPU time per step (all threads of the process): other work on a shared machine "
+        "takes cores away from a run but adds little to its CPU time, so these ratios are "
+        "steadier than wall-clock images/s.",
+        "",
+        *table(BEFORE_AFTER_HEADER, found),
+    ]
+
+
+def section(results_dir: Path) -> str:
+    """The training-throughput section of docs/results.md: every throughput file of
+    `results_dir` (`result_paths`), then after vs before."""
+    lines = ["## Training throughput", ""]
+    paths = result_paths(results_dir)
+    if not paths:
+        lines += not_run(results_dir / "throughput_after.json", COMMAND)
+    else:
+        lines += [line for path in paths for line in _file_lines(path)]
+        lines += _before_after_lines(results_dir)
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -26,6 +26,13 @@ def _run(script: str, *args: str, check: bool = True) -> subprocess.CompletedPro
     return done
 
 
+def _shows_row(text: str, cells) -> bool:
+    """Whether a markdown table in `text` has a row that starts with `cells` (whatever the
+    padding): a rendered section shows the rows its data gave."""
+    pattern = r"^\| " + r" +\| ".join(re.escape(str(cell)) for cell in cells) + r" +\|"
+    return re.search(pattern, text, re.MULTILINE) is not None
+
+
 def _check_provenance(result: dict) -> None:
     prov = result["provenance"]
     assert PROVENANCE_KEYS <= set(prov)
@@ -60,8 +67,7 @@ def test_provenance_is_dirty_for_code_changes_not_for_result_files(tmp_path, mon
 
 def test_merge_result_gives_each_section_its_own_provenance(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from benchmarks.common import merge_result
-    from benchmarks.make_docs import provenance_lines
+    from benchmarks.common import merge_result, provenance_lines
 
     path = tmp_path / "r.json"
     old = {"command": "python old.py a", "commit": "abc", "date": "then", "machine": {}}
@@ -86,7 +92,7 @@ def test_merge_result_gives_each_section_its_own_provenance(tmp_path):
 
 def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
     sys.path.insert(0, str(ROOT))
-    from benchmarks.make_docs import reestimation_note
+    from benchmarks.stability import reestimation_note
 
     def run(name, moving, plain):
         return {
@@ -107,14 +113,15 @@ def test_the_campaign_names_final_models_that_re_estimated_statistics_move():
 
 def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from benchmarks.make_docs import _branches_lines, _last_epochs_lines, _section_runs
+    from benchmarks import campaign, stability
 
     release = {"run": "ienet_k2_release_s0", "compat": "release", "budget": "b"}
     plain = {"run": "ienet_k2_s0", "budget": "b"}  # measured before rows recorded compat
-    runs, label = _section_runs({"runs": [release, plain]})
+    runs, label = stability.section_runs({"runs": [release, plain]})
     assert [label(run) for run in runs] == ["ienet_k2_release_s0", "ienet_k2_s0"]
-    assert _section_runs({"runs": [plain, {**plain, "budget": "a"}]})[1](plain) == "ienet_k2_s0 (b)"
-    assert _section_runs(None)[0] == []
+    two_budgets = {"runs": [plain, {**plain, "budget": "a"}]}
+    assert stability.section_runs(two_budgets)[1](plain) == "ienet_k2_s0 (b)"
+    assert stability.section_runs(None)[0] == []
 
     def layer(name, branch, differ):
         return {"layer": name, "branch": branch, "differ": differ, "lambda": 0.1 * branch,
@@ -123,12 +130,12 @@ def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized(tmp_path)
     k3 = {"run": "ienet_k3_s0", "images": 8, "measured": {"commit": "c" * 40, "date": "d"},
           "layers": [layer("a", 2, 0.1), layer("a", 3, 0.9), layer("b", 2, 0.3),
                      layer("b", 3, 0.9), layer("c", 2, 0.5), layer("c", 3, 0.9)]}  # fmt: skip
-    text = "\n".join(_branches_lines({"runs": [k3]}))
-    # branch 2 only: mean 30%, first a, middle b, last c; lambda_2 0.2
-    assert re.search(
-        r"\| ienet_k3_s0 +\| 30.0 +\| 10.0 \(a\) +\| 30.0 \(b\) +\| 50.0 \(c\) +\| 0.200 ", text
-    )
-    assert _branches_lines(None) == []
+    (row,) = stability.branch_rows({"runs": [k3]})
+    # branch 2 only: mean 30%, first a, middle b, last c; lambda_2 0.2, gap 0.2
+    assert row == ["ienet_k3_s0", "30.0", "10.0 (a)", "30.0 (b)", "50.0 (c)", "0.200", "0.200"]
+    text = "\n".join(stability.branches_lines({"runs": [k3]}))
+    assert "### IE-BC's branches in the final models" in text and _shows_row(text, row)
+    assert stability.branches_lines(None) == []
 
     def run(group, losses):
         history = [{"epoch": e, "loss": loss} for e, loss in losses.items()]
@@ -141,7 +148,7 @@ def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized(tmp_path)
     (tmp_path / "campaign_ienet.yaml").write_text(
         ienet.replace("t_min: -2.0", "t_min: -3.0").replace("t_max: 1.0", "t_max: 0.0")
     )
-    campaign = {
+    result = {
         "budget": {"epochs": 8, "config_template": str(template)},
         "last_epoch_groups": ["iee", "ienet_k2", "ienet_k2_apart"],
         "runs": [
@@ -151,17 +158,21 @@ def test_stability_rows_are_labelled_by_run_and_branch_2_is_summarized(tmp_path)
             {**run("ienet_k2_apart", {7: 0.1}), "complete": False},  # unfinished: left out
         ],
     }
-    text = "\n".join(_last_epochs_lines(campaign))
+    epochs, rows = campaign.last_epoch_rows(result)
+    assert list(epochs) == [4, 5, 6, 7]
+    assert rows == [
+        ["iee", 2, "0.7000", "0.6000", "0.5000", "0.4000"],
+        ["ienet_k2", 1, "", "", "0.5000", "0.6000"],  # ienet_k2_apart: unfinished, left out
+    ]
+    text = "\n".join(campaign.last_epochs_lines(result))
     assert "### The last epochs of the IEE variants" in text and "from 0.032 to 1." in text
-    assert "t_min -3, t_max 0)" in text
-    assert re.search(r"\| iee +\| 2 +\| 0.7000 +\| 0.6000 +\| 0.5000 +\| 0.4000 +\|", text)
-    assert re.search(r"\| ienet_k2 +\| 1 +\| +\| +\| 0.5000 +\| 0.6000 +\|", text)
-    assert "ienet_k2_apart" not in text and _last_epochs_lines(None) == []
+    assert "t_min -3, t_max 0)" in text and all(_shows_row(text, row) for row in rows)
+    assert "ienet_k2_apart" not in text and campaign.last_epochs_lines(None) == []
 
 
 def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
     sys.path.insert(0, str(ROOT))
-    from benchmarks.make_docs import _paired_rows
+    from benchmarks.campaign import paired_rows
 
     def run(group, seed, final, best, complete=True):
         return {"group": group, "seed": seed, "complete": complete, "test_top1": final,
@@ -174,7 +185,7 @@ def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
         run("iee", 1, 0.50, 0.50, complete=False),  # unfinished: not paired
     ]
     pairs = [("ienet_k2", "bireal"), ("iee", "bireal"), ("ienet_k2", "iee")]
-    rows = {(row[0], row[1]): row[2:] for row in _paired_rows(runs, pairs)}
+    rows = {(row[0], row[1]): row[2:] for row in paired_rows(runs, pairs)}
     # final: differences 2, 4, 3 points; mean 3, sd 1, t(0.975, 2 dof) = 4.302653
     half = 4.302653 * 1.0 / 3**0.5
     assert rows["ienet_k2 - bireal", "final"] == [
@@ -187,7 +198,7 @@ def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
     assert rows["ienet_k2 - bireal", "best on val"][1:3] == ["+3.00", "[+3.00, +3.00]"]
     assert rows["iee - bireal", "final"] == [1, "+4.00", "n = 1: no interval", "s0: +4.00"]
     assert rows["ienet_k2 - iee", "best on val"] == [1, "-1.00", "n = 1: no interval", "s0: -1.00"]
-    assert _paired_rows([run("fp", 0, 0.9, 0.9)], [("fp", "bireal")])[0][2:] == [
+    assert paired_rows([run("fp", 0, 0.9, 0.9)], [("fp", "bireal")])[0][2:] == [
         0,
         "pending",
         "-",
@@ -195,10 +206,9 @@ def test_paired_differences_have_a_t_interval_over_the_shared_seeds():
     ]
 
 
-def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_path, monkeypatch):
+def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_path):
     sys.path.insert(0, str(ROOT))
     from benchmarks import campaign
-    from benchmarks.make_docs import campaign_section
 
     all_jobs = campaign.jobs()
     probes = [job for job in all_jobs if job.probe]
@@ -232,20 +242,61 @@ def test_probes_train_last_with_their_overrides_and_stay_out_of_the_k_sweep(tmp_
               "probes": {"approx": {"what": "ApproxSign", "overrides": ["a=b"]}}}  # fmt: skip
     result = {"budget": budget, "runs": runs, "complete_runs": 2, "total_runs": 2,
               "machine_time_s": 120.0, **campaign.reporting()}  # fmt: skip
-    text = "\n".join(campaign_section.__wrapped__(result, tmp_path, tmp_path / "r.md"))
-    assert "| ienet, ApproxSign activations (probe) | 2   | 1/1" in text
-    assert "`approx`: ApproxSign (`a=b`)" in text
-    assert "| ienet_k2 - ienet_k2_approx | final       | 1       | -10.00" in text
+    probe = ["ienet, ApproxSign activations (probe)", "2", "1/1", "90.00", "90.00-90.00"]
+    probe += ["90.00", "90.00", "-"]
+    assert probe in campaign.table3_rows(runs, result["groups"])
+    paired = ["ienet_k2 - ienet_k2_approx", "final", 1, "-10.00", "n = 1: no interval"]
+    paired += ["s0: -10.00"]
+    assert paired in campaign.paired_rows(runs, result["pairs"])
     # the K sweep holds the one plain IE-Net run: its error is 20%, not the mean with the probe
-    from ienet_tf.report import figures
-
-    points = []
-    original = figures.plot_k_sweep
-    monkeypatch.setattr(
-        figures, "plot_k_sweep", lambda p, path, title: points.extend(p) or original(p, path, title)
-    )
-    campaign_section.__wrapped__(result, tmp_path, tmp_path / "r.md")
+    points = campaign.k_sweep(runs)
     assert [(p.k, round(p.error, 3), p.runs) for p in points] == [(2, 0.2, 1)]
+    text = "\n".join(campaign.section.__wrapped__(result, tmp_path, tmp_path / "r.md"))
+    assert _shows_row(text, probe) and _shows_row(text, paired)
+    assert "`approx`: ApproxSign (`a=b`)" in text
+    assert "![K sweep](campaign_k_sweep.png)" in text
+    assert (tmp_path / "campaign_k_sweep.png").stat().st_size > 0
+
+
+def test_each_section_shows_the_rows_its_result_file_gives(tmp_path):
+    """The sections of the committed results (and of a bench_run.json written here) show
+    every row their benchmark's row functions compute from the file."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import cost_tables, export_bench, int8, padding, run_all, throughput
+    from benchmarks.common import load
+
+    results = ROOT / "benchmarks" / "results"
+    (tmp_path / run_all.BENCH_RUN).write_text(json.dumps({"wall_seconds": 150.0, "steps": [
+        {"command": "python benchmarks/padding.py", "seconds": 30.0, "status": "ok"},
+        {"command": "python benchmarks/cost_tables.py", "seconds": 120.0,
+         "status": "failed (1)"}]}))  # fmt: skip
+    int8_result, export = load(results / "int8.json"), load(results / "export.json")
+    before = load(results / "throughput_before.json")
+    after = load(results / "throughput_after.json")
+    paths = throughput.result_paths(results)
+    speeds = [row for path in paths for row in throughput.table_rows(load(path))]
+    shown = {
+        run_all.section(tmp_path): run_all.step_rows(load(tmp_path / run_all.BENCH_RUN)),
+        padding.section(results): padding.pair_rows(load(results / "padding.json")),
+        int8.section(results): [
+            *int8.size_rows(int8_result["sizes"]),
+            *int8.accuracy_rows(int8_result["accuracy"]),
+        ],
+        export_bench.section(results): [
+            *export_bench.resnet18_rows(export),
+            *export_bench.parity_rows(export),
+        ],
+        cost_tables.cost_section(results): cost_tables.cost_rows(load(results / "cost.json")),
+        cost_tables.sizes_section(results): cost_tables.size_rows(load(results / "sizes.json")),
+        throughput.section(results): [*speeds, *throughput.before_after_rows(before, after)],
+    }
+    assert run_all.step_rows(load(tmp_path / run_all.BENCH_RUN))[1] == (
+        "`python benchmarks/cost_tables.py`",
+        "2.0 min",
+        "failed (1)",
+    )
+    for text, rows in shown.items():
+        assert rows and all(_shows_row(text, row) for row in rows), text[:200]
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +331,14 @@ def test_docs_render_the_smoke_results(smoke_results, tmp_path):
     _run("make_docs.py", "--results-dir", str(smoke_results), "--output", str(output))
     text = output.read_text()
     assert text.startswith("<!-- generated by benchmarks/make_docs.py")
-    assert re.search(r"\| convnet +\| ienet +\|", text)  # cost and size rows
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import cost_tables
+
+    cost = cost_tables.cost_rows(json.loads((smoke_results / "cost.json").read_text()))
+    sizes = cost_tables.size_rows(json.loads((smoke_results / "sizes.json").read_text()))
+    for rows in (cost, sizes):
+        assert ("convnet", "ienet") in [row[:2] for row in rows]
+        assert all(_shows_row(text, row) for row in rows)
     assert "- command: `python" in text
     # not run here: bench_run, campaign, throughput, stability, padding, int8 and export
     assert text.count("_Not run yet_") == 7
@@ -346,7 +404,14 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
     docs = tmp_path / "docs" / "results.md"
     _run("make_docs.py", "--results-dir", str(results), "--output", str(docs))
     text = docs.read_text()
-    assert "## Campaign" in text and "| ienet" in text and "ienet_k2 - bireal" in text
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.campaign import paired_rows, table3_rows
+
+    table3 = table3_rows(campaign["runs"], campaign["groups"])
+    paired = paired_rows(campaign["runs"], campaign["pairs"])
+    assert "ienet" in [row[0] for row in table3]
+    assert "ienet_k2 - bireal" in [row[0] for row in paired]
+    assert "## Campaign" in text and all(_shows_row(text, row) for row in table3 + paired)
     assert (tmp_path / "docs" / "figures" / "campaign_curves.png").stat().st_size > 0
     # The ready model: the complete ienet K=2 run, as a run directory with a verified .tflite.
     ready = tmp_path / "ready"
@@ -374,7 +439,6 @@ def test_campaign_smoke_schema_resume_and_docs(tmp_path):
 def test_stability_batchnorm_adds_runs_to_the_rows_measured_before(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT))
     from benchmarks import stability
-    from benchmarks.make_docs import _measured_line
 
     def measure(run, batches, images):  # stands in for the 2-5 minute measurement
         return {"run": run.name, "batches": batches, "disagreement_images": images, "new": 1}
@@ -399,10 +463,10 @@ def test_stability_batchnorm_adds_runs_to_the_rows_measured_before(tmp_path, mon
     assert kept == {"commit": "a" * 40, "date": "2026-11-30T10:00:00+00:00"}
     assert rows[0]["budget"] == "b" and rows[0]["measured"]["commit"] != kept["commit"]
     assert rows[0]["settings"] == {"batches": 100, "images": 512}
-    (line, _) = _measured_line(rows)
+    (line, _) = stability.measured_line(rows)
     # oldest first, then this commit
     assert f"commits aaaaaaaaaa, {rows[0]['measured']['commit'][:10]};" in line
-    assert _measured_line(rows[:1]) == []
+    assert stability.measured_line(rows[:1]) == []
 
 
 @pytest.mark.slow
@@ -453,10 +517,23 @@ def test_stability_smoke_schema_and_docs(tmp_path):
     text = docs.read_text()
     assert "### Why the first campaign budget's IE-Net collapsed" in text
     assert "### BatchNorm statistics of the final models" in text
-    assert re.search(r"\| stability-run +\| [0-9.]+ +\| [0-9.]+ \(conv1\)", text)
-    assert re.search(r"\| stability-run +\| re-estimated, plain train +\|", text)
-    assert re.search(r"\| stability-run +\| 3 +\| [0-9.e+-]+ +\|", text)
-    assert "| per-step LR + clip |" in text and "lr x \\|g\\|" in text
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import stability
+
+    (branch,) = stability.branch_rows(result["branches"])
+    assert branch[0] == "stability-run" and re.fullmatch(r"[0-9.]+", branch[1])
+    assert re.fullmatch(r"[0-9.]+ \(conv1\)", branch[2])
+    batchnorm = stability.batchnorm_rows(result["batchnorm"])
+    assert ["stability-run", "re-estimated, plain train"] in [row[:2] for row in batchnorm]
+    _, qsweep = stability.qsweep_rows(result["qsweep"])
+    assert [row[:2] for row in qsweep] == [["stability-run", "1"], ["stability-run", "3"]]
+    assert all(re.fullmatch(r"[0-9.e+-]+", row[2]) for row in qsweep)
+    replay = stability.replay_rows(result["replay"])
+    assert "per-step LR + clip" in [row[0] for row in replay]
+    _, gradients = stability.gradient_rows(result["gradients"])
+    for rows in (gradients, replay, batchnorm, [branch], qsweep):
+        assert all(_shows_row(text, row) for row in rows)
+    assert "lr x \\|g\\|" in text  # the header's pipes escaped: one column, not two
 
 
 def test_campaign_skips_a_run_another_process_is_training(tmp_path):
