@@ -8,8 +8,8 @@ iee: {t_min: -2.0, t_max: 1.0}
 ```
 
 Each section is a frozen pydantic model (`extra="forbid"`): a setting is declared once, with
-its type, default, bound and description (`Field`), and rules between settings are the
-sections' `model_validator`s. `reference()` renders every setting from the JSON schema
+its type, default and bound, and described by the docstring under it; rules between settings
+are the sections' `model_validator`s. `reference()` renders every setting from the JSON schema
 (`docs/config.md`). Unknown keys, wrong types and impossible values are `ConfigError`s naming
 the key path and where it came from: the file, or the `--set` override (`--set
 train.epochs=0: train.epochs: must be > 0, got 0.`). Files are read as UTF-8, at most
@@ -26,13 +26,12 @@ import re
 import reprlib
 import types
 import typing
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BeforeValidator, Field, Strict, field_validator, model_validator
+from pydantic import BeforeValidator, Field, Strict, model_validator
 
 from ienet_tf.errors import ConfigError
 
@@ -63,37 +62,30 @@ MAX_FILE_BYTES = 1 << 20
 MAX_NODES = 10_000  # YAML nodes once anchors/aliases are expanded (a "billion laughs" guard)
 MAX_DEPTH = 20
 _MAX_INT_DIGITS = 100  # longer integer literals are refused before int() parses them
-_MAX_SHOWN = 200  # the most characters of a value that an error message echoes
-
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 6, 6
 _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 120, 120, 60
 
 
-def _show(value: Any, limit: int = _MAX_SHOWN) -> str:
+def _show(value: Any, limit: int = 200) -> str:
     """`repr(value)`, bounded in time and length, on one line: error messages echo input,
     and input can be a 1 MB string or a deeply shared structure."""
     if isinstance(value, int) and value.bit_length() > 1000:  # repr() refuses > 4300 digits
-        text = f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
-    else:
-        text = _REPR.repr(value)
-    return _cut(text, limit)
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    return _cut(_REPR.repr(value), limit)
 
 
-def _cut(text: str, limit: int = _MAX_SHOWN) -> str:
+def _cut(text: str, limit: int = 200) -> str:
     """`text` on one line, cut to `limit` characters."""
     text = " ".join(text[: 4 * limit].split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# A number as YAML 1.2 writes it (1e-3, 1.0e3, .5, 2), for float fields given a string.
-_FLOAT_TEXT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-
-
 def _yaml_number(value: Any) -> Any:
-    # YAML 1.1 reads 1e-3 and 1.0e3 (no dot, or no exponent sign) as strings.
-    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value) and math.isfinite(float(value)):
+    """1e-3 and 1.0e3 (no dot, or no exponent sign) as numbers: YAML 1.1 reads them as strings."""
+    number = r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
+    if isinstance(value, str) and re.fullmatch(number, value) and math.isfinite(float(value)):
         return float(value)
     return value
 
@@ -102,55 +94,43 @@ def _yaml_number(value: Any) -> Any:
 Int = Annotated[int, Strict()]
 Str = Annotated[str, Strict()]
 Bool = Annotated[bool, Strict()]
-Size = Annotated[int, Strict(), Field(gt=0)]
+Positive = Annotated[int, Strict(), Field(gt=0)]
 Float = Annotated[float, BeforeValidator(_yaml_number), Strict(), Field(allow_inf_nan=False)]
+#: Keras' dtype policies a network may train under (`ienet_tf.precision`).
+DTypePolicy = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+Optimizer = Literal["sgd", "keras_sgd", "adam"]
 
 
 class _Invalid(ValueError):
-    """A rule a section's validator found broken: `key` (relative to the section), the
-    message, and the `related` keys the rule read (so that `load` can tell which `--set`
-    override is to blame)."""
+    """A rule a section's validator found broken: the `key` at fault (relative to the section),
+    the message, and the `related` keys the rule read (`load` blames the `--set` of any)."""
 
-    def __init__(self, key: str, message: str, related: Iterable[str] = ()):
+    def __init__(self, key: str, message: str, related: tuple[str, ...] = ()):
         super().__init__(message)
-        self.key, self.message, self.related = key, message, tuple(related)
+        self.key, self.message, self.related = key, message, related
 
 
-def _check(condition: bool, key: str, message: str, related: Iterable[str] = ()) -> None:
+def _check(condition: bool, key: str, message: str, related: tuple[str, ...] = ()) -> None:
     if not condition:
         raise _Invalid(key, message, related)
 
 
-def _one_of(
-    value: Any, allowed: Iterable[Any], message: str = "{value} is not one of {allowed}."
-) -> Any:
-    allowed = list(allowed)
-    _check(value in allowed, "", message.format(value=_show(value), allowed=allowed))
-    return value
+def _one_of(key: str, value: Any, allowed: Any, unknown: str = "") -> None:
+    allowed, shown = list(allowed), _show(value)
+    if unknown:  # what a name names: "unknown model 'x'; available: [...]"
+        _check(value in allowed, key, f"unknown {unknown} {shown}; available: {allowed}.")
+    _check(value in allowed, key, f"{shown} is not one of {allowed}.")
 
 
 class Section(pydantic.BaseModel):
-    """A config section: frozen, unknown keys refused with a "did you mean", null = {}."""
+    """A config section: frozen, unknown keys refused (with a "did you mean"), null = {}."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=False)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _mapping_of_known_keys(cls, raw: Any) -> Any:
-        if raw is None:
-            return {}
-        if isinstance(raw, pydantic.BaseModel):
-            return raw
-        _check(isinstance(raw, dict), "", f"expected a mapping, got {_show(raw)}.")
-        fields = sorted(cls.model_fields)
-        unknown = sorted(set(raw) - set(fields), key=lambda k: (not isinstance(k, str), str(k)))
-        if unknown:
-            key = unknown[0]
-            close = difflib.get_close_matches(key, fields, n=1) if isinstance(key, str) else []
-            hint = f"; did you mean {close[0]!r}?" if close else "."
-            name = _cut(key, 80) if isinstance(key, str) else _show(key, 80)
-            raise _Invalid(name, f"unknown key; allowed: {fields}{hint}")
-        return raw
+    def _null_is_empty(cls, raw: Any) -> Any:
+        return {} if raw is None else raw
 
     def replace(self, **changes: Any) -> Section:
         """A copy with `changes`, validated (`dataclasses.replace` for a section)."""
@@ -158,246 +138,180 @@ class Section(pydantic.BaseModel):
 
 
 class ModelConfig(Section):
-    name: Str = Field("resnet20", description="the network (`ienet_tf.models.available()`)")
-    variant: Str = Field("ienet", description="a base variant, optionally with +el and/or +ir2net")
-    k: Int | None = Field(
-        None, ge=1, description="IE-BC branches; null: 2 for iebc/ienet, 1 otherwise"
-    )
-    input_shape: tuple[Size, Size, Size] | None = Field(None, description="null: the data set's")
-    recovery_ratio: Int | None = Field(
-        None,
-        ge=1,
-        description="+ir2net: 1 = the full recovery head, r >= 2 = the Ghost head of ratio r; "
-        "null: the release's ratio for the network (ResNet-20 4, ResNet-18 CIFAR 20, "
-        "VGG-Small 32, ImageNet ResNets 1)",
-    )
-    erase_threshold: Float = Field(
-        0.15, ge=0, description="+ir2net: the restriction erases attention <= this x its mean"
-    )
-    attention_norm: Str = Field("column", description='+ir2net: "column" (the release) or "map"')
-    compat: Str = Field(
-        "lce", description='"lce" (deployment) or "release" (the authors\' PyTorch networks)'
-    )
-    layer: dict[Str, Any] = Field(
-        {},
-        description="keyword arguments of every IE-BC layer (`ienet_tf.layers.IEBinaryConv2D`) "
-        "over the variant's own, checked by the layer: e.g. `input_quantizer: "
-        "approx_sign` (an ablation), `thresholds_initializer: {class_name: SpreadThresholds, "
-        "config: {width: 0.5}}` (the branches start apart); {}: the variant's layers",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from ienet_tf import models
-
-        return _one_of(name, models.available(), "unknown model {value}; available: {allowed}.")
-
-    @field_validator("k")
-    @classmethod
-    def _bounded_k(cls, k: int | None) -> int | None:
-        _check(
-            k is None or k <= MAX_K,
-            "",
-            f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
-            f"convolution per layer), got {k}.",
-        )
-        return k
-
-    @field_validator("attention_norm", "compat")
-    @classmethod
-    def _known_option(cls, value: str, info: pydantic.ValidationInfo) -> str:
-        # The allowed values live with the code that uses them.
-        from ienet_tf import ir2net, models
-
-        allowed = {"attention_norm": ir2net.ATTENTION_NORMS, "compat": models.COMPATS}
-        return _one_of(value, allowed[info.field_name])
+    name: Str = "resnet20"
+    """the network (`ienet_tf.models.available()`)"""
+    variant: Str = "ienet"
+    """a base variant, optionally with +el and/or +ir2net"""
+    k: Int | None = Field(None, ge=1)
+    """IE-BC branches; null: 2 for iebc/ienet, 1 otherwise"""
+    input_shape: tuple[Positive, Positive, Positive] | None = None
+    """null: the data set's"""
+    recovery_ratio: Int | None = Field(None, ge=1)
+    """+ir2net: 1 = the full recovery head, r >= 2 = the Ghost head of ratio r; null: the
+    release's ratio for the network (ResNet-20 4, ResNet-18 CIFAR 20, VGG-Small 32, ImageNet
+    ResNets 1)"""
+    erase_threshold: Float = Field(0.15, ge=0)
+    """+ir2net: the restriction erases attention <= this x its mean"""
+    attention_norm: Str = "column"
+    """+ir2net: "column" (the release) or "map\""""
+    compat: Str = "lce"
+    """"lce" (deployment) or "release" (the authors' PyTorch networks)"""
+    layer: dict[Str, Any] = {}
+    """keyword arguments of every IE-BC layer (`ienet_tf.layers.IEBinaryConv2D`) over the
+    variant's own, checked by the layer: e.g. `input_quantizer: approx_sign` (an ablation),
+    `thresholds_initializer: {class_name: SpreadThresholds, config: {width: 0.5}}` (the branches
+    start apart); {}: the variant's layers"""
 
     @model_validator(mode="after")
-    def _variant_builds(self) -> ModelConfig:
-        from ienet_tf import models
+    def _builds(self) -> ModelConfig:
+        from ienet_tf import ir2net, models  # the allowed values live with the code using them
 
-        base = self.variant.split("+")[0]
+        _one_of("name", self.name, models.available(), "model")
+        _one_of("attention_norm", self.attention_norm, ir2net.ATTENTION_NORMS)
+        _one_of("compat", self.compat, models.COMPATS)
         _check(
-            base in models.VARIANTS,
-            "variant",
-            f"unknown variant {_show(base)}; allowed: {sorted(models.VARIANTS)}, optionally "
-            f"with modifiers {['+' + modifier for modifier in models.MODIFIERS]}.",
+            self.k is None or self.k <= MAX_K,
+            "k",
+            f"must be <= {MAX_K} (the paper explores K = 1-5; each branch is one more binary "
+            f"convolution per layer), got {self.k}.",
         )
+        base, modifiers = self.variant.split("+")[0], ["+" + m for m in models.MODIFIERS]
+        allowed = f"{sorted(models.VARIANTS)}, optionally with modifiers {modifiers}"
+        message = f"unknown variant {_show(base)}; allowed: {allowed}."
+        _check(base in models.VARIANTS, "variant", message)
         try:
             models.parse_variant(self.variant)
         except ValueError as error:
             raise _Invalid("variant", _cut(str(error))) from None
-        try:
-            models.get_variant(self.variant, self.k)
-        except ValueError as error:
-            raise _Invalid("k", _cut(str(error)), ("variant",)) from None
-        try:  # the layer checks its options; the error names the one at fault
+        try:  # the layer checks its options; a LayerOptionError names the one at fault
             models.get_variant(self.variant, self.k, layer_options=self.layer)
         except models.LayerOptionError as error:
-            key = "layer" if error.option is None else f"layer.{error.option}"
+            key = f"layer.{error.option}" if error.option else "layer"
             raise _Invalid(key, _cut(str(error)), ("variant", "k")) from None
+        except ValueError as error:
+            raise _Invalid("k", _cut(str(error)), ("variant",)) from None
         return self
 
 
 class DataConfig(Section):
-    name: Str = Field("cifar10", description="the data set (`ienet_tf.data.available()`)")
-    data_dir: Str | None = Field(None, description="where the data is (IDX files or tfds's)")
-    manual_dir: Str | None = Field(None, description="ImageNet's manually downloaded archives")
-    subset: Int | None = Field(
-        None, gt=0, description="keep the first N training examples (CPU-scale runs)"
-    )
-    test_subset: Int | None = Field(None, gt=0, description="keep the first N test examples")
-    validation_examples: Int | None = Field(
-        None,
-        gt=0,
-        description="hold out the first N training examples as the validation split: the "
-        "per-epoch monitor and best.keras use it, training the examples after it; null: no "
-        "validation split, the test split is monitored (what the papers' releases do)",
-    )
-    download: Bool = Field(
-        False, description="let tensorflow-datasets download CIFAR-10 / Fashion-MNIST"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _known_data(cls, name: str) -> str:
-        from ienet_tf import data
-
-        return _one_of(name, data.available(), "unknown data set {value}; available: {allowed}.")
+    name: Str = "cifar10"
+    """the data set (`ienet_tf.data.available()`)"""
+    data_dir: Str | None = None
+    """where the data is (IDX files or tfds's)"""
+    manual_dir: Str | None = None
+    """ImageNet's manually downloaded archives"""
+    subset: Positive | None = None
+    """keep the first N training examples (CPU-scale runs)"""
+    test_subset: Positive | None = None
+    """keep the first N test examples"""
+    validation_examples: Positive | None = None
+    """hold out the first N training examples as the validation split: the per-epoch monitor
+    and best.keras use it, training the examples after it; null: no validation split, the test
+    split is monitored (what the papers' releases do)"""
+    download: Bool = False
+    """let tensorflow-datasets download CIFAR-10 / Fashion-MNIST"""
 
     @model_validator(mode="after")
     def _held_out_fits(self) -> DataConfig:
         from ienet_tf import data
 
-        if self.validation_examples is not None:
-            train_size = data.info(self.name).train_size
-            needed = self.validation_examples + (self.subset or 1)
-            _check(
-                train_size is None or needed <= train_size,
-                "validation_examples",
-                f"{self.validation_examples} held-out examples"
-                + (f" + data.subset {self.subset}" if self.subset else "")
-                + f" exceed the {train_size} examples of {self.name}'s training split; lower it"
-                + (" or data.subset." if self.subset else "."),
-                related=("subset", "name"),
-            )
+        _one_of("name", self.name, data.available(), "data set")
+        held, subset = self.validation_examples, self.subset
+        size = data.info(self.name).train_size if held else None
+        _check(
+            size is None or held + (subset or 1) <= size,
+            "validation_examples",
+            f"{held} held-out examples{f' + data.subset {subset}' if subset else ''} exceed the "
+            f"{size} examples of {self.name}'s training split; lower it"
+            + (" or data.subset." if subset else "."),
+            ("subset", "name"),
+        )
         return self
 
 
-#: Keras' dtype policies a network may train under (`ienet_tf.precision`).
-DTypePolicy = Literal["float32", "mixed_float16", "mixed_bfloat16"]
-
-
 class TrainConfig(Section):
-    epochs: Int = Field(400, gt=0, description="training epochs")
-    batch_size: Int = Field(128, gt=0, description="examples per step")
-    optimizer: Literal["sgd", "keras_sgd", "adam"] = Field(
-        "sgd", description="sgd (PyTorch-form momentum, the release's), keras_sgd or adam"
-    )
-    learning_rate: Float = Field(0.1, gt=0, description="the base learning rate")
-    momentum: Float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: Float = Field(1e-4, ge=0, description="coupled (PyTorch-style) weight decay")
-    weight_decay_on: Literal["all", "conv_and_fc", "kernels_and_alpha"] = Field(
-        "all",
-        description='"all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv '
-        "kernels and alpha but not the 1x1 downsampling projections, and the classifier's "
-        'kernel and bias) or "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf '
-        "before 0.2)",
-    )
-    lr_schedule: Literal["cosine", "constant"] = Field("cosine", description="after the warm-up")
-    warmup_epochs: Int = Field(0, description="linear warm-up epochs")
-    lr_per_step: Bool = Field(
-        False,
-        description="set the learning rate before every step (warm-up and cosine over steps) "
-        "instead of once per epoch (the release's); pair it with iee.per_step on short budgets",
-    )
-    clip_norm: Float | None = Field(
-        None,
-        gt=0,
-        description="clip the gradient to this global L2 norm before each step (Keras' "
-        "global_clipnorm); null: no clipping (the release's)",
-    )
-    bn_reestimation_batches: Int = Field(
-        0,
-        ge=0,
-        description="after the last epoch, set every BatchNorm's moving statistics of the final "
-        "model to the mean of its batch statistics over this many un-augmented training "
-        "batches (train.reestimate_batch_norm) before it is tested and saved; best.keras keeps "
-        "the statistics it was chosen with (`ienet tune` validates every epoch of a trial with "
-        "statistics so re-estimated: N extra forward passes per epoch); 0: the moving "
-        "statistics of training (the release's)",
-    )
-    seed: Int = Field(0, description="the random seed (initialisation, data order, augmentation)")
-    strategy: Literal["default", "mirrored", "multi_worker", "tpu"] = Field(
-        "default", description="the tf.distribute strategy"
-    )
-    log_binary_stats: Bool = Field(
-        False,
-        description="BinaryStatsLogger: q, r, entropy and flip ratio per epoch in TensorBoard",
-    )
-    mixed_precision: DTypePolicy = Field(
-        "float32",
-        description="the Keras dtype policy the network trains (and tunes, resumes, "
-        "evaluates) under: mixed_float16 / mixed_bfloat16 compute in 16 bits with float32 "
-        "variables and logits (float16 with Keras' loss scaling); exports are float32",
-    )
+    epochs: Positive = 400
+    """training epochs"""
+    batch_size: Positive = 128
+    """examples per step"""
+    optimizer: Optimizer = "sgd"
+    """sgd (PyTorch-form momentum, the release's), keras_sgd or adam"""
+    learning_rate: Float = Field(0.1, gt=0)
+    """the base learning rate"""
+    momentum: Float = Field(0.9, ge=0, lt=1)
+    """SGD momentum"""
+    weight_decay: Float = Field(1e-4, ge=0)
+    """coupled (PyTorch-style) weight decay"""
+    weight_decay_on: Literal["all", "conv_and_fc", "kernels_and_alpha"] = "all"
+    """"all" parameters (CIFAR), "conv_and_fc" (the ImageNet release: conv kernels and alpha but
+    not the 1x1 downsampling projections, and the classifier's kernel and bias) or
+    "kernels_and_alpha" (every conv/dense kernel and alpha; ienet-tf before 0.2)"""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """after the warm-up"""
+    warmup_epochs: Int = 0
+    """linear warm-up epochs"""
+    lr_per_step: Bool = False
+    """set the learning rate before every step (warm-up and cosine over steps) instead of once
+    per epoch (the release's); pair it with iee.per_step on short budgets"""
+    clip_norm: Float | None = Field(None, gt=0)
+    """clip the gradient to this global L2 norm before each step (Keras' global_clipnorm); null:
+    no clipping (the release's)"""
+    bn_reestimation_batches: Int = Field(0, ge=0)
+    """after the last epoch, set every BatchNorm's moving statistics of the final model to the
+    mean of its batch statistics over this many un-augmented training batches
+    (train.reestimate_batch_norm) before it is tested and saved; best.keras keeps the statistics
+    it was chosen with (`ienet tune` validates every epoch of a trial with statistics so
+    re-estimated: N extra forward passes per epoch); 0: the moving statistics of training (the
+    release's)"""
+    seed: Int = 0
+    """the random seed (initialisation, data order, augmentation)"""
+    strategy: Literal["default", "mirrored", "multi_worker", "tpu"] = "default"
+    """the tf.distribute strategy"""
+    log_binary_stats: Bool = False
+    """BinaryStatsLogger: q, r, entropy and flip ratio per epoch in TensorBoard"""
+    mixed_precision: DTypePolicy = "float32"
+    """the Keras dtype policy the network trains (and tunes, resumes, evaluates) under:
+    mixed_float16 / mixed_bfloat16 compute in 16 bits with float32 variables and logits (float16
+    with Keras' loss scaling); exports are float32"""
 
     @model_validator(mode="after")
     def _warmup_within_epochs(self) -> TrainConfig:
-        _check(
-            0 <= self.warmup_epochs < self.epochs,
-            "warmup_epochs",
-            f"must be in [0, epochs), got {self.warmup_epochs}.",
-            related=("epochs",),
-        )
+        message = f"must be in [0, epochs), got {self.warmup_epochs}."
+        _check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", message, ("epochs",))
         return self
 
 
 class IEEConfig(Section):
-    t_min: Float = Field(-2.0, description="log10(q) at the start of the IEE schedule")
-    t_max: Float = Field(1.0, description="log10(q) the schedule approaches at the end")
-    per_step: Bool = Field(
-        False,
-        description="update q before every step instead of before every epoch (the release's)",
-    )
+    t_min: Float = -2.0
+    """log10(q) at the start of the IEE schedule"""
+    t_max: Float = 1.0
+    """log10(q) the schedule approaches at the end"""
+    per_step: Bool = False
+    """update q before every step instead of before every epoch (the release's)"""
 
     @model_validator(mode="after")
     def _increasing(self) -> IEEConfig:
-        _check(
-            self.t_min < self.t_max,
-            "t_min",
-            f"must be smaller than iee.t_max, got {self.t_min} >= {self.t_max}.",
-            related=("t_max",),
-        )
+        message = f"must be smaller than iee.t_max, got {self.t_min} >= {self.t_max}."
+        _check(self.t_min < self.t_max, "t_min", message, ("t_max",))
         return self
 
 
 class ExportConfig(Section):
-    int8: Bool = Field(
-        False,
-        description="after the float epochs, fine-tune the int8 QAT model (model_int8.keras) "
-        "that `ienet export --int8` converts (binary + int8)",
-    )
-    int8_epochs: Int = Field(2, ge=0, description="QAT fine-tune epochs (0: calibration only)")
-    int8_optimizer: Literal["sgd", "keras_sgd", "adam"] = Field(
-        "adam",
-        description="QAT fine-tune optimizer: adam (default: BatchNorm folded into the binary "
-        "convs' scales gives those ~100x the others' gradients, which SGD cannot follow), sgd "
-        "or keras_sgd",
-    )
-    int8_learning_rate: Float | None = Field(
-        None,
-        gt=0,
-        description="QAT learning rate, cosine to 0 over the fine-tune's steps; null: 1e-5 with "
-        "adam, train.learning_rate / 100 with SGD",
-    )
-    int8_calibration_batches: Int = Field(
-        8, gt=0, description="training batches that calibrate the int8 ranges"
-    )
-    int8_io: Bool = Field(
-        False, description="`ienet export --int8` writes int8 input/output tensors"
-    )
+    int8: Bool = False
+    """after the float epochs, fine-tune the int8 QAT model (model_int8.keras) that `ienet export
+    --int8` converts (binary + int8)"""
+    int8_epochs: Int = Field(2, ge=0)
+    """QAT fine-tune epochs (0: calibration only)"""
+    int8_optimizer: Optimizer = "adam"
+    """QAT fine-tune optimizer: adam (default: BatchNorm folded into the binary convs' scales
+    gives those ~100x the others' gradients, which SGD cannot follow), sgd or keras_sgd"""
+    int8_learning_rate: Float | None = Field(None, gt=0)
+    """QAT learning rate, cosine to 0 over the fine-tune's steps; null: 1e-5 with adam,
+    train.learning_rate / 100 with SGD"""
+    int8_calibration_batches: Positive = 8
+    """training batches that calibrate the int8 ranges"""
+    int8_io: Bool = False
+    """`ienet export --int8` writes int8 input/output tensors"""
 
 
 class Config(Section):
@@ -415,55 +329,39 @@ class TuneConfig(Section):
     """The keras-tuner search of `ienet tune`. T_min/T_max are searched as a centre and a
     width (`t_min = c - w/2`, `t_max = c + w/2`, w > 0), so every sampled pair is valid."""
 
-    tuner: Literal["random", "bayesian", "hyperband"] = Field(
-        "random", description="random | bayesian | hyperband"
-    )
-    max_trials: Int = Field(
-        10, gt=0, description="random/bayesian; hyperband sizes itself from max_epochs"
-    )
-    executions_per_trial: Int = Field(1, gt=0, description="trainings per trial")
-    objective: Literal["val_accuracy", "val_loss"] = Field(
-        "val_accuracy", description="what the search optimises"
-    )
-    k: tuple[Int, Int] = Field((1, 5), description="the range of K")
-    t_center: tuple[Float, Float] = Field(
-        (-1.5, 0.5), description="the range of (t_min + t_max) / 2"
-    )
-    t_width: tuple[Float, Float] = Field((1.0, 4.0), description="the range of t_max - t_min")
-    learning_rate: tuple[Float, Float] | None = Field(
-        None, description="the learning rate's range (log-uniform); null: not searched"
-    )
-    validation_examples: Int = Field(
-        300,
-        gt=0,
-        description="held out from the training split for the objective, never the test set "
-        "(used when data.validation_examples is null)",
-    )
-    seed: Int = Field(0, description="the search's seed")
+    tuner: Literal["random", "bayesian", "hyperband"] = "random"
+    """random | bayesian | hyperband"""
+    max_trials: Positive = 10
+    """random/bayesian; hyperband sizes itself from max_epochs"""
+    executions_per_trial: Positive = 1
+    """trainings per trial"""
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    """what the search optimises"""
+    k: tuple[Int, Int] = (1, 5)
+    """the range of K"""
+    t_center: tuple[Float, Float] = (-1.5, 0.5)
+    """the range of (t_min + t_max) / 2"""
+    t_width: tuple[Float, Float] = (1.0, 4.0)
+    """the range of t_max - t_min"""
+    learning_rate: tuple[Float, Float] | None = None
+    """the learning rate's range (log-uniform); null: not searched"""
+    validation_examples: Positive = 300
+    """held out from the training split for the objective, never the test set (used when
+    data.validation_examples is null)"""
+    seed: Int = 0
+    """the search's seed"""
 
     @model_validator(mode="after")
     def _ranges(self) -> TuneConfig:
         for key in ("k", "t_center", "t_width", "learning_rate"):
-            bounds = getattr(self, key)
-            if bounds is not None:
-                _check(
-                    bounds[0] <= bounds[1],
-                    key,
-                    f"expected [low, high] with low <= high, got {list(bounds)}.",
-                )
-        _check(self.k[0] >= 1, "k", f"K must be >= 1, got {list(self.k)}.")
-        _check(self.k[1] <= MAX_K, "k", f"K must be <= {MAX_K}, got {list(self.k)}.")
-        _check(
-            self.t_width[0] > 0,
-            "t_width",
-            f"widths must be > 0 so that t_min < t_max, got {list(self.t_width)}.",
-        )
-        if self.learning_rate is not None:
-            _check(
-                self.learning_rate[0] > 0,
-                "learning_rate",
-                f"must be > 0 (log-uniform), got {list(self.learning_rate)}.",
-            )
+            low, high = getattr(self, key) or (0, 0)
+            _check(low <= high, key, f"expected [low, high] with low <= high, got {[low, high]}.")
+        k, width, rate = list(self.k), list(self.t_width), self.learning_rate
+        _check(k[0] >= 1, "k", f"K must be >= 1, got {k}.")
+        _check(k[1] <= MAX_K, "k", f"K must be <= {MAX_K}, got {k}.")
+        _check(width[0] > 0, "t_width", f"widths must be > 0 so that t_min < t_max, got {width}.")
+        if rate:
+            _check(rate[0] > 0, "learning_rate", f"must be > 0 (log-uniform), got {list(rate)}.")
         return self
 
 
@@ -476,109 +374,85 @@ class TuneFileConfig(Config):
     def _k_range_needs_branches(self) -> TuneFileConfig:
         from ienet_tf import models
 
-        if self.tune.k[1] > 1:
-            _check(
-                models.get_variant(self.model.variant).multi_branch,
-                "tune.k",
-                "K > 1 needs a multi-branch model.variant ('iebc' or 'ienet', optionally with "
-                f"modifiers), got {_show(self.model.variant)}.",
-                related=("model.variant",),
-            )
+        branches = self.tune.k[1] <= 1 or models.get_variant(self.model.variant).multi_branch
+        message = "K > 1 needs a multi-branch model.variant ('iebc' or 'ienet', optionally with "
+        message += f"modifiers), got {_show(self.model.variant)}."
+        _check(branches, "tune.k", message, ("model.variant",))
         return self
 
 
-class _YAMLRefused(Exception):
-    """A YAML document refused before construction: too deep, too large, recursive."""
+class _Refused(Exception):
+    """A YAML document refused while it is composed: too deep, too large, recursive."""
 
 
 class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that refuses nesting deeper than `MAX_DEPTH` while composing (the
-    composer recurses once per level)."""
+    """`yaml.SafeLoader` that refuses, while it composes the node graph (before any Python
+    object is built), nesting deeper than `MAX_DEPTH` and more than `MAX_NODES` values once
+    aliases are expanded (a "billion laughs" file composes small: an alias shares its anchor's
+    node), an alias inside its own anchor, a repeated key and an absurdly long integer. Every
+    node's expanded size and height are kept, so an alias adds its anchor's without a walk."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
-        self._depth = 0
-        self._nodes = 0
+        self._depth = self._size = 0  # the nesting here; the values so far, aliases expanded
+        self._extent: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+        self._aliased = False
 
     def compose_node(self, parent, index):
-        self._depth += 1
-        self._nodes += 1  # every node and alias: at most the expanded size _check_nodes bounds
+        line, alias = self.peek_event().start_mark.line + 1, self.check_event(yaml.AliasEvent)
+        depth, before = self._depth + 1, self._size
+        if not alias:  # refused before its children are composed (the composer recurses)
+            self._grow(1, depth, line)
+        self._depth = depth
         try:
-            if self._nodes > MAX_NODES:
-                raise _YAMLRefused(_too_many_values(aliased=False))
-            if self._depth > MAX_DEPTH:
-                line = self.peek_event().start_mark.line + 1
-                raise _YAMLRefused(
-                    f"line {line}: nested more than {MAX_DEPTH} levels deep (a config has 3)."
-                )
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
-            self._depth -= 1
-
-
-_INT_TAG = "tag:yaml.org,2002:int"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _too_many_values(aliased: bool) -> str:
-    if aliased:
-        return (
-            f"the document expands to more than {MAX_NODES} values through its anchors and "
-            "aliases (a 'billion laughs' document?); a config has about 60: write them out."
-        )
-    return f"the document holds more than {MAX_NODES} values; a config has about 60."
-
-
-def _check_nodes(root: yaml.Node) -> None:
-    """Refuse, before any Python object is built, a composed document that expands to more
-    than `MAX_NODES` nodes (aliases share their anchor's node, so a "billion laughs" file
-    composes small and only explodes when it is constructed or walked), that refers to
-    itself, that repeats a key in a mapping or that holds an absurdly long integer."""
-    sizes: dict[int, int] = {}  # id(node) -> its expanded size
-    path: set[int] = set()  # the nodes being walked (a cycle meets one of them again)
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    aliased = False
-    while stack:
-        node, children_done = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            children = []
-        if children_done:
-            path.discard(id(node))
-            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
-            if sizes[id(node)] > MAX_NODES:
-                raise _YAMLRefused(_too_many_values(aliased))
-            continue
-        if id(node) in sizes:
-            aliased = True
-            continue
-        if id(node) in path:
-            raise _YAMLRefused(
-                f"line {node.start_mark.line + 1}: an alias refers to its own anchor "
-                "(a recursive structure); a config cannot hold one."
+            self._depth = depth - 1
+        if alias:
+            if id(node) not in self._extent:  # its anchor is still being composed
+                raise _Refused(
+                    f"line {node.start_mark.line + 1}: an alias refers to its own anchor (a "
+                    "recursive structure); a config cannot hold one."
+                )
+            self._aliased = True
+            size, height = self._extent[id(node)]
+            self._grow(size, depth + height - 1, line)
+            return node
+        pairs = node.value if isinstance(node, yaml.MappingNode) else []
+        children = node.value if isinstance(node, yaml.SequenceNode) else sum(pairs, ())
+        height = 1 + max((self._extent[id(child)][1] for child in children), default=0)
+        self._extent[id(node)] = (self._size - before, height)
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > _MAX_INT_DIGITS:
+            raise _Refused(
+                f"line {line}: an integer of {len(node.value)} characters; no config value "
+                "needs that many."
             )
-        if node.tag == _INT_TAG and len(node.value) > _MAX_INT_DIGITS:
-            raise _YAMLRefused(
-                f"line {node.start_mark.line + 1}: an integer of {len(node.value)} characters; "
-                "no config value needs that many."
+        first: dict[tuple[str, str], int] = {}
+        for key, _ in pairs:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in first:
+                    raise _Refused(
+                        f"line {key.start_mark.line + 1}: duplicate key {_show(key.value, 80)} "
+                        f"(first on line {first[key.tag, key.value]}); give each key once."
+                    )
+                first[key.tag, key.value] = key.start_mark.line + 1
+        return node
+
+    def _grow(self, size: int, deepest: int, line: int) -> None:
+        self._size += size
+        if self._size > MAX_NODES and self._aliased:
+            raise _Refused(
+                f"the document expands to more than {MAX_NODES} values through its anchors and "
+                "aliases (a 'billion laughs' document?); a config has about 60: write them out."
             )
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[tuple[str, str], int] = {}
-            for key, _ in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
-                    line = key.start_mark.line + 1
-                    if (key.tag, key.value) in seen:
-                        raise _YAMLRefused(
-                            f"line {line}: duplicate key {_show(key.value, 80)} (first on "
-                            f"line {seen[key.tag, key.value]}); give each key once."
-                        )
-                    seen[key.tag, key.value] = line
-        path.add(id(node))
-        stack.append((node, True))
-        stack.extend((child, False) for child in reversed(children))
+        if self._size > MAX_NODES:
+            raise _Refused(
+                f"the document holds more than {MAX_NODES} values; a config has about 60."
+            )
+        if deepest > MAX_DEPTH:
+            raise _Refused(
+                f"line {line}: nested more than {MAX_DEPTH} levels deep (a config has 3)."
+            )
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -590,34 +464,29 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
         context = f" ({error.context})" if error.context and error.problem else ""
         return _cut(f"{where}{what}{context}")
     if isinstance(error, yaml.reader.ReaderError):
-        character = error.character
-        code = ord(character) if isinstance(character, str) else character
-        return _cut(
-            f"character {error.position}: unacceptable character #x{code:04x} ({error.reason})"
-        )
+        code = error.character
+        code = ord(code) if isinstance(code, str) else code
+        return f"character {error.position}: unacceptable character #x{code:04x} ({error.reason})"
     return _cut(str(error))
 
 
 _NOTHING = object()  # a YAML stream without a document (empty, or only comments)
 
 
-def _parse(text: str) -> Any:
-    """The one YAML document in `text` (`_NOTHING` when there is none), refused with
-    `_YAMLRefused` (or `yaml.YAMLError`) before any Python object is built when it is too
-    deep, too large once expanded, recursive or repeats a key."""
-    loader = _Loader(text)
+def _parse(text: str, invalid: str, refused: str) -> Any:
+    """The one YAML document in `text` (`_NOTHING` when there is none). Text that is not YAML
+    is a ConfigError starting `invalid`, a document `_Loader` refuses one starting `refused`."""
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return _NOTHING
-        _check_nodes(node)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _override_key(override: str) -> str:
-    return override.partition("=")[0].strip()
+        loader = _Loader(text)  # a character YAML refuses is a ReaderError here
+        try:
+            node = loader.get_single_node()
+            return _NOTHING if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{invalid}: {_yaml_problem(error)}") from None
+    except _Refused as error:
+        raise ConfigError(f"{refused}: {error}") from None
 
 
 def _set_text(override: str, limit: int = 100) -> str:
@@ -632,36 +501,25 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for override in overrides:
         key, sep, text = override.partition("=")
         parts = [part.strip() for part in key.split(".")]
+        where = _set_text(override)
         if not sep or not all(parts):
-            raise ConfigError(
-                f"{_set_text(override)}: expected KEY.PATH=VALUE, e.g. train.epochs=5."
-            )
+            raise ConfigError(f"{where}: expected KEY.PATH=VALUE, e.g. train.epochs=5.")
         if len(text) > MAX_FILE_BYTES:
             raise ConfigError(
-                f"{_set_text(override)}: the value is {len(text)} characters; "
-                f"at most {MAX_FILE_BYTES}."
+                f"{where}: the value is {len(text)} characters; at most {MAX_FILE_BYTES}."
             )
-        try:
-            value = _parse(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(
-                f"{_set_text(override)}: value is not valid YAML: {_yaml_problem(error)}"
-            ) from None
-        except _YAMLRefused as error:
-            raise ConfigError(f"{_set_text(override)}: value refused: {error}") from None
-        value = None if value is _NOTHING else value
+        value = _parse(text, f"{where}: value is not valid YAML", f"{where}: value refused")
         node = raw
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is not None and not isinstance(child, dict):
-                prefix = ".".join(parts[: depth + 1])
                 raise ConfigError(
-                    f"{_set_text(override)}: {prefix} is {_show(child, 60)}, not a mapping, "
-                    f"so it has no key {_show(parts[depth + 1], 60)}."
+                    f"{where}: {'.'.join(parts[: depth + 1])} is {_show(child, 60)}, not a "
+                    f"mapping, so it has no key {_show(parts[depth + 1], 60)}."
                 )
             node[part] = dict(child or {})
             node = node[part]
-        node[parts[-1]] = value
+        node[parts[-1]] = None if value is _NOTHING else value
     return raw
 
 
@@ -690,12 +548,7 @@ def _read(path: Path) -> dict:
             f"{path} is not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} "
             f"(line {line}); save it as UTF-8."
         ) from None
-    try:
-        raw = _parse(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(error)}") from None
-    except _YAMLRefused as error:
-        raise ConfigError(f"{path}: {error}") from None
+    raw = _parse(text, f"{path} is not valid YAML", str(path))
     if raw is _NOTHING or raw is None or raw == {}:
         what = "empty" if not text.strip() else "empty (no settings)"
         raise ConfigError(
@@ -708,31 +561,6 @@ def _read(path: Path) -> dict:
             f"{_show(raw, 60)}."
         )
     return raw
-
-
-def _blamed(error: ConfigError, raw: dict, overrides: list[str], schema) -> list[str]:
-    """The `--set` overrides to blame for `error` (raised by the overridden config): those
-    that set a key the failed check read, else, when the file alone is valid, all of them;
-    none when the file is to blame."""
-    if not overrides:
-        return []
-    keys = [re.sub(r"\[.*", "", key) for key in getattr(error, "key_paths", ())]
-    touching = [
-        override
-        for override in overrides
-        for set_key in [_override_key(override)]
-        if any(
-            set_key == key or key.startswith(set_key + ".") or set_key.startswith(key + ".")
-            for key in keys
-        )
-    ]
-    if touching:
-        return touching
-    try:
-        from_dict(raw, schema)
-    except ConfigError:
-        return []
-    return list(overrides)
 
 
 #: Where a wheel installs the repository's configs/ (setup.cfg's data_files).
@@ -782,8 +610,8 @@ def load(
     """Read, override and validate a YAML config file (a `Config`, or a `TuneFileConfig`).
     `path` may also name a bundled config (`resolve`).
 
-    Errors name where the bad value came from: the file, or the `--set` override(s) that
-    made a valid file invalid."""
+    Errors name where the bad value came from: the `--set` overrides that set a key the
+    failed check read, else all of them when the file alone is valid, else the file."""
     path = resolve(path)
     raw = _read(path)
     overrides = list(overrides or [])
@@ -791,96 +619,93 @@ def load(
     try:
         return from_dict(merged, schema)
     except ConfigError as error:
-        blamed = _blamed(error, raw, overrides, schema)
-        if blamed:
-            where = " ".join(_set_text(override) for override in blamed)
-            raise ConfigError(f"{where}: {error}") from None
-        raise ConfigError(f"{path}: {error}") from None
+        keys = [re.sub(r"\[.*", "", key) + "." for key in error.key_paths]
+        blamed = [
+            override
+            for override in overrides
+            for key in [override.partition("=")[0].strip() + "."]
+            if any(key.startswith(other) or other.startswith(key) for other in keys)
+        ]
+        if not blamed and overrides:
+            try:
+                from_dict(raw, schema)
+                blamed = overrides
+            except ConfigError:
+                pass
+        where = " ".join(map(_set_text, blamed)) or path
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def _describe(tp: Any) -> str:
-    """A type as an error message says it: "an integer", "a number or null"."""
-    origin = typing.get_origin(tp)
+    """A type as an error message says it: "an integer", "a list of 2 numbers or null"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
-        return _describe(typing.get_args(tp)[0])
+        return _describe(args[0])
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(tp))
+        return " or ".join(map(_describe, args))
     if origin is tuple:
-        args = typing.get_args(tp)
-        return f"a list of {len(args)} " + _describe(args[0]).split(" ", 1)[1] + "s"
+        return f"a list of {len(args)} {_describe(args[0]).split()[-1]}s"
     if origin is Literal:
-        return "one of " + str(list(typing.get_args(tp)))
+        return f"one of {list(args)}"
     names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
-    return "null" if tp is type(None) else names.get(tp, getattr(tp, "__name__", str(tp)))
+    return "null" if tp is type(None) else names.get(tp, "a mapping")
 
 
-def _field_type(schema: type[Section], names: list[str]) -> Any:
-    """The annotation of the setting at `names` (a key path), or None."""
-    tp: Any = schema
-    for name in names:
-        fields = getattr(tp, "model_fields", {})
-        if name not in fields:
-            return None
-        tp = fields[name].annotation
+def _type_at(tp: Any, loc: list) -> Any:
+    """The declared type at `loc` (a pydantic error's) in the section `tp`, or None."""
+    for part in loc:
+        if isinstance(part, int):  # an item of a tuple (all of the same type)
+            tuples = [a for a in (tp, *typing.get_args(tp)) if typing.get_origin(a) is tuple]
+            tp = typing.get_args(tuples[0])[0] if tuples else None
+        else:
+            field = getattr(tp, "model_fields", {}).get(part)
+            tp = field and field.annotation
     return tp
 
 
-def _element_type(tp: Any, index: int) -> Any:
-    for arg in typing.get_args(tp) or ():
-        if typing.get_origin(arg) is tuple:
-            return typing.get_args(arg)[index]
-    return typing.get_args(tp)[index] if typing.get_origin(tp) is tuple else tp
+_UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # invalid_key: not a string
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}  # as pydantic's errors name them
 
 
-def _config_error(error: dict, schema: type[Section]) -> ConfigError:
-    """One pydantic error as a one-line ConfigError naming the key path (and, through
-    `key_paths`, the keys the broken rule read)."""
-    loc = list(error["loc"])
-    while loc and loc[-1] in ("function-after", "function-before", "tagged-union"):
-        loc.pop()
-    kind, value = error["type"], error["input"]
-    cause = (error.get("ctx") or {}).get("error")
-    names = [part for part in loc if isinstance(part, str)]
-    if kind in ("missing", "too_short", "too_long") and loc and isinstance(loc[-1], int):
-        loc.pop()  # a list of the wrong length: the whole setting is at fault
-    if isinstance(cause, _Invalid):
-        keys = [cause.key, *cause.related]
-        keys = [".".join(part for part in (*names, key.strip(".")) if part) for key in keys]
-        return _keyed_error(keys[0], cause.message, keys[1:])
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
-    path = path.lstrip(".") or "config"
-    tp = _field_type(schema, names)
-    if loc and isinstance(loc[-1], int):
-        tp = _element_type(tp, loc[-1])
-    ctx = error.get("ctx") or {}
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}
-    if kind in bounds:
-        bound = next(iter(ctx.values()))
-        message = f"must be {bounds[kind]} {bound}, got {value}."
-    elif kind == "literal_error":
-        allowed = [arg for arg in typing.get_args(tp) if arg is not None]
-        message = f"{_show(value)} is not one of {allowed}."
-    elif kind in ("model_type", "dict_type", "model_attributes_type"):
-        message = f"expected a mapping, got {_show(value)}."
-    elif tp is not None:
-        message = f"expected {_describe(tp)}, got {_show(value)}."
+def _config_error(error: Any, schema: type[Section]) -> ConfigError:
+    """One pydantic error as a one-line ConfigError naming the key path; its `key_paths` also
+    name the keys the broken rule read (`load` blames the `--set` that set any of them)."""
+    loc, kind, value, ctx = list(error["loc"]), error["type"], error["input"], error.get("ctx", {})
+    if isinstance(cause := ctx.get("error"), _Invalid):  # its keys are relative to the section
+        names = [part for part in loc if isinstance(part, str)]
+        keys = [".".join([*names, key]) for key in (cause.key, *cause.related)]
+        message = cause.message
     else:
-        message = f"{error['msg']}, got {_show(value)}."
-    return _keyed_error(path, message)
-
-
-def _keyed_error(path: str, message: str, related: Iterable[str] = ()) -> ConfigError:
-    error = ConfigError(f"{path}: {message}")
-    error.key_paths = (path, *related)
-    return error
+        if kind == "missing" and isinstance(loc[-1], int):
+            loc.pop()  # a list of the wrong length: the whole setting is at fault
+        if kind in _UNKNOWN_KEY:
+            loc[-1] = _cut(str(loc[-1]), 80)
+            fields = sorted(_type_at(schema, loc[:-1]).model_fields)
+            close = difflib.get_close_matches(loc[-1], fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            message = f"unknown key; allowed: {fields}{hint}"
+        elif len(ctx) == 1 and (bound := next(iter(ctx))) in _BOUNDS:
+            message = f"must be {_BOUNDS[bound]} {ctx[bound]}, got {value}."
+        elif (tp := _type_at(schema, loc)) is None:
+            message = f"{error['msg']}, got {_show(value)}."
+        elif kind == "literal_error":
+            message = f"{_show(value)} is not {_describe(tp)}."
+        else:
+            message = f"expected {_describe(tp)}, got {_show(value)}."
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        keys = [path.lstrip(".") or "config"]
+    config_error = ConfigError(f"{keys[0]}: {message}")
+    config_error.key_paths = keys
+    return config_error
 
 
 def from_dict(raw: Any, schema: type[Config] = Config) -> Config:
     """Validate a plain mapping (a parsed file) into `schema`."""
     try:
         return schema.model_validate({} if raw is None else raw)
-    except pydantic.ValidationError as error:
-        raise _config_error(error.errors(include_url=False)[0], schema) from None
+    except pydantic.ValidationError as error:  # an unknown key first: it may explain the rest
+        first = min(error.errors(include_url=False), key=lambda e: e["type"] not in _UNKNOWN_KEY)
+        raise _config_error(first, schema) from None
 
 
 def validate(config: Config) -> Config:
@@ -901,7 +726,7 @@ def reference(schema: type[Config] = TuneFileConfig) -> str:
     """Every setting of `schema` as a markdown table (key, type, default, description),
     rendered from its JSON schema: `docs/config.md` is `reference()`."""
     document = schema.model_json_schema()
-    definitions = document.get("$defs", {})
+    bounds = {"exclusiveMinimum": ">", "minimum": ">=", "exclusiveMaximum": "<", "maximum": "<="}
 
     def kind(prop: dict) -> str:
         if "enum" in prop or "const" in prop:
@@ -915,26 +740,18 @@ def reference(schema: type[Config] = TuneFileConfig) -> str:
 
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for section, ref in document["properties"].items():
-        name = ref.get("$ref", "").rsplit("/", 1)[-1]
-        for key, prop in definitions[name]["properties"].items():
-            bounds = [
-                f"{symbol} {prop[bound]}"
-                for bound, symbol in (
-                    ("exclusiveMinimum", ">"),
-                    ("minimum", ">="),
-                    ("exclusiveMaximum", "<"),
-                )
-                if bound in prop
+        definition = document["$defs"][ref["$ref"].rsplit("/", 1)[-1]]
+        for key, prop in definition["properties"].items():
+            limits = [
+                f"{symbol} {option[bound]}"
+                for option in (prop, *prop.get("anyOf", ()))
+                for bound, symbol in bounds.items()
+                if bound in option
             ]
-            for option in prop.get("anyOf", ()):
-                bounds += [
-                    f"{s} {option[b]}"
-                    for b, s in (("exclusiveMinimum", ">"), ("minimum", ">="))
-                    if b in option
-                ]
-            default = yaml.safe_dump(prop.get("default"), default_flow_style=True).strip()
-            default = default.removesuffix("\n...").removesuffix("...").strip()
-            described = prop.get("description", "") + (f" ({', '.join(bounds)})" if bounds else "")
+            default = yaml.safe_dump(prop.get("default"), default_flow_style=True)
+            default = default.strip().removesuffix("...").strip()
+            described = " ".join(prop.get("description", "").split())
+            described += f" ({', '.join(limits)})" if limits else ""
             described = described.replace("|", "\\|")
             rows.append(f"| `{section}.{key}` | {kind(prop)} | `{default}` | {described} |")
     return "\n".join(rows) + "\n"

@@ -388,3 +388,64 @@ def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch
         config_lib.load("cifar10_resnet20_ienett")
     with pytest.raises(ConfigError, match=r"config file not found: sub/x\.yaml$"):
         config_lib.load("sub/x.yaml")
+
+
+def test_aliases_cannot_nest_deeper_than_the_limit(tmp_path):
+    # Each line is shallow; the alias chain nests 25 lists once expanded.
+    chain = "a0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 25))
+    path = _file(tmp_path, "model:\n  layer:\n" + "".join(f"    {x}\n" for x in chain.splitlines()))
+    assert f"nested more than {config_lib.MAX_DEPTH} levels deep" in _error(path)
+    recursive = _file(tmp_path, "model: &m\n  name: *m\n")  # the line of the anchor
+    assert ": line 1: an alias refers to its own anchor" in _error(recursive)
+    # A repeated key inside an anchored mapping is found once, where it is written.
+    twice = _file(tmp_path, "x: &x {a: 1, a: 2}\ny: *x\n")
+    assert "line 1: duplicate key 'a' (first on line 1)" in _error(twice)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.k=true", "model.k: expected an integer or null, got True."),
+        (
+            "model.input_shape=[32, 32]",
+            "model.input_shape: expected a list of 3 integers or null, got [32, 32].",
+        ),
+        ("model.input_shape=[32, 0, 3]", "model.input_shape[1]: must be > 0, got 0."),
+        ("model.input_shape=[32, x, 3]", "model.input_shape[1]: expected an integer, got 'x'."),
+        (
+            "train.optimizer=null",
+            "train.optimizer: None is not one of ['sgd', 'keras_sgd', 'adam'].",
+        ),
+        ("model.compat=torch", "model.compat: 'torch' is not one of ['lce', 'release']."),
+        ("data.data_dir=5", "data.data_dir: expected a string or null, got 5."),
+        ("iee.t_min=.inf", "iee.t_min: expected a number, got inf."),
+        ("model.layer=[1]", "model.layer: expected a mapping, got [1]."),
+    ],
+)
+def test_type_errors_say_what_the_setting_takes(override, message):
+    assert _error(BASE, [override]).endswith(f": {message}")
+
+
+def test_tuple_settings_say_their_length():
+    tune = Path("configs/tune_digits.yaml")
+    for value in ("[1]", "[1, 2, 3]", "5", "null"):
+        message = _error(tune, [f"tune.k={value}"], config_lib.TuneFileConfig)
+        assert "tune.k: expected a list of 2 integers, got " in message
+    message = _error(tune, ["tune.learning_rate=[1]"], config_lib.TuneFileConfig)
+    assert "tune.learning_rate: expected a list of 2 numbers or null, got [1]." in message
+
+
+def test_an_unknown_key_is_named_before_a_bad_value():
+    assert _error(BASE, ["train.epochs=0", "train.epoch=3"]).startswith(
+        "--set train.epoch=3: train.epoch: unknown key;"
+    )
+    with pytest.raises(ConfigError, match=r"^model\.nme: unknown key; .* did you mean 'name'\?$"):
+        config_lib.from_dict({"model": {"k": "x", "nme": 1}})
+
+
+def test_the_reference_renders_multi_line_descriptions_on_one_row():
+    rows = [line for line in config_lib.reference().splitlines() if line.startswith("| `")]
+    assert len(rows) == sum(
+        len(f.annotation.model_fields) for f in config_lib.TuneFileConfig.model_fields.values()
+    )
+    assert all(row.endswith(" |") and "  " not in row for row in rows)
