@@ -14,6 +14,17 @@ LCE turns a larq convolution into `LceBconv2d` only when (see the converter's pa
    is dequantized to a float `CONV_2D`), and LCE 0.16's padding fusion folds a symmetric
    pad into TensorFlow's asymmetric "same", which computes a different function: measured
    output errors of 2-400 on 3x3/2 and 7x7/2 convs. Export a `compat="lce"` model.
+6. `zero-padding-small-map`: a binary conv padded "same" with `pad_values=0` whose (dilated)
+   kernel is larger than its input map in a dimension (a 3x3 conv on a 2x2 or 1xN map).
+   LCE 0.16's optimized kernels correct the zero padding wrongly there: measured on every
+   such shape from 1x1 to 6x6, output errors of 6-40 (x86, and aarch64 in the default and
+   indirect BGEMM modes; only the aarch64 reference kernel is right). Maps at least the
+   kernel's size, and `pad_values=1.0` (LCE's native padding), are exact.
+7. `grouped-binary-conv`: `groups > 1`. LCE 0.16 keeps a grouped binary conv float (an
+   `LceDequantize` before a float `CONV_2D`) unless each group has a multiple of 32 input
+   channels, and then writes an `LceBconv2d` that its default kernels refuse to prepare
+   ("Grouped binary convolutions are not supported with this kernel"): only the reference
+   and indirect BGEMM kernels run it (measured exact on x86 and aarch64).
 
 Scales, biases and BatchNorm after the convolution are fine: they fuse into `LceBconv2d`.
 """
@@ -66,6 +77,39 @@ def _check_kernel(layer) -> str | None:
             "use a sign-based kernel quantizer"
         )
     return None
+
+
+def _check_padding(layer) -> str | None:
+    if layer.padding != "same" or getattr(layer, "pad_values", 0.0) != 0.0:
+        return None
+    try:
+        height, width = layer.input_shape[1:3]
+    except (AttributeError, RuntimeError, ValueError):  # not called once in a graph
+        return None
+    extent = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.dilation_rate, strict=True)]
+    sizes = (height, width)
+    if all(size is None or size >= span for size, span in zip(sizes, extent, strict=True)):
+        return None
+    return (
+        f"its {extent[0]}x{extent[1]} kernel is larger than its {height}x{width} input and it "
+        "pads with zeros, which LCE's optimized kernels get wrong on such maps; use "
+        "pad_values=1.0, or an input large enough that this map is at least the kernel's size"
+    )
+
+
+def _check_groups(layer) -> str | None:
+    groups = getattr(layer, "groups", 1)
+    if groups == 1:
+        return None
+    per_group = int(layer.kernel.shape[-2])
+    if per_group % 32:
+        outcome = (
+            f"it keeps it float unless each group has a multiple of 32 input channels "
+            f"(this one has {per_group})"
+        )
+    else:
+        outcome = "its default kernels refuse to run it (only its reference and indirect BGEMM kernels do)"
+    return f"LCE 0.16 cannot run a grouped binary conv ({groups} groups): {outcome}; use groups=1"
 
 
 _STRIDED_CONVS = (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D)
@@ -121,7 +165,12 @@ def check_model(model: tf.keras.Model) -> list[Violation]:
                 )
             )
             continue
-        for rule, check in (("sign-input", _check_input), ("binary-kernel", _check_kernel)):
+        for rule, check in (
+            ("sign-input", _check_input),
+            ("binary-kernel", _check_kernel),
+            ("zero-padding-small-map", _check_padding),
+            ("grouped-binary-conv", _check_groups),
+        ):
             detail = check(layer)
             if detail:
                 violations.append(Violation(layer.name, rule, detail))

@@ -146,6 +146,66 @@ def test_rule_breaking_layers_are_named_before_converting(layer, rule):
         export.convert(model)
 
 
+def _binary_conv(**options):
+    options = {
+        "padding": "same",
+        "input_quantizer": "ste_sign",
+        "kernel_quantizer": "ste_sign",
+        "name": "bad",
+        **options,
+    }
+    return lq.layers.QuantConv2D(32, 3, **options)
+
+
+@pytest.mark.parametrize(
+    "shape, options, rule",
+    [
+        ((2, 2, 32), {"pad_values": 0.0}, "zero-padding-small-map"),
+        ((1, 5, 32), {"pad_values": 0.0}, "zero-padding-small-map"),
+        ((4, 4, 32), {"pad_values": 0.0, "dilation_rate": 2}, "zero-padding-small-map"),
+        ((3, 3, 32), {"pad_values": 0.0}, None),  # the kernel fits: exact
+        ((2, 2, 32), {"pad_values": 1.0}, None),  # LCE's own padding: exact
+        ((8, 8, 8), {"groups": 2}, "grouped-binary-conv"),  # 4 channels a group: float
+        ((8, 8, 64), {"groups": 2}, "grouped-binary-conv"),  # 32: LceBconv2d, not runnable
+    ],
+)
+def test_layers_lce_computes_wrongly_or_cannot_run_are_named(shape, options, rule):
+    model = _one_layer(_binary_conv(**options), shape)
+    assert [(v.layer, v.rule) for v in export.check_model(model)] == (
+        [("bad", rule)] if rule else []
+    )
+
+
+@pytest.mark.parametrize(
+    "shape, pad_values, exact",
+    [((2, 2, 32), 0.0, False), ((3, 3, 32), 0.0, True), ((2, 2, 32), 1.0, True)],
+)
+def test_the_small_map_zero_padding_rule_is_what_lce_computes(shape, pad_values, exact, rng):
+    """Bypassing the check: LCE's converted conv differs from Keras exactly where the rule
+    says (tests/export/test_arm.py measures the same on the aarch64 kernels)."""
+    import larq_compute_engine as lce
+
+    model = _one_layer(_binary_conv(pad_values=pad_values), shape)
+    x = rng.normal(size=(4, *shape)).astype(np.float32)
+    difference = np.abs(export.lce_predict(lce.convert_keras_model(model), x) - model(x)).max()
+    assert (difference == 0) == exact
+
+
+def test_lce_refuses_to_run_a_grouped_binary_conv_with_its_default_kernels(rng):
+    import larq_compute_engine as lce
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    model = _one_layer(_binary_conv(groups=2), (8, 8, 64))
+    flatbuffer = lce.convert_keras_model(model)
+    assert export.op_histogram(flatbuffer)["LceBconv2d"] == 1
+    x = rng.normal(size=(2, 8, 8, 64)).astype(np.float32)
+    with pytest.raises(RuntimeError):
+        Interpreter(flatbuffer)  # prepare fails: "not supported with this kernel"
+    np.testing.assert_array_equal(
+        Interpreter(flatbuffer, use_indirect_bgemm=True).predict(x), model(x)
+    )
+
+
 def test_quant_dense_is_named():
     inputs = tf.keras.Input((16,))
     dense = lq.layers.QuantDense(
