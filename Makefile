@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ienet-installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install test test-fast lint demo docs lock clean bench bench-smoke bench-data campaign campaign-smoke \
-	config-reference
+	config-reference arm-runtime arm-example
 
 install: $(STAMP)
 
@@ -101,6 +101,13 @@ bench-data:
 ARM_RUNTIME_JOBS ?= 2
 arm-runtime:
 	$(MAKE) --no-print-directory -C converters/arm_runtime -j$(ARM_RUNTIME_JOBS)
+
+# The C++ example converters/cpp/ienet_infer.cc, static for aarch64, linked with the objects
+# of that runtime (built first if needed) into its cache folder (converters/cpp/example.mk,
+# converters/README.md).
+arm-example:
+	$(MAKE) --no-print-directory -C converters/arm_runtime -f Makefile -f ../cpp/example.mk \
+		-j$(ARM_RUNTIME_JOBS) example
 
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:

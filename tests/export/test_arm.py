@@ -1,8 +1,8 @@
 """`verify_arm` / `ienet verify-arm`: exports run on LCE's aarch64 kernels under qemu.
 
-The tests that build or run the runtime are slow; they build it (`make arm-runtime`, cached
-across runs) and skip, saying why, only where it cannot be built here (no cross-compiler,
-no third-party sources).
+The tests that build or run the runtime are slow; they build it (the `runtime` fixture of
+conftest.py: `make arm-runtime`, cached across runs) and skip, saying why, only where it
+cannot be built here (no qemu, no cross-compiler, no third-party sources).
 """
 
 import argparse
@@ -22,26 +22,6 @@ from ienet_tf.models.testing import as_if_trained
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = ROOT / "converters" / "ready" / "fashion_mnist_resnet20_ienet_k2" / "model.tflite"
-
-
-@pytest.fixture(scope="session")
-def runtime():
-    """The built runtime: `make arm-runtime` (a no-op once built; concurrent builds wait on
-    the cache's lock)."""
-    if shutil.which("qemu-aarch64-static") is None:
-        pytest.skip(f"qemu-aarch64-static is not installed ({arm.INSTALL_COMMAND})")
-    built = subprocess.run(
-        ["make", "-s", "--no-print-directory", "-C", str(ROOT), "arm-runtime"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if built.returncode != 0:
-        # the Makefile's own line names what is missing and how to install it
-        lines = [line for line in built.stderr.splitlines() if line.strip()]
-        reason = next((ln for ln in lines if ln.startswith("arm-runtime:")), "".join(lines[-1:]))
-        pytest.skip(f"the aarch64 LCE runtime cannot be built here: {reason}")
-    return arm.find_runtime()
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +89,38 @@ def test_ready_model_agrees_and_the_cli_prints_json(runtime, capsys):
 def _fake_runtime(tmp_path) -> arm.Runtime:
     """A runtime whose programs must never run."""
     return arm.Runtime(tmp_path, tmp_path / "no-runner", None, "/nonexistent/qemu", {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size, exact", [(2, False), (3, True)])
+def test_the_aarch64_kernels_share_lces_small_map_zero_padding_error(
+    runtime, tmp_path, size, exact
+):
+    """`rules.py`'s `zero-padding-small-map`, measured on ARM: a zero-padded 3x3 binary conv
+    on a 2x2 map is wrong in the default and indirect BGEMM modes as on x86; LCE's
+    reference kernel is right; on a 3x3 map every mode is exact."""
+    import larq as lq
+    import larq_compute_engine as lce
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((size, size, 32))
+    conv = lq.layers.QuantConv2D(
+        32, 3, padding="same", pad_values=0.0, input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+    )  # fmt: skip
+    model = tf.keras.Model(inputs, conv(inputs))
+    x = np.random.default_rng(0).normal(size=(4, size, size, 32)).astype(np.float32)
+    expected = model(x).numpy().reshape(4, -1)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(lce.convert_keras_model(model))  # the rule's check bypassed
+    info = arm._run(runtime, path, ["--info"])
+    (tmp_path / "inputs.bin").write_bytes(arm._encode(x, info["inputs"][0]))
+    wrong = {
+        mode
+        for mode in arm.MODES
+        if not np.array_equal(arm._predict(runtime, path, tmp_path, mode, 4, info)[0], expected)
+    }
+    assert wrong == (set() if exact else {"default", "indirect"})
 
 
 def test_a_damaged_file_is_refused_in_one_line_before_qemu_runs(tmp_path, monkeypatch):
