@@ -264,6 +264,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     output = check_output_path(args.output, "--output")  # before anything slow
     if args.int8_io and not args.int8:
         raise UserError("--int8-io needs --int8 (a binary + int8 export)")
+    checks = []
+    if args.verify_arm:
+        from ienet_tf.export.arm import ArmCheck
+
+        checks.append(ArmCheck())  # a missing qemu or runtime: before the model loads
     inputs = read_inputs(args)
     if args.run is not None:
         optional_config(args)  # refuses a --config: the run has its own
@@ -309,6 +314,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         int8=args.int8,
         int8_io=args.int8_io or (args.int8 and config is not None and config.export.int8_io),
         lsb_tolerance=args.tolerance if args.int8 else None,
+        checks=checks,
     )
     weights = result.weight_bytes
     p = result.parity
@@ -332,6 +338,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f"parity on {p.num_inputs} {noun}: {agreement}, top-1 agreement "
         f"{p.top1_agreement:.2%}"
     )
+    if "arm" in result.checks:
+        print(result.checks["arm"].table())
     return 0
 
 
@@ -506,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         help="show the LCE converter's log (shown anyway when the conversion fails)",
+    )
+    export.add_argument(
+        "--verify-arm",
+        action="store_true",
+        help="then run the file on LCE's aarch64 kernels under qemu in all three modes on the "
+        "parity inputs (`ienet verify-arm`); nothing is written if one disagrees",
     )
     inputs_option(export, f"for the parity check (its first {PARITY_INPUTS})")
     config_option(export, required=False, help=data_config + " (its test images for parity)")

@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_INPUTS",
     "INSTALL_COMMAND",
     "MODES",
+    "ArmCheck",
     "ArmResult",
     "ModeResult",
     "Runtime",
@@ -297,6 +298,39 @@ def verify_arm(
         modes=tuple(results),
         runtime=str(runtime.folder),
     )
+
+
+class ArmCheck:
+    """The aarch64 check as an export check: `to_tflite(model, path, inputs,
+    checks=[ArmCheck()])` (`ienet export --verify-arm`) runs the converted file on LCE's
+    aarch64 kernels in `modes` on the export's parity inputs before anything is written;
+    a disagreeing mode fails the export. The runtime is found at construction
+    (`find_runtime`), so a missing qemu or runtime fails before anything converts.
+
+    The result (`ArmResult`) is the export's `checks["arm"]`; the sidecar's `arm` section is
+    its `as_dict()` without this machine's paths."""
+
+    name = "arm"
+    doing = "running it on the aarch64 kernels (qemu)"
+
+    def __init__(
+        self,
+        runtime: str | os.PathLike | Runtime | None = None,
+        modes: tuple[str, ...] | list[str] = MODES,
+    ):
+        self.runtime = runtime if isinstance(runtime, Runtime) else find_runtime(runtime)
+        self.modes = _check_modes(modes)
+
+    def __call__(self, flatbuffer: bytes, path: Path, inputs: np.ndarray) -> tuple[ArmResult, dict]:
+        with tempfile.TemporaryDirectory(prefix="ienet-export-arm-") as folder:
+            copy = Path(folder) / path.name  # `path` is written only once every check passed
+            copy.write_bytes(flatbuffer)
+            result = verify_arm(copy, self.modes, inputs, self.runtime)
+        result = dataclasses.replace(result, model=str(path), inputs="the parity inputs")
+        if not result.agrees:
+            raise ExportError(f"{disagreement(result)}; nothing was written.")
+        section = {k: v for k, v in result.as_dict().items() if k not in ("model", "runtime")}
+        return result, section
 
 
 def disagreement(result: ArmResult) -> ExportError:

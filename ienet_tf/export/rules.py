@@ -108,7 +108,10 @@ def _check_groups(layer) -> str | None:
             f"(this one has {per_group})"
         )
     else:
-        outcome = "its default kernels refuse to run it (only its reference and indirect BGEMM kernels do)"
+        outcome = (
+            "its default kernels refuse to run it (only its reference and indirect BGEMM "
+            "kernels do)"
+        )
     return f"LCE 0.16 cannot run a grouped binary conv ({groups} groups): {outcome}; use groups=1"
 
 

@@ -32,8 +32,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import larq as lq
 import numpy as np
@@ -488,6 +489,18 @@ class ExportResult:
     size_bytes: int
     weight_bytes: dict[str, int]
     int8: dict | None = None  # binary + int8 exports: I/O, op kinds (see `ienet_tf.int8`)
+    checks: dict[str, object] = dataclasses.field(default_factory=dict)  # `checks`' results
+
+
+class ExportCheck(Protocol):
+    """A check `to_tflite` runs on the converted file before writing it (`checks=`)."""
+
+    name: str  # its key in `ExportResult.checks` and in the sidecar
+    doing: str  # the progress line: "running it on the aarch64 kernels (qemu)"
+
+    def __call__(self, flatbuffer: bytes, path: Path, inputs: np.ndarray) -> tuple[object, dict]:
+        """The result and its sidecar section, for the file that will be `path`; raise an
+        `IENetError` to refuse it (nothing is written)."""
 
 
 def stack_versions() -> dict[str, str]:
@@ -564,6 +577,7 @@ def to_tflite(
     int8: bool = False,
     int8_io: bool = False,
     lsb_tolerance: float | None = None,
+    checks: Sequence[ExportCheck] = (),
 ) -> ExportResult:
     """Convert `model` with LCE, verify ops and parity, and only then write `path` and its
     JSON sidecar `path + ".json"` (op histogram, sizes, parity, versions, the .tflite's
@@ -587,6 +601,11 @@ def to_tflite(
     LceDequantize, exact op counts, and parity with the QAT model counted in output
     quantization steps (`lsb_tolerance`, default 8, sign-flip aware; `tolerance` is for float
     exports). Pass real images (test images) as `inputs` for a binary + int8 export.
+
+    `checks` run last, on the converted bytes and the parity inputs, before anything is
+    written (`ExportCheck`; e.g. `arm.ArmCheck()`, the file on LCE's aarch64 kernels): each
+    result is in the `ExportResult`'s `checks` and its section in the sidecar, and a check
+    that raises leaves no file.
     """
     path = check_output_path(path)
     tolerance = _check_number(tolerance, "tolerance")
@@ -633,6 +652,11 @@ def to_tflite(
             )
         weights = read_graph(flatbuffer).weight_bytes()
         expected = expected_ops(model)
+    found, sections = {}, {}
+    for check in checks:
+        if progress is not None:
+            progress(f"{check.doing} on {len(inputs)} inputs ...")
+        found[check.name], sections[check.name] = check(flatbuffer, path, inputs)
     mixed = None
     if model is not trained:
         mixed = {
@@ -655,10 +679,13 @@ def to_tflite(
         **({"int8": int8_details} if int8_details is not None else {}),
         # the mixed-precision model trained vs the float32 network exported
         **({"mixed_precision": mixed} if mixed is not None else {}),
+        **sections,
         "versions": stack_versions(),
         "source": source or {},
     }
     if progress is not None:
         progress(f"writing {path} ...")
     sidecar = _write_export(path, flatbuffer, (json.dumps(report, indent=2) + "\n").encode())
-    return ExportResult(path, sidecar, histogram, agreement, len(flatbuffer), weights, int8_details)
+    return ExportResult(
+        path, sidecar, histogram, agreement, len(flatbuffer), weights, int8_details, found
+    )

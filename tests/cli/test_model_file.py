@@ -96,6 +96,41 @@ def test_export_model_needs_parity_inputs_and_writes_nothing(saved, capsys):
     assert not output.exists() and not output.with_name("none.tflite.json").exists()
 
 
+def test_export_verify_arm_without_a_runtime_is_one_line_and_writes_nothing(
+    saved, capsys, tmp_path, monkeypatch
+):
+    from ienet_tf.export import arm
+
+    monkeypatch.setenv(arm.RUNTIME_ENV, str(tmp_path / "nothing-built"))
+    output = saved["folder"] / "arm.tflite"
+    argv = ["export", "--model", saved["keras"], "--inputs", saved["x"], "--output", output]
+    code, _, err = _ienet(capsys, *argv, "--verify-arm")
+    assert code == 2 and "make arm-runtime" in _error_line(err, "export")
+    assert not output.exists() and not output.with_name("arm.tflite.json").exists()
+
+
+def test_export_verify_arm_prints_the_modes(saved, capsys, tmp_path, monkeypatch):
+    """The CLI's wiring (tests/export/test_arm.py runs the real aarch64 check)."""
+    from ienet_tf.export import arm
+
+    agreed = arm.ModeResult("default", True, 1.0, 1.0, 2e-7, None, 0.0, 1.0)
+    monkeypatch.setattr(arm, "find_runtime", lambda runtime=None: None)
+    monkeypatch.setattr(
+        arm,
+        "verify_arm",
+        lambda path, modes, inputs, runtime: arm.ArmResult(
+            str(path), len(inputs), "given", "rule", (agreed,), "runtime"
+        ),
+    )
+    output = saved["folder"] / "arm.tflite"
+    argv = ["export", "--model", saved["keras"], "--inputs", saved["x"], "--output", output]
+    code, out, err = _ienet(capsys, *argv, "--verify-arm")
+    assert code == 0, err
+    assert f"{output}: aarch64 LCE kernels (qemu) vs LCE's x86 interpreter" in out
+    assert "(16 inputs: the parity inputs; rule: rule)" in out
+    assert json.loads(output.with_name("arm.tflite.json").read_text())["arm"]["agrees"]
+
+
 def test_inputs_of_the_wrong_shape_are_one_line_naming_file_and_shape(saved, capsys):
     bad = saved["folder"] / "bad.npy"
     output = saved["folder"] / "bad.tflite"

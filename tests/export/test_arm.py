@@ -177,3 +177,49 @@ def test_a_disagreement_exits_with_one_line(monkeypatch, capsys):
 
 def test_cli_spells_out_the_modes_and_default_inputs_of_the_module():
     assert cli.MODES == arm.MODES and cli.DEFAULT_INPUTS == arm.DEFAULT_INPUTS
+
+
+def _small_ienet():
+    model = as_if_trained(models.build("convnet", "ienet", input_shape=(8, 8, 1)))
+    return model, np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_export_verify_arm_records_the_modes_in_the_sidecar(runtime, tmp_path):
+    model, x = _small_ienet()
+    check = arm.ArmCheck(runtime)
+    result = export.to_tflite(model, tmp_path / "m.tflite", x, min_agreement=0.75, checks=[check])
+    _assert_agrees(result.checks["arm"])
+    on_arm = result.checks["arm"]
+    assert on_arm.num_inputs == len(x) and on_arm.model == str(tmp_path / "m.tflite")
+    section = json.loads(result.sidecar.read_text())["arm"]
+    assert section["agrees"] and [m["mode"] for m in section["modes"]] == list(arm.MODES)
+    assert "model" not in section and "runtime" not in section  # no paths of this machine
+
+
+def test_export_verify_arm_writes_nothing_when_a_mode_disagrees(tmp_path, monkeypatch):
+    failed = arm.ModeResult("default", False, 0.25, 0.5, 3.0, None, 0.0, 1.0)
+    monkeypatch.setattr(
+        arm,
+        "verify_arm",
+        lambda path, modes, inputs, runtime: arm.ArmResult(
+            str(path), len(inputs), "given", "rule", (failed,), "runtime"
+        ),
+    )
+    check = arm.ArmCheck(_fake_runtime(tmp_path))
+    model, x = _small_ienet()
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(errors.ExportError, match=r"default: 25% of inputs agree") as caught:
+        export.to_tflite(model, out / "m.tflite", x, min_agreement=0.75, checks=[check])
+    assert str(out / "m.tflite") in str(caught.value) and "nothing was written" in str(caught.value)
+    assert not list(out.iterdir())
+
+
+def test_the_arm_check_finds_its_runtime_when_made(tmp_path, monkeypatch):
+    """So a missing runtime fails before anything converts (`ienet export --verify-arm`)."""
+    monkeypatch.setenv(arm.RUNTIME_ENV, str(tmp_path / "nothing-built"))
+    with pytest.raises(errors.MissingToolError, match="make arm-runtime"):
+        arm.ArmCheck()
+    with pytest.raises(errors.UsageError, match="modes must be"):
+        arm.ArmCheck(_fake_runtime(tmp_path), modes=("fast",))
