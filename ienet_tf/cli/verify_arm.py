@@ -9,7 +9,9 @@ whose outputs disagree (after the table or JSON is printed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
 
 from ienet_tf.cli.args import path_arg, positive_arg
 
@@ -21,11 +23,44 @@ MODES = ("default", "reference", "indirect")
 DEFAULT_INPUTS = 8
 
 
+def _recorded_inputs(model: Path) -> tuple[object, str | None]:
+    """The export's own parity inputs, where its sidecar (`MODEL.json`, of this very file:
+    its SHA-256 matches) records a config: the first `parity.num_inputs` test images of
+    that config's data set. `(None, why)` otherwise (random inputs are used then)."""
+    from ienet_tf import config as config_lib
+    from ienet_tf.errors import IENetError
+    from ienet_tf.runs import sha256
+
+    try:
+        report = json.loads(model.with_name(model.name + ".json").read_text())
+        recorded = report["source"].get("config") or report["source"].get("data_config")
+        count = int(report["parity"]["num_inputs"])
+        ours = report["sha256"] == sha256(model)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    if not (ours and recorded):
+        return None, None
+    try:
+        from ienet_tf.train import test_images
+
+        config = config_lib.from_dict(recorded)
+        return test_images(config, count), f"the export's parity inputs ({count} " + (
+            f"{config.data.name} test images, from its sidecar)"
+        )
+    except IENetError as error:  # e.g. the data set is not on this machine
+        return None, f"its sidecar's {count} test images cannot be read here: {error}"
+
+
 def _cmd_verify_arm(args: argparse.Namespace) -> int:
     from ienet_tf.export import arm
 
     modes = MODES if args.mode == "all" else (args.mode,)
-    result = arm.verify_arm(args.model, modes, inputs=args.inputs, runtime=args.runtime)
+    inputs, described = (args.inputs, None) if args.inputs else _recorded_inputs(args.model)
+    result = arm.verify_arm(args.model, modes, inputs=inputs, runtime=args.runtime)
+    if described is not None:
+        if inputs is None:  # random, but say why not the recorded ones
+            described = f"{result.inputs}; {described}"
+        result = dataclasses.replace(result, inputs=described)
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
     if not result.agrees:
         raise arm.disagreement(result)
@@ -56,7 +91,8 @@ def add_parser(commands) -> None:
         "--inputs",
         type=positive_arg(int),
         metavar="N",
-        help=f"seeded random inputs to compare on (default: {DEFAULT_INPUTS})",
+        help="seeded random inputs to compare on (default: the export's own parity inputs "
+        f"where its sidecar records their config, else {DEFAULT_INPUTS} random ones)",
     )
     verify.add_argument(
         "--runtime",

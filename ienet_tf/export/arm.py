@@ -11,9 +11,9 @@ parity rule: `tflite.compare_outputs` within `DEFAULT_TOLERANCE` for float outpu
 build of the same sources, so `host_max_abs_diff` isolates what the architecture changes
 from what TensorFlow's version changes (the runner is TFLite 2.10's, LCE's wheel 2.16's).
 
-The inputs: the sidecar of an export records how many inputs its parity used and where
-they came from, not the inputs themselves, so `verify_arm` takes `inputs` seeded random
-normal inputs (`DEFAULT_INPUTS`), or an array of the user's own. The file is verified
+The inputs: `inputs` seeded random normal inputs (`DEFAULT_INPUTS`), or an array of the
+user's own (`ienet verify-arm` passes an export's own parity inputs where its sidecar
+records their config). The file is verified
 (`flatbuffer.verify`) before anything runs, like `ienet bench`.
 
 ```python
@@ -384,7 +384,7 @@ def _inputs(inputs, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, str]
     if inputs is None or is_int(inputs, 1):
         count = DEFAULT_INPUTS if inputs is None else int(inputs)
         batch = np.random.default_rng(0).normal(size=(count, *dims)).astype(np.float32)
-        return batch, "seeded random normal (seed 0; the sidecar records no inputs)"
+        return batch, "seeded random normal (seed 0)"
     if isinstance(inputs, (bool, numbers.Number)):
         raise UsageError(f"inputs must be a number of inputs >= 1 or an array, got {inputs!r}")
     return input_batch(inputs, (None, *dims), name, "inputs"), "given"

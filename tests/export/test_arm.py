@@ -223,3 +223,50 @@ def test_the_arm_check_finds_its_runtime_when_made(tmp_path, monkeypatch):
         arm.ArmCheck()
     with pytest.raises(errors.UsageError, match="modes must be"):
         arm.ArmCheck(_fake_runtime(tmp_path), modes=("fast",))
+
+
+def _sidecar_of(tmp_path, source: dict, tflite: bytes | None = None) -> Path:
+    from ienet_tf.runs import sha256
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(READY.read_bytes() if tflite is None else tflite)
+    report = {"sha256": sha256(model), "parity": {"num_inputs": 8}, "source": source}
+    model.with_name("m.tflite.json").write_text(json.dumps(report))
+    return model
+
+
+def test_verify_arm_replays_the_parity_inputs_its_sidecar_records(tmp_path):
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import test_images
+
+    digits = config_lib.to_dict(config_lib.load(ROOT / "configs" / "digits_convnet_ienet.yaml"))
+    model = _sidecar_of(tmp_path, {"config": digits})
+    images, described = cli._recorded_inputs(model)
+    np.testing.assert_array_equal(images, test_images(config_lib.from_dict(digits), 8))
+    assert described == "the export's parity inputs (8 digits test images, from its sidecar)"
+    # a sidecar of another file, or one recording no config: nothing to replay
+    model.write_bytes(model.read_bytes() + b"\0")
+    assert cli._recorded_inputs(model) == (None, None)
+    assert cli._recorded_inputs(_sidecar_of(tmp_path, {"model_file": "x.keras"})) == (None, None)
+    broken = dict(digits, data={**digits["data"], "name": "no_such_data"})
+    images, why = cli._recorded_inputs(_sidecar_of(tmp_path, {"config": broken}))
+    assert images is None and why.startswith("its sidecar's 8 test images cannot be read here")
+
+
+@pytest.mark.slow
+def test_verify_arm_cli_runs_a_run_export_on_its_own_test_images(runtime, tmp_path, capsys):
+    from ienet_tf import config as config_lib
+    from ienet_tf.train import build_model, test_images
+
+    config = config_lib.load(ROOT / "configs" / "digits_convnet_ienet.yaml")
+    model = as_if_trained(build_model(config))
+    path = export.to_tflite(
+        model, tmp_path / "digits.tflite", test_images(config, 16), min_agreement=0.75,
+        source={"config": config_lib.to_dict(config)},
+    ).path  # fmt: skip
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["verify-arm", "--model", str(path), "--runtime", str(runtime.folder)])
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "(16 inputs: the export's parity inputs (16 digits test images, from its sidecar)" in out
