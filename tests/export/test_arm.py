@@ -16,7 +16,7 @@ import pytest
 
 from ienet_tf import errors, export, int8, models
 from ienet_tf.cli import verify_arm as cli
-from ienet_tf.export import arm, int8_verify
+from ienet_tf.export import arm
 from ienet_tf.export.flatbuffer import FlatbufferError
 from ienet_tf.models.testing import as_if_trained
 
@@ -58,19 +58,24 @@ def _assert_agrees(result: arm.ArmResult) -> None:
 
 
 @pytest.mark.slow
-# The int8 exports are left out until understood: on a clean clone 1 of 6 random inputs
-# differed by 20 output steps from LCE's x86 interpreter in every mode, while the x86 build
-# of the same sources agreed with the aarch64 one (TFLite 2.10 vs 2.16, issue 26).
-@pytest.mark.parametrize("name", ["ienet_k2", "resnet20_ienet_el"])
+@pytest.mark.parametrize(
+    "name", ["ienet_k2", "ienet_k2_int8", "ienet_k2_int8_io", "resnet20_ienet_el"]
+)
 def test_exports_agree_with_x86_in_every_mode(runtime, exports, name):
-    result = arm.verify_arm(exports[name], inputs=6, runtime=runtime)
-    _assert_agrees(result)
-    if "int8" in name:  # judged in output steps, as the export was (measured: 3 steps
-        # from LCE's wheel, 1 from the x86 build of the same sources)
-        assert result.rule.startswith("int8")
-        assert all(m.max_lsb <= int8_verify.DEFAULT_LSB_TOLERANCE for m in result.modes)
-    else:
+    if "int8" not in name:
+        result = arm.verify_arm(exports[name], inputs=6, runtime=runtime)
+        _assert_agrees(result)
         assert all(m.max_abs_diff < 1e-4 for m in result.modes), result.table()
+        assert all(m.host_max_abs_diff is not None for m in result.modes)
+        return
+    # Binary + int8, judged as its export was: in output steps, 90% of inputs. Measured on
+    # 3 seeds x 64 inputs: 1-5 inputs differ from LCE's wheel (TFLite 2.16) by 13-23 steps
+    # (a requantization that rounds the other way flips a binarization downstream), and the
+    # x86 build of the runner's own sources (TFLite 2.10) differs on exactly those inputs:
+    # the gap is TensorFlow's version, not the ARM kernels (docs/guide/arm.md). So 64
+    # inputs: with 6, one such input failed a clean-clone run.
+    result = arm.verify_arm(exports[name], inputs=64, runtime=runtime)
+    assert result.rule.startswith("int8") and result.agrees, result.table()
     assert all(m.host_max_abs_diff is not None for m in result.modes)
 
 
