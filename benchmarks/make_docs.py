@@ -21,6 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import (
+    arm_instructions,
     campaign,
     cost_tables,
     export_bench,
@@ -57,6 +58,7 @@ def render(results_dir: Path, output: Path, figures_dir: Path) -> str:
         stability.section(results_dir, results_dir),
         padding.section(results_dir),
         int8.section(results_dir),
+        arm_instructions.section(results_dir),
         cost_tables.cost_section(results_dir),
         cost_tables.sizes_section(results_dir),
         export_bench.section(results_dir),
