@@ -147,47 +147,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, model, config, data, subject: str) -> dict:
-    """Top-1 (top-5 on ImageNet) of a loaded model, a run's or a file's: on `data`
-    (`--inputs`, `--labels`) if given, else on `config`'s test split; with
-    `--bn-reestimation-batches N`, after re-estimating its BatchNorm statistics on the
-    config's training split (nothing is saved). What `train.evaluate` does for a run."""
+    """`train.evaluate_model` of a loaded model, a run's or a file's: on `data`
+    (`--inputs`, `--labels`) if given, else on `config`'s test split."""
     import tensorflow as tf
 
-    from ienet_tf.batch_norm import batch_norm_layers, reestimate_batch_norm
-    from ienet_tf.train import load_datasets, reestimation_batches
-    from ienet_tf.train.trainer import _metrics  # the metrics a run is evaluated with
+    from ienet_tf.train import evaluate_model, load_datasets
 
-    used = 0
-    if args.bn_reestimation_batches:
-        if config is None:
-            raise UserError(
-                "--bn-reestimation-batches re-estimates on a config's training split; pass --config"
-            )
-        if not batch_norm_layers(model):  # before any data is loaded
-            raise UserError(
-                f"bn_reestimation_batches: {subject} has no BatchNorm layer (an int8 "
-                "model's are folded); evaluate it without."
-            )
-        batches = reestimation_batches(config, args.bn_reestimation_batches)
-        used = reestimate_batch_norm(model, batches)
+    if args.bn_reestimation_batches and config is None:
+        raise UserError(
+            "--bn-reestimation-batches re-estimates on a config's training split; pass --config"
+        )
     if data[0] is None:
-        dataset = load_datasets(config, ("test",))["test"]
+        dataset = lambda: load_datasets(config, ("test",))["test"]  # noqa: E731
     else:
         inputs = checked_inputs(args, data[0], model)
         labels = _checked_labels(args.labels, data[1], len(inputs), model)
         batch_size = 256 if config is None else config.train.batch_size
         dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size)
-    model.compile(
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"] if config is None else _metrics(config),
-    )
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
-    return {
-        "model": model.name,
-        "top1": float(results["accuracy"]),
-        **({"top5": float(results["top5"])} if "top5" in results else {}),
-        **({"bn_reestimated_batches": used} if used else {}),
-    }
+    return evaluate_model(model, dataset, config, args.bn_reestimation_batches, subject)
 
 
 def _checked_labels(path: Path, values, count: int, model) -> np.ndarray:

@@ -21,6 +21,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -312,10 +313,11 @@ def fit_verbose(verbose: int | str) -> int:
     return int(verbose)
 
 
-def _evaluate(model: tf.keras.Model, dataset, config) -> dict:
+def _evaluate(model: tf.keras.Model, dataset, config: config_lib.Config | None) -> dict:
+    """Keras' results (`accuracy`, and `top5` on ImageNet) of `model` on `dataset`."""
     model.compile(
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=_metrics(config),
+        metrics=["accuracy"] if config is None else _metrics(config),
     )
     return model.evaluate(dataset, verbose=0, return_dict=True)
 
@@ -705,22 +707,46 @@ def reestimation_batches(config, batches: int) -> tf.data.Dataset:
 def evaluate(
     checkpoint_dir: str | Path, which: str = "final", bn_reestimation_batches: int = 0
 ) -> dict:
-    """Top-1 (and top-5 on ImageNet) of a saved run on its test split.
-
-    `bn_reestimation_batches`: first set the loaded model's BatchNorm statistics from that
-    many un-augmented training batches (as `train.bn_reestimation_batches` does to a final
-    model), to see how much a run's number owes to its moving statistics; nothing is saved.
-    """
+    """Top-1 (and top-5 on ImageNet) of a saved run on its test split (`evaluate_model`,
+    with its `bn_reestimation_batches`)."""
     config, model = load_run(checkpoint_dir, which)
+    return evaluate_model(
+        model,
+        lambda: load_datasets(config, ("test",))["test"],
+        config,
+        bn_reestimation_batches,
+        subject=f"the {which} model of {checkpoint_dir}",
+    )
+
+
+def evaluate_model(
+    model: tf.keras.Model,
+    dataset: tf.data.Dataset | Callable[[], tf.data.Dataset],
+    config: config_lib.Config | None = None,
+    bn_reestimation_batches: int = 0,
+    subject: str | None = None,
+) -> dict:
+    """Top-1 (and top-5 on ImageNet) of a loaded model on `dataset` (batches of images and
+    class indices; or a function making it, called once the arguments are checked), with
+    the metrics a run of `config` is evaluated with (top-1 alone without one).
+
+    `bn_reestimation_batches`: first set the model's BatchNorm statistics from that many
+    un-augmented training batches of `config` (as `train.bn_reestimation_batches` does to a
+    final model), to see how much a number owes to its moving statistics; nothing is saved.
+    `subject` names the model in errors (default: its name)."""
     used = 0
     if bn_reestimation_batches:
+        if config is None:
+            raise UsageError(
+                "bn_reestimation_batches re-estimates on a config's training split; pass the config"
+            )
         if not batch_norm_layers(model):  # before any data is loaded
             raise UsageError(
-                f"bn_reestimation_batches: the {which} model of {checkpoint_dir} has no "
-                "BatchNorm layer (an int8 model's are folded); evaluate it without."
+                f"bn_reestimation_batches: {subject or model.name} has no BatchNorm layer (an "
+                "int8 model's are folded); evaluate it without."
             )
         used = reestimate_batch_norm(model, reestimation_batches(config, bn_reestimation_batches))
-    results = _evaluate(model, load_datasets(config, ("test",))["test"], config)
+    results = _evaluate(model, dataset() if callable(dataset) else dataset, config)
     return {
         "model": model.name,
         "top1": float(results["accuracy"]),
