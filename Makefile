@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ienet-installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install test test-fast lint demo docs lock clean bench bench-smoke bench-data campaign campaign-smoke \
-	config-reference arm-runtime arm-example
+	config-reference arm-runtime arm-example test-arm
 
 install: $(STAMP)
 
@@ -108,6 +108,12 @@ arm-runtime:
 arm-example:
 	$(MAKE) --no-print-directory -C converters/arm_runtime -f Makefile -f ../cpp/example.mk \
 		-j$(ARM_RUNTIME_JOBS) example
+
+# Every registry family x variant on the aarch64 kernels (tests/export/test_arm_matrix.py,
+# ~20 min; the suite leaves it out), after the runtime.
+test-arm: install arm-runtime
+	IENET_ARM_MATRIX=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal \
+		tests/export/test_arm_matrix.py tests/export/test_arm.py tests/export/test_cpp_example.py
 
 # Re-pin the whole stack from a fresh resolve (needs the package registry).
 lock:

@@ -20,7 +20,7 @@ __all__ = ["add_parser"]
 # `arm.MODES` and `arm.DEFAULT_INPUTS`, spelled out: importing `ienet_tf.export` imports
 # TensorFlow, which `ienet --help` should not wait for (a test checks they match).
 MODES = ("default", "reference", "indirect")
-DEFAULT_INPUTS = 8
+DEFAULT_INPUTS = 32
 
 
 def _recorded_inputs(model: Path) -> tuple[object, str | None]:

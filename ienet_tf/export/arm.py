@@ -60,8 +60,10 @@ __all__ = [
 #: LCE's `LceBconv2d` kernels: the optimized BGEMM (what a device runs by default),
 #: `use_reference_bconv` and `use_indirect_bgemm`.
 MODES = ("default", "reference", "indirect")
-#: Seeded random inputs when none are given.
-DEFAULT_INPUTS = 8
+#: Seeded random inputs when none are given: 32, so the parity rule's 10% can absorb what it
+#: is there for (a pre-activation within float error of 0 binarizing the other way: 1 input
+#: in 64 measured): with 8, one such input failed an agreeing ResNet-26 in the reference mode.
+DEFAULT_INPUTS = 32
 #: What the runtime needs from Debian.
 INSTALL_COMMAND = "apt-get install -y qemu-user-static g++-aarch64-linux-gnu libeigen3-dev"
 #: The runtime's build, in a checkout of ienet-tf.

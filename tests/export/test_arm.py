@@ -63,7 +63,7 @@ def _assert_agrees(result: arm.ArmResult) -> None:
 )
 def test_exports_agree_with_x86_in_every_mode(runtime, exports, name):
     if "int8" not in name:
-        result = arm.verify_arm(exports[name], inputs=6, runtime=runtime)
+        result = arm.verify_arm(exports[name], inputs=32, runtime=runtime)
         _assert_agrees(result)
         assert all(m.max_abs_diff < 1e-4 for m in result.modes), result.table()
         assert all(m.host_max_abs_diff is not None for m in result.modes)
