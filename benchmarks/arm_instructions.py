@@ -41,16 +41,8 @@ K=2, to runs/bench-smoke/arm_instructions.json, never to benchmarks/results).
 from __future__ import annotations
 
 import argparse
-import bisect
-import collections
-import dataclasses
-import fcntl
 import json
 import os
-import re
-import select
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,8 +66,16 @@ from benchmarks.common import (
     table,
     write_result,
 )
-from ienet_tf.errors import MissingToolError, UsageError
-from ienet_tf.export import arm
+from ienet_tf.export import arm, arm_trace
+from ienet_tf.export.arm_trace import (  # the tracing, shared with `ienet verify-arm --trace`
+    CATEGORIES,
+    CATEGORY_NAMES,
+    SHORT,
+    Symbols,
+    Trace,
+    grouped,
+    kept,
+)
 
 OUTPUT = RESULTS / "arm_instructions.json"
 COMMAND = "python benchmarks/arm_instructions.py"
@@ -91,260 +91,10 @@ NOT_LATENCY = (
     "caches, no memory stalls and no pipeline or issue-width effects, so a 16-byte NEON "
     "`fmla` and a scalar `add` count one each, and so does a load that would miss every cache."
 )
-#: (category, pattern over the demangled function name): the first match wins. LCE's
-#: binary conv reuses TFLite's im2col templates on bitpacked `int` words, and LCE's BGEMM
-#: ruy's packing templates on `int`/`unsigned int`; ruy's untyped front end (TrMul, its
-#: allocator, the packed-matrix set-up) serves float and binary GEMMs alike and counts as
-#: runtime. `[plt]` is the static binary's ifunc call stubs (memcpy, memset...).
-CATEGORIES = (
-    (
-        "LCE binary conv (LceBconv2d)",
-        r"compute_engine::core::(bgemm|bconv2d|indirect_bgemm)|compute_engine::tflite::bconv"
-        r"|compute_engine::ref::bconv|optimized_ops::(Im2col|DilatedIm2col|"
-        r"ExtractPatchIntoBufferColumn)<int>|zero_padding|ruy::[\w:]+<.*\bint>\(",
-    ),
-    (
-        "LCE bitpacking (LceQuantize)",
-        r"compute_engine::core::bitpacking|compute_engine::tflite::Quantize",
-    ),
-    ("LCE other (dequantize, bmaxpool)", r"compute_engine::"),
-    (
-        "float conv / FC GEMM (im2col, ruy float kernels)",
-        r"ruy::\w*Float|ruy::[\w:]+<.*\bfloat\b|Im2col|im2col|ExtractPatchIntoBufferColumn"
-        r"|ops::builtin::(conv|fully_connected|depthwise_conv)::|optimized_ops::(Conv|"
-        r"FullyConnected|DepthwiseConv)|cpu_backend_gemm::|Eigen",
-    ),
-    (
-        "elementwise (ADD, ADD_N, MUL, PRELU, ...)",
-        r"ops::builtin::(add|add_n|sub|mul|maximum_minimum|activations|prelu)::|"
-        r"optimized_ops::(Add|AddN|BroadcastAdd|Mul|BroadcastMul|Sub|BroadcastSub|Prelu|"
-        r"BroadcastPrelu|Relu|Maximum|Minimum)|Elementwise|tensor_utils::|"
-        r"ProcessBroadcastShapes",
-    ),
-    (
-        "pool / mean / pad / softmax / reshape",
-        r"tflite::ops::|optimized_ops::|reference_ops::|reference_integer_ops::",
-    ),
-    (
-        "libc (memcpy, memset, malloc)",
-        r"^\[plt\]|^_*(mem|str|malloc|free|calloc|realloc|_int_|libc_|cfree|tcache)",
-    ),
-    (
-        "runtime (TFLite interpreter, ruy front end, C++ library)",
-        r"tflite::|ruy::|std::|"
-        r"operator (new|delete)",
-    ),
-)
-CATEGORY_NAMES = (*(name for name, _ in CATEGORIES), "other")
-_RULES = [(name, re.compile(pattern)) for name, pattern in CATEGORIES]
 #: ResNet-20 on Fashion-MNIST's shape; the variants and K of the issue.
 RESNET20_SHAPE = (28, 28, 1)
 VARIANTS = (("fp", None), ("bireal", None), *(("ienet", k) for k in (1, 2, 3, 4)))
 TOP_FUNCTIONS = 12
-_BINUTILS = "apt-get install -y binutils-aarch64-linux-gnu"
-
-
-def category(function: str) -> str:
-    """The category of a demangled function name (the first matching rule)."""
-    for name, rule in _RULES:
-        if rule.search(function):
-            return name
-    return "other"
-
-
-# ------------------------------------------------------------------------------ symbols
-
-
-def _binutil(tool: str) -> str:
-    found = shutil.which(f"aarch64-linux-gnu-{tool}")
-    if found is None:
-        raise MissingToolError(f"aarch64-linux-gnu-{tool} not found; install it with `{_BINUTILS}`")
-    return found
-
-
-@dataclasses.dataclass(frozen=True)
-class Symbols:
-    """The static binary's functions, sorted by address."""
-
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
-    names: tuple[str, ...]
-
-    @classmethod
-    def of(cls, binary: Path) -> Symbols:
-        done = subprocess.run(
-            [_binutil("nm"), "-n", "-S", "-C", "--defined-only", str(binary)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows: list[list] = []
-        for line in done.stdout.splitlines():
-            parts = line.split(" ", 3)
-            if len(parts) == 4 and len(parts[2]) == 1:
-                start, size, kind, name = int(parts[0], 16), int(parts[1], 16), parts[2], parts[3]
-            elif len(parts) >= 3 and len(parts[1]) == 1:
-                start, size, kind, name = int(parts[0], 16), 0, parts[1], line.split(" ", 2)[2]
-            else:
-                continue
-            if kind not in "tTwWi":
-                continue
-            if rows and rows[-1][0] == start:  # an alias: keep the sized one
-                if size and not rows[-1][1]:
-                    rows[-1] = [start, size, name]
-                continue
-            rows.append([start, size, name])
-        for start, size in _plt_sections(binary):  # unnamed by nm: ifunc call stubs
-            rows = [row for row in rows if not start <= row[0] < start + size]
-            rows.append([start, size, "[plt]"])
-        rows.sort(key=lambda row: row[0])
-        ends = [
-            start + size if size else (rows[i + 1][0] if i + 1 < len(rows) else start + 4)
-            for i, (start, size, _) in enumerate(rows)
-        ]
-        return cls(tuple(r[0] for r in rows), tuple(ends), tuple(r[2] for r in rows))
-
-    def function(self, pc: int) -> str:
-        i = bisect.bisect_right(self.starts, pc) - 1
-        if i >= 0 and pc < self.ends[i]:
-            return self.names[i]
-        return "?"
-
-    def address(self, name: str) -> int:
-        return self.starts[self.names.index(name)]
-
-    def size(self, name: str) -> int:
-        i = self.names.index(name)
-        return self.ends[i] - self.starts[i]
-
-
-def _plt_sections(binary: Path) -> list[tuple[int, int]]:
-    done = subprocess.run(
-        [_binutil("readelf"), "-S", "-W", str(binary)], capture_output=True, text=True, check=True
-    )
-    found = re.findall(r"\]\s+\.i?plt\s+\S+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", done.stdout)
-    return [(int(address, 16), int(size, 16)) for address, size in found]
-
-
-def invoke_markers(binary: Path, symbols: Symbols) -> tuple[int, tuple[int, ...]]:
-    """The entry of `tflite::Interpreter::Invoke()` and its return addresses in `main`."""
-    entry = symbols.address("tflite::Interpreter::Invoke()")
-    start = symbols.address("main")
-    done = subprocess.run(
-        [
-            _binutil("objdump"),
-            "-d",
-            "--no-show-raw-insn",
-            f"--start-address={start:#x}",
-            f"--stop-address={start + symbols.size('main'):#x}",
-            str(binary),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    calls = re.findall(rf"^\s*([0-9a-f]+):\s+bl\s+{entry:x}\b", done.stdout, re.MULTILINE)
-    if not calls:
-        raise UsageError(f"{binary}: main never calls tflite::Interpreter::Invoke()")
-    return entry, tuple(int(call, 16) + 4 for call in calls)
-
-
-# ------------------------------------------------------------------------------ counting
-
-#: A translated block as `-d in_asm` prints it, then the `-d exec` line of its first run.
-_IN_BLOCK = re.compile(rb"\nIN: [^\n]*\n((?:0x[0-9a-f]+: [^\n]*\n)+)\n(Trace [^\n]*)\n")
-_CHUNK = 1 << 22
-
-
-class TraceCounter:
-    """Instructions executed, from qemu's `-d in_asm,exec,nochain` log fed in pieces.
-
-    Every `exec` line names a TB by its host code address, guest pc and flags; the same
-    TB always prints the same line. The first `exec` line after an `in_asm` block is that
-    block's (qemu translates a TB, then runs it), which gives each line its instruction
-    count. The log is cut into segments at the `exec` lines of the `markers` (pc -> the
-    kind of the segment it opens); each segment counts its lines."""
-
-    def __init__(self, markers: dict[int, str]):
-        self._markers = {b"/%016x/" % pc: kind for pc, kind in markers.items()}
-        self.segments: list[tuple[str, collections.Counter]] = [("outside", collections.Counter())]
-        self.sizes: dict[bytes, int] = {}
-        self.conflicts = 0
-        self.blocks = 0
-        self.log_bytes = 0
-        self._rest = b"\n"
-
-    def feed(self, data: bytes) -> None:
-        self.log_bytes += len(data)
-        buffer = self._rest + data
-        last = buffer.rfind(b"\n")
-        start = buffer.rfind(b"\nTrace ", 0, last)
-        if start < 0:
-            self._rest = buffer
-            return
-        cut = buffer.index(b"\n", start + 1) + 1
-        self._piece(buffer[:cut])
-        self._rest = buffer[cut - 1 :]  # from the newline, so a block's "\nIN: " still matches
-
-    def finish(self) -> None:
-        self._piece(self._rest + b"\n")
-        self._rest = b"\n"
-
-    def _piece(self, piece: bytes) -> None:
-        found = 0
-        for match in _IN_BLOCK.finditer(piece):
-            found += 1
-            size = match.group(1).count(b"\n")
-            line = match.group(2)
-            first = int(match.group(1).split(b":", 1)[0], 16)
-            if first != _pc(line) or self.sizes.get(line, size) != size:
-                self.conflicts += 1
-            self.sizes[line] = size
-        if found != piece.count(b"\nIN: "):
-            raise ValueError("unexpected qemu -d in_asm format (a block without its exec line)")
-        self.blocks += found
-        cuts = []
-        for pattern, kind in self._markers.items():
-            at = piece.find(pattern)
-            while at >= 0:
-                cuts.append((piece.rfind(b"\n", 0, at) + 1, kind))
-                at = piece.find(pattern, at + len(pattern))
-        begin = 0
-        for at, kind in sorted(cuts):
-            self.segments[-1][1].update(piece[begin:at].split(b"\n"))
-            self.segments.append((kind, collections.Counter()))
-            begin = at
-        self.segments[-1][1].update(piece[begin:].split(b"\n"))
-
-    def counts(self, index: int) -> dict[int, list[int]]:
-        """Segment `index` as {TB pc: [executions, instructions]}."""
-        found: dict[int, list[int]] = {}
-        for line, times in self.segments[index][1].items():
-            if not line.startswith(b"Trace "):
-                continue
-            size = self.sizes.get(line)
-            if size is None:
-                raise ValueError(f"an executed TB was never printed by in_asm: {line[:120]!r}")
-            entry = found.setdefault(_pc(line), [0, 0])
-            entry[0] += times
-            entry[1] += times * size
-        return found
-
-
-def _pc(line: bytes) -> int:
-    return int(line.split(b"/", 2)[1], 16)
-
-
-@dataclasses.dataclass
-class Trace:
-    """One traced run: its invokes' counts per function, and what the run cost."""
-
-    invokes: list[dict]  # per invoke: instructions, tb_executions, functions {name: instr}
-    outside_instructions: int
-    tb_translations: int
-    log_bytes: int
-    wall_seconds: float
-    runner: dict
 
 
 def trace_run(
@@ -356,96 +106,15 @@ def trace_run(
     symbols: Symbols | None = None,
     timeout: float = 7200,
 ) -> Trace:
-    """Run `model` `count` times on one seeded random image under qemu's trace and count."""
-    symbols = symbols or Symbols.of(runtime.aarch64)
-    entry, returns = invoke_markers(runtime.aarch64, symbols)
-    counter = TraceCounter({entry: "invoke", **{pc: "outside" for pc in returns}})
-    info = arm._run(runtime, model, ["--info"])
-    tensor = info["inputs"][0]
+    """Run `model` `count` times on one seeded random image under qemu's trace and count
+    (`arm_trace.trace_run`)."""
+    tensor = arm._run(runtime, model, ["--info"])["inputs"][0]
     image = np.random.default_rng(0).normal(size=(1, *tensor["shape"][1:])).astype(np.float32)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ienet-arm-instructions-") as folder:
-        work = Path(folder)
-        (work / "inputs.bin").write_bytes(arm._encode(np.repeat(image, count, 0), tensor))
-        read_fd, write_fd = os.pipe()
-        try:
-            fcntl.fcntl(read_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-        except OSError:
-            pass  # a smaller pipe only costs more wake-ups
-        command = [
-            runtime.qemu, *(["-singlestep"] if singlestep else []),
-            "-d", "in_asm,exec,nochain", "-D", f"/dev/fd/{write_fd}",
-            str(runtime.aarch64), str(model), "--mode", mode, "--count", str(count),
-            "--inputs", str(work / "inputs.bin"), "--outputs", str(work / "outputs.bin"),
-        ]  # fmt: skip
-        with open(work / "stdout", "w+") as out, open(work / "stderr", "w+") as err:
-            process = subprocess.Popen(command, stdout=out, stderr=err, pass_fds=(write_fd,))
-            os.close(write_fd)
-            try:
-                _drain(read_fd, counter, start + timeout)
-            finally:
-                os.close(read_fd)
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
-            out.seek(0)
-            err.seek(0)
-            lines = [line for line in out.read().splitlines() if line.startswith("{")]
-            if process.returncode != 0 or not lines:
-                raise arm.InterpreterError(
-                    f"{model}: the traced aarch64 runner failed (exit {process.returncode}): "
-                    + " ".join(err.read().split()[-40:])
-                )
-    counter.finish()
-    if counter.conflicts:
-        raise ValueError(f"{counter.conflicts} TBs were printed twice with different sizes")
-    invokes, outside = [], 0
-    for index, (kind, _) in enumerate(counter.segments):
-        counts = counter.counts(index)
-        if kind == "outside":
-            outside += sum(instr for _, instr in counts.values())
-            continue
-        functions: collections.Counter = collections.Counter()
-        for pc, (_, instr) in counts.items():
-            functions[symbols.function(pc)] += instr
-        invokes.append(
-            {
-                "instructions": sum(functions.values()),
-                "tb_executions": sum(times for times, _ in counts.values()),
-                "functions": dict(functions),
-            }
-        )
-    if len(invokes) != count:
-        raise ValueError(f"found {len(invokes)} invokes in the trace, expected {count}")
-    return Trace(
-        invokes=invokes,
-        outside_instructions=outside,
-        tb_translations=counter.blocks,
-        log_bytes=counter.log_bytes,
-        wall_seconds=time.perf_counter() - start,
-        runner=json.loads(lines[-1]),
+    inputs = arm._encode(np.repeat(image, count, 0), tensor)
+    found = arm_trace.trace_run(
+        runtime, model, inputs, count, mode, singlestep, symbols=symbols, timeout=timeout
     )
-
-
-def _drain(fd: int, counter: TraceCounter, deadline: float) -> None:
-    while True:
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            raise TimeoutError("the traced run passed its time limit")
-        ready, _, _ = select.select([fd], [], [], min(left, 60))
-        if not ready:
-            continue
-        data = os.read(fd, _CHUNK)
-        if not data:
-            return
-        if len(data) < _CHUNK // 8:
-            time.sleep(0.002)  # let the pipe fill: fewer, larger reads (qemu writes by line)
-            while len(data) < _CHUNK and select.select([fd], [], [], 0)[0]:
-                more = os.read(fd, _CHUNK - len(data))
-                if not more:
-                    break
-                data += more
-        counter.feed(data)
+    return found
 
 
 # ------------------------------------------------------------------------------ models
@@ -472,29 +141,6 @@ def convert(name: str, variant: str, k: int | None, shape: tuple[int, int, int])
         tf.keras.backend.clear_session()
 
 
-def _kept(functions: dict[str, int], total: int) -> dict[str, int]:
-    """The functions with at least 0.01% of `total`; the rest summed per category."""
-    kept: dict[str, int] = {}
-    rest: collections.Counter = collections.Counter()
-    for name, count in sorted(functions.items(), key=lambda item: -item[1]):
-        if count * 10_000 >= total:
-            kept[name] = count
-        else:
-            rest[category(name)] += count
-    for group, count in rest.items():
-        kept[f"[smaller functions: {group}]"] = count
-    return kept
-
-
-def grouped(functions: dict[str, int]) -> dict[str, int]:
-    """Instructions per category (every category, in order) from instructions per function."""
-    found = dict.fromkeys(CATEGORY_NAMES, 0)
-    for name, count in functions.items():
-        small = re.fullmatch(r"\[smaller functions: (.*)\]", name)
-        found[small.group(1) if small else category(name)] += count
-    return found
-
-
 def measure(
     runtime: arm.Runtime,
     symbols: Symbols,
@@ -519,7 +165,7 @@ def measure(
     except Exception as error:  # recorded, not fatal: the table shows what failed
         return {**row, "error": f"{type(error).__name__}: {error}"}
     last, first = found.invokes[-1], found.invokes[0]
-    functions = _kept(last["functions"], last["instructions"])
+    functions = kept(last["functions"], last["instructions"])
     return {
         **row,
         "ops": histogram,
@@ -591,9 +237,6 @@ def cross_checks(runtime: arm.Runtime, symbols: Symbols, model: Path) -> dict:
 # ------------------------------------------------------------------------------ page
 
 HEADER = ["model", "input", "variant", "instructions / inference", "ratio to fp", "first invoke"]
-#: Short column names of the categories (same order as CATEGORY_NAMES).
-SHORT = ("bconv", "bitpack", "LCE other", "float conv/FC", "elementwise", "pool/pad/mean",
-         "libc", "runtime", "other")  # fmt: skip
 
 
 def _millions(value: int) -> str:
@@ -683,7 +326,7 @@ def section(result: dict) -> list[str]:
         *table(HEADER, total_rows(result)),
         "Per category, millions of instructions (share of the inference). A category "
         "gathers the functions whose demangled names match its rule (`CATEGORIES` in "
-        "`benchmarks/arm_instructions.py`): bconv = LCE's BGEMM kernels, its bitpacked "
+        "`ienet_tf/export/arm_trace.py`): bconv = LCE's BGEMM kernels, its bitpacked "
         "im2col and output transform; bitpack = `LceQuantize`; float conv/FC = TFLite's "
         "im2col and ruy's float kernels; elementwise = ADD, ADD_N, MUL, PRELU, ...; runtime "
         "= the interpreter, ruy's front end shared by float and binary GEMMs, the C++ library. "

@@ -2,8 +2,8 @@
 
 Wired into `ienet_tf.cli.main` with `add_parser(commands)`; user errors are
 `ienet_tf.errors.IENetError`s, which `main` prints as one line (exit 2): a damaged file,
-a missing qemu or runtime (naming `make arm-runtime` / the apt-get command), and a mode
-whose outputs disagree (after the table or JSON is printed).
+a missing qemu, runtime or (`--trace`) aarch64 binutils (naming `make arm-runtime` / the
+apt-get command), and a mode whose outputs disagree (after the table or JSON is printed).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def _cmd_verify_arm(args: argparse.Namespace) -> int:
 
     modes = MODES if args.mode == "all" else (args.mode,)
     inputs, described = (args.inputs, None) if args.inputs else _recorded_inputs(args.model)
-    result = arm.verify_arm(args.model, modes, inputs=inputs, runtime=args.runtime)
+    result = arm.verify_arm(
+        args.model, modes, inputs=inputs, runtime=args.runtime, trace=args.trace
+    )
     if described is not None:
         if inputs is None:  # random, but say why not the recorded ones
             described = f"{result.inputs}; {described}"
@@ -99,6 +101,13 @@ def add_parser(commands) -> None:
         type=path_arg,
         metavar="DIR",
         help="a build of converters/arm_runtime (default: the one `make arm-runtime` makes)",
+    )
+    verify.add_argument(
+        "--trace",
+        action="store_true",
+        help="also count the aarch64 instructions of one input in every mode (qemu's trace): "
+        "per category, the LCE kernel functions that ran, per op (needs the aarch64 "
+        "binutils; ~20x slower than a plain run)",
     )
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(handler=_cmd_verify_arm)

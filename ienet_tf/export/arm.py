@@ -11,6 +11,12 @@ parity rule: `tflite.compare_outputs` within `DEFAULT_TOLERANCE` for float outpu
 build of the same sources, so `host_max_abs_diff` isolates what the architecture changes
 from what TensorFlow's version changes (the runner is TFLite 2.10's, LCE's wheel 2.16's).
 
+With `trace=True` (`ienet verify-arm --trace`) every mode also runs one input (the first)
+under qemu's instruction trace (`arm_trace`): the mode's `trace` records, for the second
+of two invokes (the first also packs LCE's filters), the executed aarch64 instructions per
+category, the LCE kernel functions that ran (bconv, bitpack) and the instructions of every
+operator. Counts, not latency: qemu executes every instruction alike.
+
 The inputs: `inputs` seeded random normal inputs (`DEFAULT_INPUTS`), or an array of the
 user's own (`ienet verify-arm` passes an export's own parity inputs where its sidecar
 records their config). The file is verified
@@ -40,20 +46,23 @@ import numpy as np
 
 from ienet_tf.checks import input_batch, is_int
 from ienet_tf.errors import ExportError, MissingToolError, UsageError
+from ienet_tf.export import arm_trace
 from ienet_tf.export.bench import STALL_TIMEOUT_S, InterpreterError, _signal_name
-from ienet_tf.export.flatbuffer import interface, verify
+from ienet_tf.export.flatbuffer import interface, read_graph, verify
 from ienet_tf.io import one_line
 
 __all__ = [
     "DEFAULT_INPUTS",
     "INSTALL_COMMAND",
     "MODES",
+    "TRACE_INVOKES",
     "ArmCheck",
     "ArmResult",
     "ModeResult",
     "Runtime",
     "disagreement",
     "find_runtime",
+    "trace_tables",
     "verify_arm",
 ]
 
@@ -70,6 +79,10 @@ INSTALL_COMMAND = "apt-get install -y qemu-user-static g++-aarch64-linux-gnu lib
 BUILD_DIR = Path(__file__).resolve().parents[2] / "converters" / "arm_runtime"
 #: `runtime=` when not given: a build folder (holding manifest.json) named here.
 RUNTIME_ENV = "IENET_ARM_RUNTIME"
+#: Invokes of the traced run (`trace=True`): the last is recorded, the first does one-time work.
+TRACE_INVOKES = 2
+#: Seconds a traced run may take (qemu logs every executed block: ~20x slower).
+TRACE_TIMEOUT_S = 7200.0
 _QEMU = ("qemu-aarch64-static", "qemu-aarch64")
 _DTYPES = {"FLOAT32": np.float32, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32}
 
@@ -162,6 +175,8 @@ class ModeResult:
     host_max_abs_diff: float | None
     #: per inference under qemu (emulated: not a device's latency)
     mean_ms: float
+    #: `trace=True`: one input's instructions per category, kernel and op (`arm_trace`)
+    trace: arm_trace.InvokeTrace | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +194,17 @@ class ArmResult:
     def agrees(self) -> bool:
         return all(mode.agrees for mode in self.modes)
 
+    @property
+    def traced(self) -> bool:
+        return any(mode.trace is not None for mode in self.modes)
+
     def as_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "agrees": self.agrees}
+        """A JSON-ready dict; a mode's `trace` only where it was traced."""
+        found = {**dataclasses.asdict(self), "agrees": self.agrees}
+        for mode in found["modes"]:
+            if mode["trace"] is None:
+                del mode["trace"]
+        return found
 
     def table(self) -> str:
         """The modes as a table, with the inputs and the rule under it."""
@@ -207,10 +231,11 @@ class ArmResult:
             "vs x86 build", "ms (qemu)",
         ]  # fmt: skip
         table = tabulate(rows, header, tablefmt="simple", disable_numparse=True)
-        return (
+        text = (
             f"{self.model}: aarch64 LCE kernels (qemu) vs LCE's x86 interpreter\n{table}\n"
             f"({self.num_inputs} inputs: {self.inputs}; rule: {self.rule})"
         )
+        return f"{text}\n\n{trace_tables(self.modes)}" if self.traced else text
 
 
 def verify_arm(
@@ -218,12 +243,15 @@ def verify_arm(
     modes: tuple[str, ...] | list[str] = MODES,
     inputs: int | np.ndarray | None = None,
     runtime: str | os.PathLike | Runtime | None = None,
+    trace: bool = False,
 ) -> ArmResult:
     """Run `model_path` on LCE's aarch64 kernels under qemu in each of `modes` and compare
     with LCE's x86 interpreter (module doc).
 
     `inputs`: a number of seeded random normal inputs (default `DEFAULT_INPUTS`) or a batch
     of the user's own (float, of the model's input shape). `runtime`: see `find_runtime`.
+    `trace`: also count the aarch64 instructions of the first input in every mode (module
+    doc; `MissingToolError` without the aarch64 binutils, before anything runs).
     Raises `UsageError` for a wrong mode or inputs, `FlatbufferError` for a damaged file
     (before anything runs), `MissingToolError` when qemu or the runtime is missing,
     `InterpreterError` when the runner crashes on or rejects the file. A disagreement is
@@ -247,6 +275,7 @@ def verify_arm(
         )
     batch, described = _inputs(inputs, found.input_shapes[0], path.name)
     runtime = runtime if isinstance(runtime, Runtime) else find_runtime(runtime)
+    symbols = arm_trace.Symbols.of(runtime.aarch64) if trace else None
     summary = int8_verify.op_summary(int8_verify.int8_ops(flatbuffer))
     # A binary + int8 model (no float op) is judged in output steps, as its export was.
     quantized = summary["float"] == 0 and summary["int8"] > 0
@@ -280,6 +309,9 @@ def verify_arm(
                 agreement = _compare(expected, arm)
                 agrees = agreement.within_tolerance >= DEFAULT_MIN_AGREEMENT
                 max_lsb = None
+            traced = None
+            if symbols is not None:
+                traced = _trace(runtime, path, flatbuffer, batch[:1], info, mode, symbols)
             results.append(
                 ModeResult(
                     mode=mode,
@@ -290,6 +322,7 @@ def verify_arm(
                     max_lsb=max_lsb,
                     host_max_abs_diff=host,
                     mean_ms=float(timing["mean_ms"]),
+                    trace=traced,
                 )
             )
     return ArmResult(
@@ -347,6 +380,75 @@ def disagreement(result: ArmResult) -> ExportError:
         f"{len(failed)} of {len(result.modes)} mode(s) ({what}; rule: {result.rule}); the "
         "file would compute something else on an ARM device"
     )
+
+
+def _trace(
+    runtime: Runtime,
+    path: Path,
+    flatbuffer: bytes,
+    sample: np.ndarray,
+    info: dict,
+    mode: str,
+    symbols: arm_trace.Symbols,
+) -> arm_trace.InvokeTrace:
+    """`sample` (one input) invoked `TRACE_INVOKES` times under qemu's trace: the last."""
+    inputs = _encode(np.repeat(sample, TRACE_INVOKES, 0), info["inputs"][0])
+    found = arm_trace.trace_run(
+        runtime, path, inputs, TRACE_INVOKES, mode, symbols=symbols, timeout=TRACE_TIMEOUT_S,
+        per_op=True,
+    )  # fmt: skip
+    return arm_trace.summarize(found, [op.name for op in read_graph(flatbuffer).operators])
+
+
+def trace_tables(modes: tuple[ModeResult, ...] | list[ModeResult]) -> str:
+    """The traced modes' instructions: per category (every mode a column), the LCE kernel
+    functions that ran, and per operator with its top function."""
+    from tabulate import tabulate
+
+    def table(rows: list[list[str]], header: list[str]) -> str:
+        return tabulate(rows, header, tablefmt="simple", disable_numparse=True)
+
+    traced = [m for m in modes if m.trace is not None]
+    names = [m.mode for m in traced]
+    rows = []
+    for name, short in zip(arm_trace.CATEGORY_NAMES, arm_trace.SHORT, strict=True):
+        counts = [(m.trace.categories[name], m.trace.instructions) for m in traced]
+        if any(count for count, _ in counts):
+            rows.append([short, *(f"{c:,} ({c / total:.0%})" for c, total in counts)])
+    rows.append(["total", *(f"{m.trace.instructions:,}" for m in traced)])
+    rows.append(["first invoke", *(f"{m.trace.first_invoke_instructions:,}" for m in traced)])
+    parts = [
+        f"aarch64 instructions of one invoke of input 1 (the second of {TRACE_INVOKES}; the "
+        "first also packs LCE's filters). qemu counts, not latency:",
+        table(rows, ["category", *names]),
+        "",
+    ]
+    kernels = [
+        [m.mode if j == 0 else "", k.function, k.category, f"{k.instructions:,}"]
+        for m in traced
+        for j, k in enumerate(m.trace.kernels)
+    ]
+    if kernels:
+        parts.append("LCE kernels that ran (bconv and bitpack functions, most instructions first):")
+        parts.append(table(kernels, ["mode", "function", "category", "instructions"]))
+    else:
+        parts.append("LCE kernels that ran: none (no bconv or bitpack function executed)")
+    if all(m.trace.ops is not None for m in traced):
+        rows = []
+        for index, op in enumerate(traced[0].trace.ops):
+            ops = [m.trace.ops[index] for m in traced]
+            tops = [o.functions[0].function if o.functions else "-" for o in ops]
+            top = tops[0] if len(set(tops)) == 1 else " | ".join(tops)  # once if the same
+            rows.append([str(index), op.op, *(f"{o.instructions:,}" for o in ops), top])
+        between = traced[0].trace.instructions - sum(o.instructions for o in traced[0].trace.ops)
+        parts.append("")
+        parts.append(
+            f"Per operator, in execution order ({names[0]}: {between:,} instructions of the "
+            "interpreter between ops are in none):"
+        )
+        where = f" ({' | '.join(names)}, where they differ)" if len(names) > 1 else ""
+        parts.append(table(rows, ["#", "op", *names, f"top function{where}"]))
+    return "\n".join(parts)
 
 
 def _compare(expected: np.ndarray, actual: np.ndarray):

@@ -1,12 +1,12 @@
-"""The aarch64 instruction-count benchmark: its trace counter on a synthetic qemu log, its
-smoke mode on the real runtime under qemu (counts checked against `-singlestep` and against
-`--count`), and the results-page section it renders."""
+"""The aarch64 instruction-count benchmark: its smoke mode on the real runtime under qemu
+(counts checked against `-singlestep` and against `--count`), and the results-page section
+it renders. The tracing it uses (`ienet_tf.export.arm_trace`, shared with `ienet verify-arm
+--trace`) is tested on a synthetic qemu log in tests/export/test_arm_trace.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -24,75 +24,6 @@ if str(ROOT) not in sys.path:  # as test_harness.py does: benchmarks/ is not a p
 from benchmarks import arm_instructions as bench  # noqa: E402
 
 SCRIPT = ROOT / "benchmarks" / "arm_instructions.py"
-MAIN, INVOKE, INNER, RETURN = 0x400000, 0x400100, 0x400200, 0x400008
-
-
-def _block(pc: int, size: int, host: int, name: str) -> str:
-    """A TB as `-d in_asm` prints it, then its first `-d exec` line."""
-    lines = [f"0x{pc + 4 * i:08x}:  d503201f  nop      " for i in range(size)]
-    return "----------------\nIN: " + name + "\n" + "\n".join(lines) + "\n\n" + _exec(pc, host)
-
-
-def _exec(pc: int, host: int) -> str:
-    return f"Trace 0: 0x{host:x} [0000000001009331/{pc:016x}/00000001/00000200] sym\n"
-
-
-def _synthetic_log() -> str:
-    """main (2 instructions), two invokes, each back to the return site (4)."""
-    log = _block(MAIN, 2, 0x7F00, "main")
-    log += _block(INVOKE, 3, 0x7F10, "invoke") + _block(INNER, 5, 0x7F20, "inner")
-    log += _exec(INNER, 0x7F20) + _block(RETURN, 4, 0x7F30, "main")
-    log += _exec(INVOKE, 0x7F10) + _exec(INNER, 0x7F20) * 3 + _exec(RETURN, 0x7F30)
-    return log
-
-
-def test_the_counter_adds_tb_sizes_per_segment_whatever_the_pieces():
-    data = _synthetic_log().encode()
-    rng = random.Random(0)
-    for _ in range(20):
-        counter = bench.TraceCounter({INVOKE: "invoke", RETURN: "outside"})
-        at = 0
-        while at < len(data):
-            step = rng.randint(1, 60)
-            counter.feed(data[at : at + step])
-            at += step
-        counter.finish()
-        kinds = [kind for kind, _ in counter.segments]
-        assert kinds == ["outside", "invoke", "outside", "invoke", "outside"]
-        totals = [sum(n for _, n in counter.counts(i).values()) for i in range(len(kinds))]
-        assert totals == [2, 3 + 5 + 5, 4, 3 + 3 * 5, 4]
-        assert counter.counts(3) == {INVOKE: [1, 3], INNER: [3, 15]}
-        assert counter.blocks == 4 and counter.conflicts == 0
-
-
-def test_a_tb_executed_without_its_in_asm_block_is_an_error():
-    counter = bench.TraceCounter({})
-    counter.feed(_exec(INNER, 0x7F20).encode())
-    counter.finish()
-    with pytest.raises(ValueError, match="never printed"):
-        counter.counts(0)
-
-
-@pytest.mark.parametrize(
-    ("function", "expected"),
-    [
-        ("void compute_engine::core::bgemm::BinaryKernelNeon8x4<float>(int)", "LCE binary conv"),
-        ("void tflite::optimized_ops::ExtractPatchIntoBufferColumn<int>(int)", "LCE binary conv"),
-        ("void ruy::detail::CreatePackedMatrix<int, int>(ruy::Side)", "LCE binary conv"),
-        ("void compute_engine::core::bitpacking::bitpack_bitfield<float>(float const*, int*)",
-         "LCE bitpacking"),
-        ("ruy::KernelFloatNeon(ruy::KernelParamsFloat<8, 8> const&)", "float conv"),
-        ("void tflite::optimized_ops::ExtractPatchIntoBufferColumn<float>(int)", "float conv"),
-        ("tflite::optimized_ops::AddElementwise(int, float const*)", "elementwise"),
-        ("tflite::optimized_ops::AveragePool(tflite::PoolParams const&)", "pool"),
-        ("__memcpy_sve", "libc"),
-        ("[plt]", "libc"),
-        ("tflite::Subgraph::Invoke()", "runtime"),
-        ("ruy::TrMul(ruy::Ctx*, ruy::TrMulParams*)", "runtime"),
-    ],
-)  # fmt: skip
-def test_functions_fall_into_the_documented_categories(function, expected):
-    assert bench.category(function).startswith(expected)
 
 
 def test_the_section_names_its_command_before_a_run(tmp_path):

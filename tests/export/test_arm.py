@@ -6,6 +6,8 @@ cannot be built here (no qemu, no cross-compiler, no third-party sources).
 """
 
 import argparse
+import collections
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -16,8 +18,8 @@ import pytest
 
 from ienet_tf import errors, export, int8, models
 from ienet_tf.cli import verify_arm as cli
-from ienet_tf.export import arm
-from ienet_tf.export.flatbuffer import FlatbufferError
+from ienet_tf.export import arm, arm_trace
+from ienet_tf.export.flatbuffer import FlatbufferError, read_graph
 from ienet_tf.models.testing import as_if_trained
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +29,8 @@ READY = ROOT / "converters" / "ready" / "fashion_mnist_resnet20_ienet_k2" / "mod
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     """Small exports, each written by `export.to_tflite` (verified on x86 as usual): an
-    IE-Net K=2 network binary + float, its binary + int8 forms (float and int8 I/O), and
-    an Elastic-Link ResNet-20."""
+    IE-Net K=2 network binary + float, its binary + int8 forms (float and int8 I/O), an
+    Elastic-Link ResNet-20, and the float (fp) network."""
     folder = tmp_path_factory.mktemp("arm_exports")
     rng = np.random.default_rng(0)
     written = {}
@@ -47,6 +49,8 @@ def exports(tmp_path_factory):
         el, folder / "el.tflite", rng.normal(size=(16, 8, 8, 3)).astype(np.float32),
         tolerance=1e-4, min_agreement=0.75,
     ).path  # fmt: skip
+    fp = as_if_trained(models.build("convnet", "fp", input_shape=(8, 8, 1)))
+    written["fp"] = export.to_tflite(fp, folder / "fp.tflite", x, min_agreement=0.75).path
     return written
 
 
@@ -275,3 +279,135 @@ def test_verify_arm_cli_runs_a_run_export_on_its_own_test_images(runtime, tmp_pa
     assert args.handler(args) == 0
     out = capsys.readouterr().out
     assert "(16 inputs: the export's parity inputs (16 digits test images, from its sidecar)" in out
+
+
+def _fake_trace(bconv: int, kernel: str) -> arm_trace.InvokeTrace:
+    categories = dict.fromkeys(arm_trace.CATEGORY_NAMES, 0)
+    categories.update({arm_trace.CATEGORY_NAMES[0]: bconv, "other": 100})
+    count = arm_trace.Count(kernel, "bconv", bconv, f"void compute_engine::{kernel}(int)")
+    ops = (
+        arm_trace.OpTrace(0, "LceBconv2d", bconv, (count,)),
+        arm_trace.OpTrace(1, "ADD", 60, (arm_trace.Count("add::Eval", "elementwise", 60, "x"),)),
+    )
+    return arm_trace.InvokeTrace(bconv + 100, bconv + 900, categories, (count,), ops)
+
+
+def _traced_result() -> arm.ArmResult:
+    modes = (
+        arm.ModeResult("default", True, 1.0, 1.0, 1e-7, None, 2e-7, 4.0,
+                       _fake_trace(4_000, "bgemm::BinaryKernelNeon8x4<float>")),
+        arm.ModeResult("reference", True, 1.0, 1.0, 1e-7, None, 2e-7, 6.0,
+                       _fake_trace(70_000, "bconv2d::BConv2DReference<…>")),
+    )  # fmt: skip
+    return arm.ArmResult("m.tflite", 4, "given", "rule", modes, "runtime")
+
+
+def test_a_traced_result_shows_categories_kernels_and_ops_below_the_agreement():
+    result = _traced_result()
+    text = result.table()
+    agreement, traced = text.split("aarch64 instructions of one invoke", 1)
+    assert "reference  yes" in agreement and "(4 inputs: given; rule: rule)" in agreement
+    lines = traced.splitlines()
+    assert any(line.split()[:3] == ["bconv", "4,000", "(98%)"] for line in lines), text
+    assert any(line.split()[:3] == ["total", "4,100", "70,100"] for line in lines), text
+    assert any(line.split()[:3] == ["first", "invoke", "4,900"] for line in lines), text
+    assert not any(line.startswith("bitpack") for line in lines)  # no mode ran one: left out
+    kernels = traced.split("LCE kernels that ran")[1]
+    assert "bgemm::BinaryKernelNeon8x4<float>" in kernels and "BConv2DReference" in kernels
+    ops = traced.split("Per operator")[1]
+    assert "default: 40 instructions of the interpreter between ops" in ops
+    rows = [line.split() for line in ops.splitlines()]
+    assert ["1", "ADD", "60", "60", "add::Eval"] in rows  # the same top function: once
+    assert "top function (default | reference, where they differ)" in ops
+    assert ["0", "LceBconv2d", "4,000", "70,000", "bgemm::BinaryKernelNeon8x4<float>", "|",
+            "bconv2d::BConv2DReference<…>"] == rows[3], text  # fmt: skip
+    untraced = dataclasses.replace(result, modes=tuple(
+        dataclasses.replace(m, trace=None) for m in result.modes))  # fmt: skip
+    assert "instructions" not in untraced.table()
+
+
+def test_a_traced_result_dumps_its_trace_to_json_and_an_untraced_one_none():
+    report = json.loads(json.dumps(_traced_result().as_dict()))
+    trace = report["modes"][0]["trace"]
+    assert trace["instructions"] == 4_100 and trace["categories"]["other"] == 100
+    assert trace["kernels"][0]["function"] == "bgemm::BinaryKernelNeon8x4<float>"
+    assert trace["kernels"][0]["demangled"].startswith("void compute_engine::")
+    assert [op["op"] for op in trace["ops"]] == ["LceBconv2d", "ADD"]
+    untraced = arm.ModeResult("default", True, 1.0, 1.0, 1e-7, None, 2e-7, 4.0)
+    plain = arm.ArmResult("m.tflite", 4, "given", "rule", (untraced,), "runtime").as_dict()
+    assert "trace" not in plain["modes"][0]  # the export sidecar's `arm` section is unchanged
+
+
+def test_cli_trace_asks_verify_arm_for_the_trace_and_prints_it(monkeypatch, capsys):
+    asked = {}
+
+    def fake(*args, **kwargs):
+        asked.update(kwargs)
+        return _traced_result()
+
+    monkeypatch.setattr(arm, "verify_arm", fake)
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["verify-arm", "--model", "m.tflite", "--inputs", "4", "--trace"])
+    assert args.handler(args) == 0 and asked["trace"] is True
+    assert "LCE kernels that ran" in capsys.readouterr().out
+    args = parser.parse_args(["verify-arm", "--model", "m.tflite", "--inputs", "4", "--json"])
+    assert args.handler(args) == 0 and asked["trace"] is False
+    assert json.loads(capsys.readouterr().out)["modes"][1]["trace"]["ops"][0]["op"] == "LceBconv2d"
+
+
+@pytest.fixture(scope="module")
+def traced(runtime, exports):
+    """The binary (IE-Net K=2) and float exports traced in every mode, on 4 inputs."""
+    for tool in ("nm", "objdump", "readelf"):
+        if shutil.which(f"aarch64-linux-gnu-{tool}") is None:
+            pytest.skip(f"aarch64-linux-gnu-{tool} is not installed (binutils-aarch64-linux-gnu)")
+    return {
+        name: arm.verify_arm(exports[name], inputs=4, runtime=runtime, trace=True)
+        for name in ("ienet_k2", "fp")
+    }
+
+
+def _kernels(mode: arm.ModeResult) -> list[str]:
+    return [kernel.demangled for kernel in mode.trace.kernels]
+
+
+@pytest.mark.slow
+def test_traced_binary_model_runs_each_modes_own_bconv_kernel(traced):
+    result = traced["ienet_k2"]
+    _assert_agrees(result)
+    modes = {m.mode: m for m in result.modes}
+    bconv = arm_trace.CATEGORY_NAMES[0]
+    for mode in modes.values():
+        assert mode.trace.categories[bconv] > 0, result.table()
+        assert sum(mode.trace.categories.values()) == mode.trace.instructions
+        assert mode.trace.first_invoke_instructions > mode.trace.instructions  # packs filters
+    default, reference, indirect = (_kernels(modes[m]) for m in arm.MODES)
+    # default: LCE's optimized BGEMM (its NEON micro-kernel); reference: the reference
+    # kernel, none of the BGEMM ones; indirect: the indirect BGEMM kernels
+    assert any("core::bgemm::BinaryKernelNeon" in k for k in default), default
+    assert not any("BConv2DReference" in k or "indirect_bgemm" in k for k in default)
+    assert any("BConv2DReference" in k for k in reference), reference
+    assert not any("core::bgemm::" in k or "indirect_bgemm" in k for k in reference)
+    assert any("core::indirect_bgemm::" in k for k in indirect), indirect
+    assert not any("BinaryKernelNeon" in k or "BConv2DReference" in k for k in indirect)
+    for mode in modes.values():  # per op: the flatbuffer's ops, each bconv in its kernel
+        ops = mode.trace.ops
+        assert ops is not None and sum(o.instructions for o in ops) < mode.trace.instructions
+        histogram = read_graph(Path(result.model).read_bytes()).histogram()
+        assert collections.Counter(o.op for o in ops) == histogram
+        assert all(o.functions[0].category == "bconv" for o in ops if o.op == "LceBconv2d")
+    text = result.table()
+    assert "LCE kernels that ran" in text and "Per operator" in text
+    json.dumps(result.as_dict())
+
+
+@pytest.mark.slow
+def test_traced_float_model_runs_no_lce_kernel(traced):
+    result = traced["fp"]
+    _assert_agrees(result)
+    for mode in result.modes:
+        assert mode.trace.categories[arm_trace.CATEGORY_NAMES[0]] == 0
+        assert mode.trace.kernels == () and mode.trace.instructions > 0
+        assert {o.op for o in mode.trace.ops} >= {"CONV_2D"}
+    assert "LCE kernels that ran: none" in result.table()
