@@ -29,10 +29,11 @@ def _recorded_inputs(model: Path) -> tuple[object, str | None]:
     that config's data set. `(None, why)` otherwise (random inputs are used then)."""
     from ienet_tf import config as config_lib
     from ienet_tf.errors import IENetError
+    from ienet_tf.export.bench import read_sidecar
     from ienet_tf.runs import sha256
 
+    report = read_sidecar(model)
     try:
-        report = json.loads(model.with_name(model.name + ".json").read_text())
         recorded = report["source"].get("config") or report["source"].get("data_config")
         count = int(report["parity"]["num_inputs"])
         ours = report["sha256"] == sha256(model)

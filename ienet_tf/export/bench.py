@@ -43,6 +43,7 @@ from ienet_tf.io import one_line
 __all__ = [
     "architecture",
     "counterparts",
+    "read_sidecar",
     "results_table",
     "MAX_RUNS",
     "MAX_THREADS",
@@ -384,7 +385,7 @@ def architecture(
     if flatbuffer is None:
         with open(tflite, "rb") as f:
             flatbuffer = f.read()
-    report = _sidecar(tflite)
+    report = read_sidecar(tflite)
     if report.get("sha256") != hashlib.sha256(flatbuffer).hexdigest():
         report = {}  # another file's (or no) report: the file itself is the evidence
     source = report.get("source")
@@ -412,7 +413,7 @@ def architecture(
     return network, tuple(int(d) for d in shape), int(classes)
 
 
-def _sidecar(tflite: str | os.PathLike) -> dict:
+def read_sidecar(tflite: str | os.PathLike) -> dict:
     """The sidecar report `ienet export` (or `export.to_tflite`) wrote beside `tflite`; {}
     if there is none or it is not a JSON object."""
     try:
